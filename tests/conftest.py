@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random configs, a tiny CLIP-format tokenizer, offline hub."""
+
+import os
+
+import pytest
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+TEST_WORDS = (
+    "a an the dog cat car barks meows drives beeps hums plays at on in with red green blue yellow circle square "
+    "triangle moving left right up down high low beep hum chirp clicks sound music man woman talks sings"
+).split()
+
+
+def tiny_config_kwargs(**overrides) -> dict:
+    """Keyword arguments of an `AvigateConfig` small enough for CPU tests (32-pixel frames, D = 32)."""
+    kwargs = dict(
+        text_config=dict(
+            vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=32, bos_token_id=518, eos_token_id=519, pad_token_id=519, projection_dim=32,
+        ),
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+            patch_size=16, projection_dim=32,
+        ),
+        audio_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=16,
+            frequency_stride=16, time_stride=16, max_length=1024, num_mel_bins=128,
+        ),
+        projection_dim=32,
+        num_audio_queries=4,
+        resampler_num_layers=2,
+        fusion_num_layers=2,
+        fusion_num_attention_heads=4,
+        max_frames=16,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture
+def tiny_config():
+    from modeling_avigate import AvigateConfig
+
+    return AvigateConfig(**tiny_config_kwargs())
+
+
+@pytest.fixture
+def tiny_tokenizer_dir(tmp_path):
+    from modeling_avigate.vocab import write_word_level_clip_vocab
+
+    directory = tmp_path / "tokenizer"
+    write_word_level_clip_vocab(TEST_WORDS, str(directory))
+    return directory
