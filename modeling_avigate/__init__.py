@@ -3,8 +3,14 @@
 from transformers import AutoConfig, AutoModel
 
 from .configuration_avigate import AvigateConfig
+from .modeling_avigate import AvigateModel, AvigateOutput, AvigatePreTrainedModel, AvigateVideoOutput
 
 
 AutoConfig.register("avigate", AvigateConfig)
+AutoModel.register(AvigateConfig, AvigateModel)
+# `save_pretrained` then copies configuration_avigate.py / modeling_avigate.py into the folder and writes an
+# `auto_map`, so the folder loads with `trust_remote_code=True` where this package is not installed.
+AvigateConfig.register_for_auto_class()
+AvigateModel.register_for_auto_class("AutoModel")
 
-__all__ = ["AvigateConfig"]
+__all__ = ["AvigateConfig", "AvigateModel", "AvigateOutput", "AvigatePreTrainedModel", "AvigateVideoOutput"]

@@ -1,0 +1,613 @@
+# Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch AVIGATE: audio-visual video-text retrieval with gated fusion (Jeong et al., CVPR 2025)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import ASTModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, logging
+
+from .configuration_avigate import AvigateConfig
+
+
+logger = logging.get_logger(__name__)
+
+# Scores are computed for at most this many (text, video, frame) triples at once, so a large gallery never
+# materialises an [Nt, Nv, T] tensor in one piece.
+SIMILARITY_CHUNK_ELEMENTS = 1 << 24
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure functions: pooling, similarity, margin and loss. Training, evaluation and the search index all reuse them.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def l2_normalize(tensor: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(tensor, dim=-1)
+
+
+def masked_mean(frames: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `frames` `[N, T, D]` over the real frames of `video_mask` `[N, T]`."""
+    weights = video_mask.to(frames.dtype).unsqueeze(-1)
+    return (frames * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def pool_video_embeds(frame_embeds: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+    """Global video embedding `v̂ = norm(masked_mean_i f̂_i)` from L2-normalised frame embeddings."""
+    return l2_normalize(masked_mean(frame_embeds, video_mask))
+
+
+def multi_grained_similarity(
+    text_embeds: torch.Tensor,
+    video_embeds: torch.Tensor,
+    frame_embeds: torch.Tensor,
+    video_mask: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    lse_temperature: float = 1.0,
+    chunk_elements: int = SIMILARITY_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    r"""
+    AVIGATE's text-video score `s = (s_g + s_l) / 2` with `s_g = σ⟨t̂, v̂⟩` and
+    `s_l = (1/λ) logsumexp_{i real}(λ σ ⟨t̂, f̂_i⟩)`.
+
+    Args:
+        text_embeds: L2-normalised text embeddings `[Nt, D]`.
+        video_embeds: L2-normalised global video embeddings `[Nv, D]`.
+        frame_embeds: L2-normalised frame embeddings `[Nv, T, D]`.
+        video_mask: `[Nv, T]`, 1 for real frames.
+        logit_scale: σ, already exponentiated and clamped.
+        lse_temperature: λ.
+        chunk_elements: videos are scored in chunks of at most this many `Nt × chunk × T` elements.
+
+    Returns:
+        `[Nt, Nv]` scores.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_avigate.modeling_avigate import multi_grained_similarity, pool_video_embeds
+    >>> frames = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
+    >>> mask = torch.ones(3, 4)
+    >>> text = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    >>> multi_grained_similarity(text, pool_video_embeds(frames, mask), frames, mask, 100.0).shape
+    torch.Size([2, 3])
+    ```
+    """
+    frame_embeds = frame_embeds.to(text_embeds.dtype)
+    video_embeds = video_embeds.to(text_embeds.dtype)
+    global_scores = logit_scale * text_embeds @ video_embeds.T
+    num_texts, num_frames = text_embeds.shape[0], frame_embeds.shape[1]
+    chunk = max(1, chunk_elements // max(1, num_texts * num_frames))
+    local_scores = []
+    for start in range(0, frame_embeds.shape[0], chunk):
+        frames = frame_embeds[start : start + chunk]
+        mask = video_mask[start : start + chunk].bool()
+        frame_logits = lse_temperature * logit_scale * torch.einsum("td,vfd->tvf", text_embeds, frames)
+        # logsumexp subtracts the max internally, so the -inf padding never overflows (the reference summed raw
+        # exponentials, which overflows at σ = 100 and cosine 1).
+        frame_logits = frame_logits.masked_fill(~mask.unsqueeze(0), float("-inf"))
+        local_scores.append(torch.logsumexp(frame_logits, dim=-1) / lse_temperature)
+    return (global_scores + torch.cat(local_scores, dim=1)) / 2
+
+
+@torch.no_grad()
+def adaptive_margin(
+    text_embeds: torch.Tensor, visual_video_embeds: torch.Tensor, margin_scale: float, margin_max: float
+) -> torch.Tensor:
+    """`M_ij = min(λ_m (1 − (c^t_ij + c^v_ij) / 2), δ)`, `M_ii = 0`: pairs that already look alike get a small margin."""
+    text_cosine = text_embeds @ text_embeds.T
+    video_cosine = visual_video_embeds @ visual_video_embeds.T
+    margin = (margin_scale * (1 - (text_cosine + video_cosine) / 2)).clamp(max=margin_max)
+    return margin.fill_diagonal_(0.0)
+
+
+def symmetric_contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean of the text→video and video→text cross-entropies of square `logits` whose diagonal holds the positives."""
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (nn.functional.cross_entropy(logits, labels) + nn.functional.cross_entropy(logits.T, labels)) / 2
+
+
+def avigate_contrastive_loss(
+    similarity: torch.Tensor,
+    text_embeds: torch.Tensor,
+    visual_video_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    margin_scale: float,
+    margin_max: float,
+) -> torch.Tensor:
+    """Adaptive-margin symmetric InfoNCE over a batch of matching pairs: logits `S + σ·M`, M without gradient."""
+    margin = adaptive_margin(text_embeds, visual_video_embeds, margin_scale, margin_max)
+    return symmetric_contrastive_loss(similarity + logit_scale * margin)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AvigateVideoOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, projection_dim)`):
+        L2-normalised fused frame embeddings `f̂_i`.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
+        L2-normalised global video embedding `v̂`.
+    video_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`):
+        1 for real frames, 0 for padding.
+    attn_gates (`torch.FloatTensor` of shape `(batch_size, fusion_num_layers)`):
+        Cross-attention gate of every fusion layer, in (−1, 1); exactly 0 where audio is absent or masked.
+    ffn_gates (`torch.FloatTensor` of shape `(batch_size, fusion_num_layers)`):
+        Feed-forward gate of every fusion layer.
+    visual_embeds (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
+        Audio-free global embedding before fusion (normalised frame features with position embedding, averaged and
+        renormalised); the adaptive margin compares videos with it.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    video_mask: torch.LongTensor | None = None
+    attn_gates: torch.FloatTensor | None = None
+    ffn_gates: torch.FloatTensor | None = None
+    visual_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class AvigateOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `return_loss` is `True`):
+        Adaptive-margin symmetric contrastive loss.
+    logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, video_batch_size)`):
+        `similarity(text_embeds, frame_embeds, video_mask)`: the multi-grained scores, logit scale included, no margin.
+    logits_per_video (`torch.FloatTensor` of shape `(video_batch_size, text_batch_size)`):
+        Transpose of `logits_per_text`.
+    text_embeds (`torch.FloatTensor` of shape `(text_batch_size, projection_dim)`): L2-normalised text embeddings.
+    video_embeds (`torch.FloatTensor` of shape `(video_batch_size, projection_dim)`): L2-normalised video embeddings.
+    frame_embeds (`torch.FloatTensor` of shape `(video_batch_size, num_frames, projection_dim)`): fused frames.
+    video_mask (`torch.LongTensor` of shape `(video_batch_size, num_frames)`): 1 for real frames.
+    attn_gates, ffn_gates (`torch.FloatTensor` of shape `(video_batch_size, fusion_num_layers)`): gate values.
+    visual_embeds (`torch.FloatTensor` of shape `(video_batch_size, projection_dim)`): audio-free video embeddings.
+    logit_scale (`torch.FloatTensor` of shape `()`): σ, exponentiated and clamped; returned so a training step that
+        gathers embeddings across processes computes its loss from `forward`'s outputs alone.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    frame_embeds: torch.FloatTensor | None = None
+    video_mask: torch.LongTensor | None = None
+    attn_gates: torch.FloatTensor | None = None
+    ffn_gates: torch.FloatTensor | None = None
+    visual_embeds: torch.FloatTensor | None = None
+    logit_scale: torch.FloatTensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def key_padding_bias(key_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention bias `[N, 1, 1, K]` that hides keys where `key_mask` is 0."""
+    bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
+    bias = bias.masked_fill(~key_mask.bool(), torch.finfo(dtype).min)
+    return bias[:, None, None, :]
+
+
+class AvigateAttention(nn.Module):
+    """Multi-head attention of `hidden_states` over `key_value_states` (itself when omitted), CLIP's layout."""
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__()
+        self.config = config
+        self.embed_dim = config.projection_dim
+        self.num_heads = config.fusion_num_attention_heads
+        self.head_dim = self.embed_dim // self.num_heads
+        self.scale = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        key_value_states = hidden_states if key_value_states is None else key_value_states
+        batch_size = hidden_states.shape[0]
+        queries = self.q_proj(hidden_states).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        keys = self.k_proj(key_value_states).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        values = self.v_proj(key_value_states).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, _ = attention_interface(self, queries, keys, values, attention_mask, scaling=self.scale)
+        return self.out_proj(attn_output.reshape(batch_size, -1, self.embed_dim))
+
+
+class AvigateMLP(nn.Module):
+    """D → 4D → D with QuickGELU; `bias=True` is CLIP's MLP, `bias=False` the fusion layers' cross feed-forward."""
+
+    def __init__(self, config: AvigateConfig, bias: bool = True):
+        super().__init__()
+        self.activation_fn = ACT2FN["quick_gelu"]
+        self.fc1 = nn.Linear(config.projection_dim, 4 * config.projection_dim, bias=bias)
+        self.fc2 = nn.Linear(4 * config.projection_dim, config.projection_dim, bias=bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class AvigateGate(nn.Module):
+    """Bias-free 2D → D/2 → 1 MLP with tanh: one scalar per video from `[mean frame ; mean audio query]`."""
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__()
+        self.activation_fn = ACT2FN["quick_gelu"]
+        self.fc1 = nn.Linear(2 * config.projection_dim, config.projection_dim // 2, bias=False)
+        self.fc2 = nn.Linear(config.projection_dim // 2, 1, bias=False)
+
+    def forward(self, summary: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc2(self.activation_fn(self.fc1(summary)))).squeeze(-1)
+
+
+class AvigateResamplerLayer(GradientCheckpointingLayer):
+    """Pre-norm block: query self-attention, cross-attention to audio tokens (one LayerNorm for both sides), MLP."""
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__()
+        eps = config.fusion_layer_norm_eps
+        self.layer_norm1 = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.self_attn = AvigateAttention(config)
+        self.layer_norm_cross = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.cross_attn = AvigateAttention(config)
+        self.layer_norm2 = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.mlp = AvigateMLP(config)
+
+    def forward(self, queries: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        queries = queries + self.self_attn(self.layer_norm1(queries))
+        queries = queries + self.cross_attn(self.layer_norm_cross(queries), self.layer_norm_cross(audio_tokens))
+        return queries + self.mlp(self.layer_norm2(queries))
+
+
+class AvigateAudioResampler(nn.Module):
+    """Compresses ~1213 projected AST tokens into `num_audio_queries` audio embeddings with learned queries."""
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__()
+        self.config = config
+        self.query_tokens = nn.Parameter(torch.empty(config.num_audio_queries, config.projection_dim))
+        self.query_position_embedding = nn.Parameter(torch.empty(config.num_audio_queries, config.projection_dim))
+        self.layers = nn.ModuleList([AvigateResamplerLayer(config) for _ in range(config.resampler_num_layers)])
+
+    def forward(self, audio_tokens: torch.Tensor) -> torch.Tensor:
+        queries = (self.query_tokens + self.query_position_embedding).expand(audio_tokens.shape[0], -1, -1)
+        for layer in self.layers:
+            queries = layer(queries, audio_tokens)
+        return queries
+
+
+class AvigateFusionLayer(GradientCheckpointingLayer):
+    """Gated fusion layer: gated cross-attention to audio, gated feed-forward, then frame self-attention and MLP."""
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__()
+        eps = config.fusion_layer_norm_eps
+        self.gate_mode = config.gate_mode
+        self.attn_gate = AvigateGate(config)
+        self.ffn_gate = AvigateGate(config)
+        self.layer_norm_cross = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.cross_attn = AvigateAttention(config)
+        self.layer_norm_ffn = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.cross_ffn = AvigateMLP(config, bias=False)
+        self.layer_norm1 = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.self_attn = AvigateAttention(config)
+        self.layer_norm2 = nn.LayerNorm(config.projection_dim, eps=eps)
+        self.mlp = AvigateMLP(config)
+
+    def gates(self, frames: torch.Tensor, video_mask: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(g_att, g_ffn)`, each `[N]`, from the mean real frame and the mean audio query (or fixed by `gate_mode`)."""
+        if self.gate_mode != "learned":
+            value = 1.0 if self.gate_mode == "open" else 0.0
+            fixed = torch.full(frames.shape[:1], value, dtype=frames.dtype, device=frames.device)
+            return fixed, fixed
+        summary = torch.cat([masked_mean(frames, video_mask), audio.mean(dim=1)], dim=-1)
+        return self.attn_gate(summary), self.ffn_gate(summary)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        video_mask: torch.Tensor,
+        frame_attention_bias: torch.Tensor,
+        audio: torch.Tensor | None,
+        audio_present: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if audio is None:
+            attn_gate = ffn_gate = frames.new_zeros(frames.shape[0])
+        else:
+            attn_gate, ffn_gate = self.gates(frames, video_mask, audio)
+            attn_gate, ffn_gate = attn_gate * audio_present, ffn_gate * audio_present
+            # The audio memory is deliberately not normalised (as in the paper's reference implementation).
+            frames = frames + attn_gate[:, None, None] * self.cross_attn(self.layer_norm_cross(frames), audio)
+            frames = frames + ffn_gate[:, None, None] * self.cross_ffn(self.layer_norm_ffn(frames))
+        frames = frames + self.self_attn(self.layer_norm1(frames), attention_mask=frame_attention_bias)
+        frames = frames + self.mlp(self.layer_norm2(frames))
+        return frames, attn_gate, ffn_gate
+
+
+class AvigateFusionTransformer(nn.Module):
+    """Stack of gated fusion layers; returns the fused frames and the gates of every layer."""
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__()
+        self.layers = nn.ModuleList([AvigateFusionLayer(config) for _ in range(config.fusion_num_layers)])
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        video_mask: torch.Tensor,
+        audio: torch.Tensor | None,
+        audio_present: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        frame_attention_bias = key_padding_bias(video_mask, frames.dtype)
+        attn_gates, ffn_gates = [], []
+        for layer in self.layers:
+            frames, attn_gate, ffn_gate = layer(frames, video_mask, frame_attention_bias, audio, audio_present)
+            attn_gates.append(attn_gate)
+            ffn_gates.append(ffn_gate)
+        return frames, torch.stack(attn_gates, dim=1), torch.stack(ffn_gates, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class AvigatePreTrainedModel(PreTrainedModel):
+    config: AvigateConfig
+    base_model_prefix = "avigate"
+    main_input_name = "input_ids"
+    input_modalities = ("text", "video", "audio")
+    supports_gradient_checkpointing = True
+    _no_split_modules = [
+        "CLIPEncoderLayer", "CLIPTextEmbeddings", "CLIPVisionEmbeddings", "ASTLayer", "ASTEmbeddings",
+        "AvigateResamplerLayer", "AvigateFusionLayer",
+    ]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """N(0, initializer_range) for every new weight, zero biases, unit norms, orthogonal audio queries."""
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, AvigateAudioResampler):
+            init.orthogonal_(module.query_tokens)
+            init.normal_(module.query_position_embedding, std=std)
+        elif isinstance(module, AvigateModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+
+class AvigateModel(AvigatePreTrainedModel):
+    r"""
+    AVIGATE: CLIP frames and text, AST audio, an audio resampler and a gated fusion transformer that decides per video
+    and per layer how much of the sound enters the frame embeddings.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_avigate import AvigateConfig, AvigateModel
+    >>> config = AvigateConfig(
+    ...     text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4),
+    ...     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+    ...                        image_size=32, patch_size=16),
+    ...     audio_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4),
+    ...     projection_dim=32, fusion_num_attention_heads=4, num_audio_queries=4,
+    ...     resampler_num_layers=1, fusion_num_layers=2)
+    >>> model = AvigateModel(config).eval()
+    >>> out = model(input_ids=torch.tensor([[49406, 320, 49407]]), pixel_values=torch.randn(1, 3, 3, 32, 32),
+    ...             input_values=torch.randn(1, 1024, 128), has_audio=torch.tensor([True]), return_loss=True)
+    >>> out.logits_per_text.shape, out.attn_gates.shape
+    (torch.Size([1, 1]), torch.Size([1, 2]))
+    ```
+    """
+
+    def __init__(self, config: AvigateConfig):
+        super().__init__(config)
+        projection_dim = config.projection_dim
+        self.text_model = CLIPTextModel._from_config(config.text_config)
+        self.vision_model = CLIPVisionModel._from_config(config.vision_config)
+        self.audio_model = ASTModel._from_config(config.audio_config)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, projection_dim, bias=False)
+        self.visual_projection = nn.Linear(config.vision_config.hidden_size, projection_dim, bias=False)
+        self.audio_projection = nn.Linear(config.audio_config.hidden_size, projection_dim, bias=False)
+        self.frame_position_embedding = nn.Embedding(config.max_frames, projection_dim)
+        self.audio_resampler = AvigateAudioResampler(config)
+        self.fusion = AvigateFusionTransformer(config)
+        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        self.post_init()
+
+    # -- towers ---------------------------------------------------------------------------------------------------
+
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> BaseModelOutputWithPooling:
+        """CLIP text tower → EOS token → final LayerNorm → projection; `pooler_output` is L2-normalised `[Nt, D]`."""
+        text_outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        text_outputs.pooler_output = l2_normalize(self.text_projection(text_outputs.pooler_output))
+        return text_outputs
+
+    def get_frame_features(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """Projected CLIP CLS features plus frame position embeddings, `[Nv, T, D]`; padded frames are not encoded."""
+        num_videos, num_frames = pixel_values.shape[:2]
+        if num_frames > self.config.max_frames:
+            raise ValueError(f"pixel_values has {num_frames} frames but config.max_frames is {self.config.max_frames}")
+        real = video_mask.bool()
+        pooled = self.vision_model(pixel_values=pixel_values[real], return_dict=True).pooler_output
+        projected = self.visual_projection(pooled)
+        frames = projected.new_zeros(num_videos, num_frames, projected.shape[-1])
+        frames[real] = projected
+        return frames + self.frame_position_embedding.weight[:num_frames]
+
+    def get_audio_hidden_states(self, input_values: torch.Tensor) -> torch.Tensor:
+        """AST token states *before* its final LayerNorm, `[Nv, 2 + num_patches, H]`: the frozen, cacheable part."""
+        hidden_states = self.audio_model.embeddings(input_values)
+        for layer in self.audio_model.layers:
+            hidden_states = layer(hidden_states, None)
+        return hidden_states
+
+    def get_audio_features(self, audio_hidden_states: torch.Tensor) -> torch.Tensor:
+        """Merge AST's CLS and distillation tokens into their mean, apply AST's final LayerNorm, project: `[Nv, 1 + P, D]`."""
+        special = audio_hidden_states[:, :2].mean(dim=1, keepdim=True)
+        tokens = torch.cat([special, audio_hidden_states[:, 2:]], dim=1)
+        return self.audio_projection(self.audio_model.layernorm(tokens))
+
+    # -- video ------------------------------------------------------------------------------------------------------
+
+    def get_video_features(
+        self,
+        pixel_values: torch.Tensor,
+        video_mask: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        has_audio: torch.Tensor | None = None,
+        audio_hidden_states: torch.Tensor | None = None,
+    ) -> AvigateVideoOutput:
+        r"""
+        Encode videos with their sound: frames `[Nv, T, 3, H, W]`, optional fbank `input_values` `[Nv, 1024, 128]`
+        (or precomputed `audio_hidden_states` from [`~AvigateModel.get_audio_hidden_states`]) and `has_audio` `[Nv]`.
+        Without audio inputs the videos are encoded visually only (all gates 0).
+        """
+        if video_mask is None:
+            video_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
+        frames = self.get_frame_features(pixel_values, video_mask)
+        visual_embeds = pool_video_embeds(l2_normalize(frames), video_mask)
+
+        audio = audio_present = None
+        if audio_hidden_states is None and input_values is not None:
+            audio_hidden_states = self.get_audio_hidden_states(input_values)
+        if audio_hidden_states is not None:
+            audio = self.audio_resampler(self.get_audio_features(audio_hidden_states.to(frames.dtype)))
+            audio_present = torch.ones(frames.shape[0], dtype=frames.dtype, device=frames.device)
+            if self.config.mask_missing_audio and has_audio is not None:
+                audio_present = has_audio.to(device=frames.device, dtype=frames.dtype)
+
+        fused, attn_gates, ffn_gates = self.fusion(frames, video_mask, audio, audio_present)
+        weight = self.config.fusion_residual_weight
+        frame_embeds = l2_normalize(weight * fused + (1 - weight) * frames)
+        return AvigateVideoOutput(
+            last_hidden_state=frame_embeds,
+            pooler_output=pool_video_embeds(frame_embeds, video_mask),
+            video_mask=video_mask,
+            attn_gates=attn_gates,
+            ffn_gates=ffn_gates,
+            visual_embeds=visual_embeds,
+        )
+
+    # -- scores -----------------------------------------------------------------------------------------------------
+
+    def get_logit_scale(self) -> torch.Tensor:
+        """σ = exp(logit_scale), clamped to exp(logit_scale_max) (100 by default)."""
+        return self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
+
+    def similarity(
+        self,
+        text_embeds: torch.Tensor,
+        frame_embeds: torch.Tensor,
+        video_mask: torch.Tensor | None = None,
+        chunk_elements: int = SIMILARITY_CHUNK_ELEMENTS,
+    ) -> torch.Tensor:
+        """`[Nt, Nv]` multi-grained scores of normalised text and fused frame embeddings: the training logits."""
+        if video_mask is None:
+            video_mask = torch.ones(frame_embeds.shape[:2], dtype=torch.long, device=frame_embeds.device)
+        video_embeds = pool_video_embeds(frame_embeds.to(text_embeds.dtype), video_mask)
+        return multi_grained_similarity(
+            text_embeds, video_embeds, frame_embeds, video_mask, self.get_logit_scale(),
+            self.config.lse_temperature, chunk_elements,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        video_mask: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        has_audio: torch.Tensor | None = None,
+        audio_hidden_states: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+    ) -> AvigateOutput:
+        r"""
+        Encode texts and videos and score every pair. With `return_loss=True` the batch must hold matching pairs
+        (text i describes video i) and the adaptive-margin contrastive loss is returned.
+        """
+        text_embeds = self.get_text_features(input_ids, attention_mask).pooler_output
+        video_outputs = self.get_video_features(pixel_values, video_mask, input_values, has_audio, audio_hidden_states)
+        logit_scale = self.get_logit_scale()
+        video_embeds = video_outputs.pooler_output
+        logits_per_text = multi_grained_similarity(
+            text_embeds, video_embeds, video_outputs.last_hidden_state, video_outputs.video_mask, logit_scale,
+            self.config.lse_temperature,
+        )
+        loss = None
+        if return_loss:
+            loss = avigate_contrastive_loss(
+                logits_per_text, text_embeds, video_outputs.visual_embeds, logit_scale,
+                self.config.margin_scale, self.config.margin_max,
+            )
+        return AvigateOutput(
+            loss=loss,
+            logits_per_text=logits_per_text,
+            logits_per_video=logits_per_text.T,
+            text_embeds=text_embeds,
+            video_embeds=video_embeds,
+            frame_embeds=video_outputs.last_hidden_state,
+            video_mask=video_outputs.video_mask,
+            attn_gates=video_outputs.attn_gates,
+            ffn_gates=video_outputs.ffn_gates,
+            visual_embeds=video_outputs.visual_embeds,
+            logit_scale=logit_scale,
+        )
+
+
+__all__ = [
+    "AvigateModel",
+    "AvigatePreTrainedModel",
+    "AvigateOutput",
+    "AvigateVideoOutput",
+    "multi_grained_similarity",
+    "adaptive_margin",
+    "symmetric_contrastive_loss",
+    "avigate_contrastive_loss",
+    "pool_video_embeds",
+]
