@@ -1,0 +1,120 @@
+"""Memory-mapped per-video feature caches.
+
+AVIGATE keeps its AST encoder frozen, so the AST token states before the final LayerNorm depend only on the sound
+track: they are computed once per video and read back at every epoch (`--audio_cache`). The same container holds
+decoded, normalised frames (`--frame_cache`) for small benchmarks whose decoding would otherwise dominate a CPU run.
+Arrays are stored as fp16 `.npy` files and opened with `mmap_mode="r"`, so a cache larger than RAM still works.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import torch
+
+
+INDEX_FILE = "cache_index.json"
+
+
+def tensor_fingerprint(tensors: Mapping[str, torch.Tensor], extra: Mapping | None = None) -> str:
+    """SHA-256 over named tensors (and JSON-able settings): a cache built from other weights is refused."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    digest.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Rows of fixed-shape arrays keyed by video id.
+
+    Example:
+
+    ```python
+    >>> import tempfile, torch
+    >>> from modeling_avigate.feature_cache import FeatureCache
+    >>> directory = tempfile.mkdtemp() + "/cache"
+    >>> batches = [(["a", "b"], {"x": torch.ones(2, 3)})]
+    >>> cache = FeatureCache.write(directory, batches, num_rows=2, fingerprint="demo")
+    >>> FeatureCache.open(directory, fingerprint="demo").get("b")["x"].tolist()
+    [1.0, 1.0, 1.0]
+    ```
+    """
+
+    def __init__(self, directory: str, rows: dict[str, int], arrays: dict[str, np.ndarray], fingerprint: str):
+        self.directory = directory
+        self.rows = rows
+        self.arrays = arrays
+        self.fingerprint = fingerprint
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, video_id: str) -> dict[str, torch.Tensor]:
+        row = self.rows[video_id]
+        return {name: torch.from_numpy(np.array(array[row])) for name, array in self.arrays.items()}
+
+    @classmethod
+    def write(
+        cls,
+        directory: str,
+        batches: Iterable[tuple[list[str], Mapping[str, torch.Tensor]]],
+        num_rows: int,
+        fingerprint: str,
+    ) -> "FeatureCache":
+        """Write `(video_ids, {name: tensor [B, ...]})` batches; float tensors are stored as fp16.
+
+        The cache is assembled in a staging folder and renamed into place, so an interrupted build leaves nothing
+        that `open` would accept.
+        """
+        staging = directory.rstrip("/") + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        rows: dict[str, int] = {}
+        arrays: dict[str, np.ndarray] = {}
+        for video_ids, features in batches:
+            start = len(rows)
+            for name, tensor in features.items():
+                values = tensor.detach().cpu()
+                values = values.to(torch.float16) if values.is_floating_point() else values
+                if name not in arrays:
+                    arrays[name] = np.lib.format.open_memmap(
+                        os.path.join(staging, f"{name}.npy"), mode="w+", dtype=values.numpy().dtype,
+                        shape=(num_rows, *values.shape[1:]),
+                    )
+                arrays[name][start : start + len(video_ids)] = values.numpy()
+            for offset, video_id in enumerate(video_ids):
+                rows[video_id] = start + offset
+        if len(rows) != num_rows:
+            raise ValueError(f"FeatureCache.write: expected {num_rows} rows, got {len(rows)} (duplicate video ids?)")
+        for array in arrays.values():
+            array.flush()
+        with open(os.path.join(staging, INDEX_FILE), "w") as handle:
+            json.dump({"fingerprint": fingerprint, "rows": rows, "arrays": sorted(arrays)}, handle)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+        return cls.open(directory, fingerprint)
+
+    @classmethod
+    def open(cls, directory: str, fingerprint: str | None = None) -> "FeatureCache":
+        """Open a cache read-only; with `fingerprint`, refuse one built from other weights or settings."""
+        index_path = os.path.join(directory, INDEX_FILE)
+        if not os.path.isfile(index_path):
+            raise FileNotFoundError(f"{directory} is not a feature cache (no {INDEX_FILE})")
+        with open(index_path) as handle:
+            index = json.load(handle)
+        if fingerprint is not None and index["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"feature cache {directory} was built from other weights or settings (fingerprint "
+                f"{index['fingerprint'][:12]} != {fingerprint[:12]}); delete it or point to another folder"
+            )
+        arrays = {name: np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r") for name in index["arrays"]}
+        return cls(directory, index["rows"], arrays, index["fingerprint"])

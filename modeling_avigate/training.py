@@ -1,0 +1,121 @@
+"""Training helpers for AVIGATE: freezing, parameter groups, the distributed contrastive loss, atomic checkpoints.
+
+They are small and framework-agnostic so `examples/train.py` (Accelerate) and the tests share one implementation.
+"""
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .modeling_avigate import AvigateModel, AvigateOutput, avigate_contrastive_loss, multi_grained_similarity
+
+
+@dataclass
+class LearningRates:
+    """DESIGN §5: new modules at `base`, CLIP towers at `base × clip_multiplier`, audio queries at `base × query_multiplier`."""
+
+    base: float = 1e-4
+    clip_multiplier: float = 1e-3
+    query_multiplier: float = 100.0
+    weight_decay: float = 0.2
+
+
+CLIP_PREFIXES = ("text_model.", "vision_model.", "text_projection.", "visual_projection.", "logit_scale")
+QUERY_PARAMETERS = ("audio_resampler.query_tokens",)
+# Token, patch and position embeddings of both CLIP towers stay at their pretrained values.
+FROZEN_CLIP_PREFIXES = (
+    "text_model.embeddings.token_embedding.",
+    "text_model.embeddings.position_embedding.",
+    "vision_model.embeddings.patch_embedding.",
+    "vision_model.embeddings.position_embedding.",
+)
+
+
+def freeze_for_training(
+    model: AvigateModel, train_audio_encoder: bool = False, freeze_clip_embeddings: bool = True
+) -> None:
+    """Freeze the AST encoder (all but its final LayerNorm) and CLIP's embeddings, as in the paper's recipe."""
+    for name, parameter in model.named_parameters():
+        if name.startswith(FROZEN_CLIP_PREFIXES):
+            parameter.requires_grad_(not freeze_clip_embeddings)
+        elif name.startswith("audio_model.") and not name.startswith("audio_model.layernorm."):
+            parameter.requires_grad_(train_audio_encoder)
+
+
+def is_no_decay(name: str, parameter: nn.Parameter) -> bool:
+    """Biases, norms and scalars are not decayed."""
+    return parameter.ndim < 2 or "norm" in name or name.endswith(".bias")
+
+
+def build_parameter_groups(model: AvigateModel, rates: LearningRates) -> list[dict]:
+    """AdamW groups by (learning-rate family, decay); only trainable parameters, every one exactly once."""
+    groups: dict[tuple[str, bool], dict] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if name in QUERY_PARAMETERS:
+            family, lr = "queries", rates.base * rates.query_multiplier
+        elif name.startswith(CLIP_PREFIXES):
+            family, lr = "clip", rates.base * rates.clip_multiplier
+        else:
+            family, lr = "new", rates.base
+        no_decay = is_no_decay(name, parameter)
+        group = groups.setdefault(
+            (family, no_decay),
+            {"params": [], "names": [], "lr": lr, "weight_decay": 0.0 if no_decay else rates.weight_decay,
+             "family": family},
+        )
+        group["params"].append(parameter)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate `tensor` from every process along dim 0; gradients flow back to each process's own slice.
+
+    The backward of torch's autograd all_gather sums the gradients of all processes, so with every process computing
+    the same full-batch loss and DDP averaging, the update equals that of one process holding the whole batch.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def contrastive_loss_from_outputs(
+    outputs: AvigateOutput, model_config, gather: Callable[[torch.Tensor], torch.Tensor] = all_gather_with_grad
+) -> torch.Tensor:
+    """The AVIGATE loss over the contrastive batch of all processes, from `forward`'s outputs only (DDP-safe)."""
+    text_embeds = gather(outputs.text_embeds)
+    video_embeds = gather(outputs.video_embeds)
+    frame_embeds = gather(outputs.frame_embeds)
+    video_mask = gather(outputs.video_mask)
+    visual_embeds = gather(outputs.visual_embeds)
+    similarity = multi_grained_similarity(
+        text_embeds, video_embeds, frame_embeds, video_mask, outputs.logit_scale, model_config.lse_temperature
+    )
+    return avigate_contrastive_loss(
+        similarity, text_embeds, visual_embeds, outputs.logit_scale, model_config.margin_scale, model_config.margin_max
+    )
+
+
+def replace_directory_atomically(staging_dir: str, final_dir: str) -> None:
+    """Move a fully written `staging_dir` to `final_dir`; an interruption leaves either the old or the new folder."""
+    previous = final_dir + ".previous"
+    if os.path.exists(previous):
+        shutil.rmtree(previous)
+    if os.path.exists(final_dir):
+        os.replace(final_dir, previous)
+    os.replace(staging_dir, final_dir)
+    if os.path.exists(previous):
+        shutil.rmtree(previous)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
