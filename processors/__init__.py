@@ -1,0 +1,26 @@
+"""Preprocessing of AVIGATE: `AvigateProcessor` (captions + video files → model inputs), its audio feature
+extractor, PyAV decoding helpers and a DataLoader dataset that decodes in workers."""
+
+from transformers import AutoFeatureExtractor, AutoProcessor
+
+from ..configuration_avigate import AvigateConfig
+from .feature_extraction_avigate import AvigateFeatureExtractor
+from .processing_avigate import AvigateProcessor
+from .video_io import DecodedVideo, FrameResizer, read_video, sample_frame_indices
+
+
+# In-package classes for `Auto*.from_pretrained` on folders whose config says model_type "avigate"; saved folders
+# also carry the source files (remote code) for users without this package.
+AutoFeatureExtractor.register(AvigateConfig, AvigateFeatureExtractor)
+AutoProcessor.register(AvigateConfig, AvigateProcessor)
+AvigateFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+AvigateProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = [
+    "AvigateFeatureExtractor",
+    "AvigateProcessor",
+    "DecodedVideo",
+    "FrameResizer",
+    "read_video",
+    "sample_frame_indices",
+]
