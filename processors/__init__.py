@@ -4,6 +4,7 @@ extractor, PyAV decoding helpers and a DataLoader dataset that decodes in worker
 from transformers import AutoFeatureExtractor, AutoProcessor
 
 from ..configuration_avigate import AvigateConfig
+from .dataset import AvigateCollator, AvigateVideoDataset
 from .feature_extraction_avigate import AvigateFeatureExtractor
 from .processing_avigate import AvigateProcessor
 from .video_io import DecodedVideo, FrameResizer, read_video, sample_frame_indices
@@ -17,8 +18,10 @@ AvigateFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 AvigateProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
+    "AvigateCollator",
     "AvigateFeatureExtractor",
     "AvigateProcessor",
+    "AvigateVideoDataset",
     "DecodedVideo",
     "FrameResizer",
     "read_video",

@@ -1,13 +1,12 @@
 """Small synthetic media files for tests, written with PyAV (no downloads, no ffmpeg binary).
 
-Example:
+Tests import it as `media` (pytest puts `tests/` on `sys.path`):
 
 ```python
->>> import numpy as np, tempfile, os
->>> from tests.media import tone, write_test_video
->>> path = os.path.join(tempfile.mkdtemp(), "clip.mp4")
->>> write_test_video(path, num_frames=8, fps=8, size=(64, 48), audio=tone(440.0, 1.0, 16000), sample_rate=16000)
-'...clip.mp4'
+>>> import os, tempfile
+>>> from media import tone, write_test_video
+>>> path = write_test_video(os.path.join(tempfile.mkdtemp(), "clip.mp4"), num_frames=8, fps=8, size=(64, 48),
+...                         audio=tone(440.0, 1.0, 16000), sample_rate=16000)
 ```
 """
 
