@@ -1,0 +1,164 @@
+"""The synthetic audio-visual benchmark: plan structure, determinism, decodable files, separable sounds, tokenizer."""
+
+import filecmp
+import json
+import os
+import warnings
+from collections import Counter
+
+import av
+import numpy as np
+import pytest
+
+from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark, synthetic_tokenizer
+from modeling_avigate.data.synthetic import (
+    AUDIO_INFORMATIVE,
+    AUDIO_NOISE,
+    MERGES_FILE,
+    NO_AUDIO,
+    NOISE_SOUNDS,
+    PRESETS,
+    SOUND_EVENTS,
+    VOCAB_FILE,
+    plan_split,
+    render_sound,
+    synthetic_words,
+)
+from modeling_avigate.vocab import build_word_level_bpe
+
+
+SIZES = {"train": 12, "validation": 4, "test": 8}
+SOUND_WORDS = {word for sound in SOUND_EVENTS for word in sound.split()}
+
+
+def _visuals(clip):
+    return clip.shape, clip.color, clip.direction, clip.background
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), seed=3, sizes=SIZES)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_default_plan_proportions_twins_and_captions(split):
+    clips = plan_split(split, PRESETS["default"][split], seed=0)
+    n = len(clips)
+    kinds = Counter(clip.kind for clip in clips)
+    assert kinds == {AUDIO_INFORMATIVE: 2 * (n // 4), AUDIO_NOISE: n // 4, NO_AUDIO: n - 3 * (n // 4)}
+    by_id = {clip.video_id: clip for clip in clips}
+    for clip in clips:
+        words = set(clip.caption.split())
+        if clip.kind == AUDIO_INFORMATIVE:
+            twin = by_id[clip.twin_id]  # the twin is in the same split
+            assert twin.twin_id == clip.video_id and _visuals(twin) == _visuals(clip) and twin.sound != clip.sound
+            assert clip.sound in clip.caption and twin.caption == clip.caption.replace(clip.sound, twin.sound)
+        else:
+            assert clip.twin_id is None and not words & SOUND_WORDS
+            assert clip.sound in (NOISE_SOUNDS if clip.kind == AUDIO_NOISE else ("none",))
+        assert clip.has_audio == (clip.kind != NO_AUDIO)
+        assert {clip.shape, clip.color, clip.direction, clip.background} <= words
+    events = Counter(clip.sound for clip in clips if clip.kind == AUDIO_INFORMATIVE)
+    assert max(events.values()) - min(events.values()) <= n // 8  # every event about equally frequent
+    if split != "train":  # small splits: only twins share visuals, so visual-only retrieval is exact elsewhere
+        groups = Counter(_visuals(clip) for clip in clips)
+        assert all(count == 1 or _shared_only_by_twins(clips, visual) for visual, count in groups.items())
+
+
+def _shared_only_by_twins(clips, visual):
+    sharing = [clip for clip in clips if _visuals(clip) == visual]
+    return len(sharing) == 2 and sharing[0].twin_id == sharing[1].video_id
+
+
+def test_same_seed_same_bytes_other_seed_differs(benchmark, tmp_path):
+    again = generate_synthetic_benchmark(str(tmp_path / "again"), seed=3, sizes=SIZES)
+    names = sorted(os.listdir(os.path.join(benchmark, "videos")))
+    assert len(names) == sum(SIZES.values())
+    _, mismatch, errors = filecmp.cmpfiles(os.path.join(benchmark, "videos"), os.path.join(again, "videos"), names,
+                                           shallow=False)
+    assert mismatch == [] and errors == []
+    for split in SIZES:
+        assert filecmp.cmp(os.path.join(benchmark, f"{split}.jsonl"), os.path.join(again, f"{split}.jsonl"), False)
+    other = generate_synthetic_benchmark(str(tmp_path / "other"), seed=4, sizes={"test": 8})
+    with open(os.path.join(benchmark, "test.jsonl")) as a, open(os.path.join(other, "test.jsonl")) as b:
+        assert a.read() != b.read()
+
+
+def test_existing_complete_set_is_not_rewritten(benchmark):
+    path = os.path.join(benchmark, "videos", "test_0000.mp4")
+    before = os.stat(path).st_mtime_ns
+    generate_synthetic_benchmark(benchmark, seed=3, sizes=SIZES)
+    assert os.stat(path).st_mtime_ns == before
+
+
+def test_files_are_real_mp4_with_the_recorded_tracks(benchmark):
+    with open(os.path.join(benchmark, "test.jsonl")) as handle:
+        rows = [json.loads(line) for line in handle]
+    for row in rows:
+        with av.open(os.path.join(benchmark, row["video"])) as container:
+            assert container.format.name.startswith("mov,mp4")
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
+            assert bool(container.streams.audio) == row["has_audio"]
+        if row["has_audio"]:
+            with av.open(os.path.join(benchmark, row["video"])) as container:
+                stream = container.streams.audio[0]
+                assert (stream.codec_context.name, stream.sample_rate, stream.channels) == ("aac", 16000, 1)
+                audio = np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
+            assert 1.9 * 16000 < audio.size < 2.2 * 16000 and 0.03 < np.sqrt(np.mean(audio**2)) < 0.3
+
+
+def test_files_decode_with_the_processor(benchmark):
+    video_io = pytest.importorskip("modeling_avigate.processors.video_io")
+    rows = load_benchmark("synthetic", benchmark, "test", cache_dir=os.path.join(benchmark, "..", "cache"))
+    for row in rows:
+        clip = video_io.read_video(row["video"], num_frames=8, shortest_edge=32, crop_size=(32, 32))
+        assert clip.frames.shape == (8, 32, 32, 3)
+        assert (clip.audio is not None) == row["has_audio"]
+
+
+def test_builder_views_carry_kinds_and_attributes(benchmark, tmp_path):
+    pairs = load_benchmark("synthetic", benchmark, "train", cache_dir=str(tmp_path))
+    videos = load_benchmark("synthetic", benchmark, "validation", view="videos", cache_dir=str(tmp_path))
+    assert pairs.num_rows == SIZES["train"] and videos.num_rows == SIZES["validation"]
+    assert all(len(captions) == 1 for captions in videos["captions"])
+    assert Counter(pairs["kind"]) == {AUDIO_INFORMATIVE: 6, AUDIO_NOISE: 3, NO_AUDIO: 3}
+    assert all(os.path.isfile(path) for path in pairs["video"])
+    assert [kind != NO_AUDIO for kind in pairs["kind"]] == pairs["has_audio"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete set loads without a missing-file warning
+        load_benchmark("synthetic", benchmark, "test", cache_dir=str(tmp_path))
+
+
+def _fbank_summary(wave: np.ndarray) -> np.ndarray:
+    from transformers import ASTFeatureExtractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AST's 128-bin filterbank warns about an empty low bin
+        fbank = ASTFeatureExtractor()(wave, sampling_rate=16000, return_tensors="np")["input_values"][0][:200]
+    return np.concatenate([fbank.mean(0), fbank.std(0)])  # time-pooled: spectrum and its temporal variation
+
+
+def test_sound_classes_are_separable_in_a_128_bin_fbank():
+    classes = SOUND_EVENTS + NOISE_SOUNDS
+    features = {sound: [_fbank_summary(render_sound(sound, np.random.default_rng(i))) for i in range(4)]
+                for sound in classes}
+    centroids = {sound: np.mean(values[1:], axis=0) for sound, values in features.items()}
+    for sound, values in features.items():  # the held-out example of every class is nearest its own class
+        nearest = min(classes, key=lambda other: np.linalg.norm(values[0] - centroids[other]))
+        assert nearest == sound
+
+
+def test_synthetic_tokenizer_covers_every_caption():
+    tokenizer = synthetic_tokenizer()
+    vocab, merges = build_word_level_bpe(synthetic_words())
+    package = os.path.dirname(__import__("modeling_avigate.data", fromlist=["_"]).__file__)
+    with open(os.path.join(package, VOCAB_FILE)) as handle:
+        assert json.load(handle) == vocab  # shipped files are what the writer makes of synthetic_words()
+    with open(os.path.join(package, MERGES_FILE)) as handle:
+        assert [tuple(line.split()) for line in handle.read().splitlines()[1:]] == merges
+    clips = [clip for split, n in PRESETS["default"].items() for clip in plan_split(split, n, seed=0)]
+    for caption in {clip.caption for clip in clips}:
+        ids = tokenizer(caption)["input_ids"]
+        assert tokenizer.decode(ids, skip_special_tokens=True) == caption  # no unknown or lost word
+        assert len(ids) <= 32  # fits the processor's default max_length without truncation
