@@ -1,0 +1,68 @@
+"""One AdamW step of AVIGATE's contrastive training on a fixed batch, split across however many processes run it.
+
+Run by tests/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 to OUT.
+"""
+
+import sys
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import save_file
+
+from conftest import tiny_config_kwargs
+from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.training import (
+    LearningRates,
+    build_parameter_groups,
+    contrastive_loss_from_outputs,
+    freeze_for_training,
+)
+
+
+GLOBAL_BATCH = 4
+
+
+def fixed_batch() -> dict:
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(10, 400, (GLOBAL_BATCH, 7), generator=generator)
+    input_ids[:, 0], input_ids[:, -1] = 518, 519
+    video_mask = torch.ones(GLOBAL_BATCH, 3, dtype=torch.long)
+    video_mask[1, 2] = 0
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "pixel_values": torch.randn(GLOBAL_BATCH, 3, 3, 32, 32, generator=generator),
+        "video_mask": video_mask,
+        "input_values": torch.randn(GLOBAL_BATCH, 1024, 128, generator=generator),
+        "has_audio": torch.tensor([True, True, False, True]),
+    }
+
+
+def main(out_path: str) -> None:
+    accelerator = Accelerator()
+    set_seed(0)
+    model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
+    freeze_for_training(model)
+    groups = build_parameter_groups(model, LearningRates(base=1e-3, clip_multiplier=1.0))
+    optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k not in ("names", "family")} for g in groups])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    per_process = GLOBAL_BATCH // accelerator.num_processes
+    rank = accelerator.process_index
+    batch = {k: v[rank * per_process : (rank + 1) * per_process] for k, v in fixed_batch().items()}
+    for _ in range(2):
+        outputs = model(**batch)
+        loss = contrastive_loss_from_outputs(outputs, accelerator.unwrap_model(model).config)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    if accelerator.is_main_process:
+        state = {k: v.detach().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        state["loss"] = loss.detach().reshape(1)
+        save_file(state, out_path)
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
