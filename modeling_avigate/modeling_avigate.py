@@ -1,12 +1,13 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
 """PyTorch AVIGATE: audio-visual video-text retrieval with gated fusion (Jeong et al., CVPR 2025)."""
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import ASTModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
+from transformers import ASTModel, CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -390,6 +391,64 @@ class AvigateFusionTransformer(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Paper initialisation from CLIP and AST checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+
+# Parts of a CLIP text layer that the resampler and fusion layers share by name and shape (their cross-attention,
+# gates and cross feed-forward have no CLIP counterpart and stay newly initialised).
+CLIP_TEXT_LAYER_PARTS = ("self_attn", "mlp", "layer_norm1", "layer_norm2")
+
+
+@torch.no_grad()
+def copy_module_weights(target: nn.Module, source: nn.Module, name: str) -> bool:
+    """Copy every tensor of `source` into `target` when both have the same keys and shapes; otherwise warn and leave
+    `target` as initialised. Returns whether the copy happened."""
+    source_state, target_state = source.state_dict(), target.state_dict()
+    mismatched = sorted(
+        key for key in source_state.keys() | target_state.keys()
+        if key not in source_state or key not in target_state or source_state[key].shape != target_state[key].shape
+    )
+    if mismatched:
+        logger.warning(f"Not initialising {name} from the checkpoint: keys or shapes differ ({', '.join(mismatched[:5])})")
+        return False
+    target.load_state_dict(source_state)
+    return True
+
+
+def copy_clip_text_layers(layers: nn.ModuleList, clip_text: CLIPTextModel, name: str) -> None:
+    """Initialise layer i's self-attention, MLP and LN1/LN2 from CLIP text layer i, as the paper does."""
+    text_config, width = clip_text.config, layers[0].layer_norm1.normalized_shape[0]
+    if text_config.hidden_size != width or text_config.intermediate_size != 4 * width:
+        logger.warning(
+            f"Not initialising {name} from CLIP text layers: text hidden_size={text_config.hidden_size} and "
+            f"intermediate_size={text_config.intermediate_size} do not match projection_dim={width} and 4 * {width}"
+        )
+        return
+    text_layers = clip_text.encoder.layers
+    if len(layers) > len(text_layers):
+        logger.warning(f"{name} has {len(layers)} layers but CLIP text only {len(text_layers)}; the rest stay random")
+    for index, (layer, text_layer) in enumerate(zip(layers, text_layers)):
+        for part in CLIP_TEXT_LAYER_PARTS:
+            copy_module_weights(getattr(layer, part), getattr(text_layer, part), f"{name}.{index}.{part}")
+
+
+@torch.no_grad()
+def copy_frame_positions(frame_positions: nn.Embedding, text_positions: nn.Embedding) -> None:
+    """Initialise the frame position table with the first rows of CLIP's text position table (the paper's choice)."""
+    (num_frames, width), (num_positions, text_width) = frame_positions.weight.shape, text_positions.weight.shape
+    if width != text_width:
+        logger.warning(f"Not initialising frame_position_embedding: CLIP text width {text_width} != projection_dim {width}")
+        return
+    if num_positions < num_frames:
+        logger.warning(
+            f"CLIP text has {num_positions} positions for max_frames={num_frames}; frame positions from "
+            f"{num_positions} on stay random"
+        )
+    rows = min(num_frames, num_positions)
+    frame_positions.weight[:rows] = text_positions.weight[:rows]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -457,6 +516,53 @@ class AvigateModel(AvigatePreTrainedModel):
         self.fusion = AvigateFusionTransformer(config)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
         self.post_init()
+
+    @classmethod
+    def from_clip_ast_pretrained(
+        cls, clip_name_or_path: str | os.PathLike, ast_name_or_path: str | os.PathLike, **config_overrides
+    ) -> "AvigateModel":
+        r"""
+        Build an AVIGATE model with the paper's initialisation: CLIP towers, text/visual projections and logit scale
+        from a [`~transformers.CLIPModel`] checkpoint; the AST from an [`~transformers.ASTModel`] or
+        [`~transformers.ASTForAudioClassification`] checkpoint; the self-attention, MLP, LN1 and LN2 of the resampler
+        and fusion layers from CLIP text layers 0..L−1 (when the text width equals `projection_dim`); the frame
+        position table from CLIP's text position embedding. Everything else keeps `_init_weights`' N(0, 0.02) and zero
+        biases. Parts whose shapes do not match are left random with a warning.
+
+        Args:
+            clip_name_or_path: Hub id or folder of a CLIP checkpoint, e.g. `"openai/clip-vit-base-patch32"`.
+            ast_name_or_path: Hub id or folder of an AST checkpoint, e.g. `"MIT/ast-finetuned-audioset-10-10-0.4593"`.
+            config_overrides: [`AvigateConfig`] fields (e.g. `margin_max=0.05`); `projection_dim` defaults to CLIP's.
+
+        Example:
+
+        ```python
+        >>> from modeling_avigate import AvigateModel
+        >>> model = AvigateModel.from_clip_ast_pretrained(
+        ...     "openai/clip-vit-base-patch32", "MIT/ast-finetuned-audioset-10-10-0.4593")  # doctest: +SKIP
+        ```
+        """
+        # transformers' from_pretrained applies its checkpoint key renames (e.g. AST's `encoder.layer.*`) and strips
+        # the `audio_spectrogram_transformer.` prefix of classification checkpoints.
+        clip = CLIPModel.from_pretrained(clip_name_or_path)
+        ast = ASTModel.from_pretrained(ast_name_or_path)
+        config_kwargs = {"projection_dim": clip.config.projection_dim, **config_overrides}
+        config = AvigateConfig(
+            text_config=clip.config.text_config.to_dict(),
+            vision_config=clip.config.vision_config.to_dict(),
+            audio_config=ast.config.to_dict(),
+            **config_kwargs,
+        )
+        model = cls(config)
+        for name in ("text_model", "vision_model", "text_projection", "visual_projection"):
+            copy_module_weights(getattr(model, name), getattr(clip, name), name)
+        copy_module_weights(model.audio_model, ast, "audio_model")
+        with torch.no_grad():
+            model.logit_scale.copy_(clip.logit_scale)
+        copy_clip_text_layers(model.audio_resampler.layers, clip.text_model, "audio_resampler.layers")
+        copy_clip_text_layers(model.fusion.layers, clip.text_model, "fusion.layers")
+        copy_frame_positions(model.frame_position_embedding, clip.text_model.embeddings.position_embedding)
+        return model
 
     # -- towers ---------------------------------------------------------------------------------------------------
 
