@@ -38,8 +38,8 @@ class AvigateProcessor(ProcessorMixin):
             captions are truncated and keep their EOS.
         sample_fps (`float`, *optional*): when set, first take frames at this rate, then `num_frames` uniformly
             among them (the reference's "1 frame per second" loader); by default frames are uniform over the clip.
-        audio_channel (`str`, defaults to `"mix"`): `"mix"` downmixes multichannel sound to mono, `"first"` keeps
-            the first channel (what the reference's torchaudio fbank does).
+        audio_channel (`str`, defaults to `"mix"`): `"mix"` averages the channels of multichannel sound, `"first"`
+            keeps the first channel (what the reference's torchaudio fbank does).
         decode_threads (`int`, defaults to 1): FFmpeg decoder threads per video; 1 suits DataLoader workers, 0 lets
             FFmpeg choose.
 

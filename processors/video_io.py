@@ -171,7 +171,7 @@ def read_video(
         sample_fps: see [`sample_frame_indices`].
         read_audio: decode the first sound track.
         sampling_rate: rate of the returned waveform.
-        audio_channel: `"mix"` (FFmpeg's mono downmix) or `"first"` (the first channel, as the reference's
+        audio_channel: `"mix"` (the mean of the channels) or `"first"` (the first channel, which the reference's
             torchaudio Kaldi fbank uses).
         num_threads: decoder threads; 1 suits DataLoader workers (one process per core), 0 lets FFmpeg choose.
 
@@ -221,8 +221,10 @@ def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -
         audio = container.streams.audio[0] if container.streams.audio else None
         resampler = None
         if audio is not None and read_audio:
-            layout = "mono" if audio_channel == "mix" else None
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sampling_rate)
+            # Keep the channels and reduce them in numpy: FFmpeg's own mono downmix weights channels by 1/sqrt(2),
+            # which would not match the channel mean used for waveforms passed in memory.
+            resampler = av.AudioResampler(format="fltp", rate=sampling_rate)
+            reduce = _mean_channel if audio_channel == "mix" else _first_channel
         times, pieces, end = [], [], 0.0
         for packet in container.demux(*(stream for stream in (video, audio) if stream is not None)):
             # Flush packets (size 0) carry no frame; packets without pts fall back to their decoding time.
@@ -234,9 +236,9 @@ def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -
                 times.append(float(stamp * video.time_base))
             elif resampler is not None:
                 for frame in packet.decode():
-                    pieces.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
+                    pieces.extend(reduce(out.to_ndarray()) for out in resampler.resample(frame))
         if resampler is not None:
-            pieces.extend(out.to_ndarray()[0] for out in resampler.resample(None))
+            pieces.extend(reduce(out.to_ndarray()) for out in resampler.resample(None))
         # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error;
         # the duration in their header still tells the cut. The margin leaves room for rounded durations.
         declared = container.duration / av.time_base if container.duration else None
@@ -244,6 +246,14 @@ def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -
             raise RuntimeError(f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s")
     waveform = np.concatenate(pieces).astype(np.float32) if pieces else None
     return np.asarray(times, dtype=np.float64), waveform
+
+
+def _mean_channel(samples: np.ndarray) -> np.ndarray:
+    return samples.mean(axis=0)
+
+
+def _first_channel(samples: np.ndarray) -> np.ndarray:
+    return samples[0]
 
 
 def _decode_frames(

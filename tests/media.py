@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 
-def test_frame(index: int, width: int, height: int) -> np.ndarray:
+def pattern_frame(index: int, width: int, height: int) -> np.ndarray:
     """RGB frame `[height, width, 3]` uint8: smooth gradients (so resizing is meaningful) plus a square that moves
     with `index` (so different frames differ)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -50,7 +50,7 @@ def write_test_video(
     sample_rate: int = 16000,
     audio_codec: str = "aac",
 ) -> str:
-    """Write a clip of `num_frames` frames `test_frame(i, *size)` and return `path`.
+    """Write a clip of `num_frames` frames `pattern_frame(i, *size)` and return `path`.
 
     Args:
         path: output file; the container follows the extension (`.mp4`, `.webm`, `.mkv`).
@@ -79,7 +79,7 @@ def write_test_video(
             layout = {1: "mono", 2: "stereo", 6: "5.1"}[audio.shape[0]]
             sound = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
         for index, seconds in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(test_frame(index, width, height), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(pattern_frame(index, width, height), format="rgb24")
             frame.pts, frame.time_base = int(round(seconds / time_base)), time_base
             container.mux(video.encode(frame))
         container.mux(video.encode(None))

@@ -1,0 +1,107 @@
+"""Frame sampling and frame values of the PyAV decoding path, against hand computations and PIL."""
+
+import av
+import numpy as np
+import pytest
+from media import pattern_frame, write_test_video
+from PIL import Image
+
+from modeling_avigate.processors import FrameResizer, read_video, sample_frame_indices
+
+
+# Our frames are scaled by FFmpeg's bicubic filter, the reference ones by PIL's; allowed difference in 0..255 units.
+# Measured: mean 0.1-0.6, max 1-4 when downscaling; upscaling reaches 10 at hard edges (FFmpeg's cubic uses
+# a = -0.6, PIL's a = -0.5).
+MEAN_TOLERANCE, MAX_TOLERANCE = 1.0, 12
+
+
+def pil_resize_crop(image: Image.Image, shortest_edge: int, crop: int) -> np.ndarray:
+    """CLIP's geometry, computed independently with PIL: shorter side to `shortest_edge` (bicubic), centre crop."""
+    width, height = image.size
+    scale = shortest_edge / min(width, height)
+    new_width, new_height = (shortest_edge, int(height * scale)) if width <= height else (int(width * scale), shortest_edge)
+    resized = np.asarray(image.convert("RGB").resize((new_width, new_height), Image.Resampling.BICUBIC))
+    top, left = (new_height - crop) // 2, (new_width - crop) // 2
+    return resized[top : top + crop, left : left + crop]
+
+
+def decoded_frames(path: str) -> list[Image.Image]:
+    with av.open(path) as container:
+        return [frame.to_image() for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("num_total, num_frames", [(100, 12), (300, 12), (13, 12), (97, 32), (12, 12)])
+def test_uniform_sampling_matches_the_reference_linspace_rule(num_total, num_frames):
+    times = np.arange(num_total) / 30.0
+    expected = np.linspace(0, num_total - 1, num_frames).astype(int)
+    np.testing.assert_array_equal(sample_frame_indices(times, num_frames), expected)
+
+
+def test_short_clips_keep_every_frame():
+    np.testing.assert_array_equal(sample_frame_indices(np.arange(5) / 25.0, 12), np.arange(5))
+
+
+def test_sampling_follows_time_for_variable_frame_rate():
+    # Frames 0-19 every 0.05 s, then frames 20-25 at 1.0, 1.5, ..., 3.5 s (after the 2 s start offset). The six
+    # instants 0, 0.7, 1.4, 2.1, 2.8, 3.5 s show frames 0, 14, 20 (1.0-1.5 s), 22 (2.0-2.5 s), 23 (2.5-3.0 s), 25;
+    # sampling by index would give 0, 5, 10, 15, 20, 25 and spend four of six frames on the first second.
+    times = np.concatenate([np.arange(20) * 0.05, 1.0 + 0.5 * np.arange(6)]) + 2.0
+    np.testing.assert_array_equal(sample_frame_indices(times, 6), [0, 14, 20, 22, 23, 25])
+
+
+def test_one_frame_per_second_then_uniform():
+    times = np.arange(300) / 30.0  # 10 s at 30 fps
+    # One frame per second: frames 0, 30, ..., 270 (10 frames); then 4 of them, linspace(0, 9, 4) -> 0, 3, 6, 9.
+    np.testing.assert_array_equal(sample_frame_indices(times, 4, sample_fps=1.0), [0, 90, 180, 270])
+    np.testing.assert_array_equal(sample_frame_indices(times, 12, sample_fps=1.0), np.arange(0, 300, 30))
+
+
+@pytest.mark.parametrize("codec, extension", [("h264", "mp4"), ("mpeg4", "mp4"), ("libvpx-vp9", "webm")])
+def test_read_video_samples_the_right_frames_of_a_file(tmp_path, codec, extension):
+    path = write_test_video(str(tmp_path / f"clip.{extension}"), num_frames=30, fps=10, size=(64, 48), codec=codec)
+    clip = read_video(path, 12, 32, (32, 32))
+    np.testing.assert_array_equal(clip.frame_indices, np.linspace(0, 29, 12).astype(int))
+    np.testing.assert_allclose(clip.frame_times, clip.frame_indices / 10.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("extension, codec", [("mp4", "h264"), ("webm", "libvpx-vp9")])
+def test_read_video_handles_variable_frame_rate_and_late_start(tmp_path, extension, codec):
+    times = list(2.0 + 0.05 * np.arange(20)) + list(3.0 + 0.5 * np.arange(6))
+    path = write_test_video(str(tmp_path / f"vfr.{extension}"), num_frames=26, fps=20, frame_times=times, codec=codec)
+    clip = read_video(path, 6, 32, (32, 32))
+    np.testing.assert_array_equal(clip.frame_indices, [0, 14, 20, 22, 23, 25])
+    np.testing.assert_allclose(clip.frame_times, np.asarray(times)[[0, 14, 20, 22, 23, 25]], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "codec, extension, size, shortest_edge",
+    [
+        ("h264", "mp4", (97, 61), 32),  # odd size (stored as yuv444p)
+        ("mpeg4", "mp4", (97, 61), 32),
+        ("libvpx-vp9", "webm", (61, 97), 32),  # portrait
+        ("h264", "mp4", (320, 240), 224),
+    ],
+)
+def test_frames_match_pil_on_the_decoded_frames(tmp_path, codec, extension, size, shortest_edge):
+    path = write_test_video(str(tmp_path / f"clip.{extension}"), num_frames=8, fps=8, size=size, codec=codec)
+    clip = read_video(path, 4, shortest_edge, (shortest_edge, shortest_edge))
+    reference = decoded_frames(path)
+    for frame, index in zip(clip.frames, clip.frame_indices):
+        expected = pil_resize_crop(reference[index], shortest_edge, shortest_edge)
+        difference = np.abs(frame.astype(np.float32) - expected)
+        assert difference.mean() < MEAN_TOLERANCE and difference.max() <= MAX_TOLERANCE
+
+
+@pytest.mark.parametrize("size", [(97, 61), (61, 97), (20, 16)])  # downscale, portrait, upscale
+def test_frame_resizer_matches_pil_on_rgb_arrays(size):
+    image = pattern_frame(3, *size)
+    ours = FrameResizer(32, (32, 32))(av.VideoFrame.from_ndarray(image, format="rgb24")).astype(np.float32)
+    difference = np.abs(ours - pil_resize_crop(Image.fromarray(image), 32, 32))
+    assert difference.mean() < MEAN_TOLERANCE and difference.max() <= MAX_TOLERANCE
+
+
+def test_crop_larger_than_the_resized_frame_is_zero_padded_like_transformers():
+    image = np.full((97, 61, 3), 200, dtype=np.uint8)  # portrait: resized to 32 x 50 (width x height)
+    ours = FrameResizer(32, (40, 40))(av.VideoFrame.from_ndarray(image, format="rgb24"))
+    assert ours.shape == (40, 40, 3)
+    assert np.all(ours[:, :4] == 0) and np.all(ours[:, 36:] == 0) and np.all(ours[:, 4:36] == 200)
