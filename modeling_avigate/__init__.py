@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_avigate import AvigateConfig
 from .modeling_avigate import AvigateModel, AvigateOutput, AvigatePreTrainedModel, AvigateVideoOutput
+from .processors import AvigateFeatureExtractor, AvigateProcessor
 
 
 AutoConfig.register("avigate", AvigateConfig)
@@ -13,4 +14,12 @@ AutoModel.register(AvigateConfig, AvigateModel)
 AvigateConfig.register_for_auto_class()
 AvigateModel.register_for_auto_class("AutoModel")
 
-__all__ = ["AvigateConfig", "AvigateModel", "AvigateOutput", "AvigatePreTrainedModel", "AvigateVideoOutput"]
+__all__ = [
+    "AvigateConfig",
+    "AvigateFeatureExtractor",
+    "AvigateModel",
+    "AvigateOutput",
+    "AvigatePreTrainedModel",
+    "AvigateProcessor",
+    "AvigateVideoOutput",
+]

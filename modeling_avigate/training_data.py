@@ -59,8 +59,8 @@ class VideoFeatureDataset(Dataset):
         if self.frame_cache is not None and self.audio_cache is not None:
             features.update(self.frame_cache.get(video_id))
         else:
-            decoded = self.processor(videos=[self.paths[index]], return_tensors="pt")
-            features.update({name: decoded[name][0] for name in VIDEO_INPUTS})
+            decoded = self.processor.process_video(self.paths[index])
+            features.update({name: torch.as_tensor(decoded[name]) for name in VIDEO_INPUTS})
             if self.frame_cache is not None:
                 features.update(self.frame_cache.get(video_id))
         if self.audio_cache is not None:
