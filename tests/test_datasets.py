@@ -133,10 +133,13 @@ def test_charades_query_is_the_script(tmp_path, clips):
     header = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions",
               "actions", "length"]
     script = 'A person opens a door, then says "hello".'
-    _write_csv(root / "Charades_v1_train.csv", header,
-               [["46GP8", "HR43", "Kitchen", "6", "7", "Yes", script, "door", "A person walks.", "c092 11.90 21.20", "24.83"],
-                ["N11GT", "P0MD", "Stairs", "6", "7", "Yes", "A person sits.", "", "", "", "30.04"]])
-    _write_csv(root / "Charades_v1_test.csv", header, [["YSKX3", "ZH6I", "Closet", "", "", "Yes", "A person sneezes.", "", "", "", "9.5"]])
+    train_rows = [
+        ["46GP8", "HR43", "Kitchen", "6", "7", "Yes", script, "door", "A person walks.", "c092 11.90 21.20", "24.83"],
+        ["N11GT", "P0MD", "Stairs", "6", "7", "Yes", "A person sits.", "", "", "", "30.04"],
+    ]
+    _write_csv(root / "Charades_v1_train.csv", header, train_rows)
+    test_rows = [["YSKX3", "ZH6I", "Closet", "", "", "Yes", "A person sneezes.", "", "", "", "9.5"]]
+    _write_csv(root / "Charades_v1_test.csv", header, test_rows)
     _place(clips["sound"], root, "Charades_v1_480", "46GP8.mp4")
     _place(clips["silent"], root, "Charades_v1_480", "N11GT.mp4")
     _place(clips["sound"], root, "Charades_v1_480", "YSKX3.mp4")

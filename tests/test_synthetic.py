@@ -37,7 +37,7 @@ def _visuals(clip):
 
 @pytest.fixture(scope="module")
 def benchmark(tmp_path_factory):
-    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), seed=3, sizes=SIZES)
+    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), seed=3, sizes=SIZES, num_proc=2)
 
 
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
@@ -71,7 +71,8 @@ def _shared_only_by_twins(clips, visual):
 
 
 def test_same_seed_same_bytes_other_seed_differs(benchmark, tmp_path):
-    again = generate_synthetic_benchmark(str(tmp_path / "again"), seed=3, sizes=SIZES)
+    # the fixture used parallel workers; one process must write the same bytes
+    again = generate_synthetic_benchmark(str(tmp_path / "again"), seed=3, sizes=SIZES, num_proc=1)
     names = sorted(os.listdir(os.path.join(benchmark, "videos")))
     assert len(names) == sum(SIZES.values())
     _, mismatch, errors = filecmp.cmpfiles(os.path.join(benchmark, "videos"), os.path.join(again, "videos"), names,

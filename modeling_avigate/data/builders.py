@@ -229,8 +229,10 @@ class MsrvttBuilder(VideoTextBuilder):
     def _records(self, split: str) -> list[dict[str, Any]]:
         if split == "test":
             with open(self._annotation_path("MSRVTT_JSFUSION_test.csv"), newline="", encoding="utf-8") as handle:
-                return [{"video_id": row["video_id"], "captions": [row["sentence"]]} for row in csv.DictReader(handle)]
-        with open(self._annotation_path(f"MSRVTT_train.{self.config.train_split}.csv"), newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            return [{"video_id": row["video_id"], "captions": [row["sentence"]]} for row in rows]
+        train_csv = self._annotation_path(f"MSRVTT_train.{self.config.train_split}.csv")
+        with open(train_csv, newline="", encoding="utf-8") as handle:
             video_ids = [row["video_id"] for row in csv.DictReader(handle)]
         with open(self._annotation_path("MSRVTT_data.json"), encoding="utf-8") as handle:
             sentences = json.load(handle)["sentences"]
@@ -260,7 +262,9 @@ class VatexBuilder(VideoTextBuilder):
             captions = json.load(handle)
         absent = [video_id for video_id in video_ids if video_id not in captions]
         if absent:
-            raise ValueError(f"vatex: {len(absent)} id(s) of {split}_list.txt have no entry in ref_captions.json: {absent[:5]}")
+            raise ValueError(
+                f"vatex: {len(absent)} id(s) of {split}_list.txt have no entry in ref_captions.json: {absent[:5]}"
+            )
         return [{"video_id": video_id, "captions": list(captions[video_id])} for video_id in video_ids]
 
 

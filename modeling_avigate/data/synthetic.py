@@ -17,10 +17,10 @@ avoid all four patterns (steady broadband noise, or stepped notes in 250-900 Hz)
 Generation is deterministic: the plan of a split depends only on `(seed, split)`, and each clip's random draws
 only on `(seed, split, index)`, so the same arguments write byte-identical files on the same PyAV/FFmpeg build.
 
-Command line (what `make demo` runs):
+Command line (`main`, run through the package's `__main__`):
 
 ```
-python -m modeling_avigate.data.synthetic OUT_DIR [--seed 0] [--preset default|quick]
+python -m modeling_avigate.data OUT_DIR [--seed 0] [--preset default|quick] [--num-proc N]
 ```
 """
 
@@ -28,8 +28,10 @@ import argparse
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Optional
@@ -153,8 +155,9 @@ def plan_split(split: str, num_clips: int, seed: int = 0) -> list[ClipSpec]:
     ```python
     >>> from modeling_avigate.data.synthetic import plan_split
     >>> clips = plan_split("test", 8, seed=0)
-    >>> sorted(clip.kind for clip in clips)
-    ['audio_informative', 'audio_informative', 'audio_informative', 'audio_informative', 'audio_noise', 'audio_noise', 'no_audio', 'no_audio']
+    >>> from collections import Counter
+    >>> Counter(clip.kind for clip in clips)
+    Counter({'audio_informative': 4, 'audio_noise': 2, 'no_audio': 2})
     ```
     """
     if split not in SPLITS:
@@ -368,6 +371,7 @@ def generate_synthetic_benchmark(
     sizes: Optional[dict[str, int]] = None,
     settings: SyntheticSettings = SyntheticSettings(),
     overwrite: bool = False,
+    num_proc: Optional[int] = None,
 ) -> str:
     """Write the synthetic benchmark into `out_dir` and return `out_dir`.
 
@@ -382,6 +386,8 @@ def generate_synthetic_benchmark(
         sizes: clips per split, overriding the preset, e.g. `{"train": 200, "validation": 40, "test": 40}`.
         settings: frame size, fps, duration, sample rate, codecs.
         overwrite: regenerate even if a matching set exists.
+        num_proc: worker processes (default: all cores, at most 4). Each clip's content depends only on its own
+            seed, so the files are the same for any `num_proc`.
 
     Example:
 
@@ -413,9 +419,20 @@ def generate_synthetic_benchmark(
 
     start = time.perf_counter()
     os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
+    jobs = [
+        (os.path.join(out_dir, clip.video), clip, split, seed, settings)
+        for split, plan in plans.items()
+        for clip in plan
+    ]
+    num_proc = min(os.cpu_count() or 1, 4) if num_proc is None else num_proc
+    # fork (not spawn): workers need no re-import of torch/transformers, which costs more than the clips themselves
+    if num_proc > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork")) as pool:
+            list(pool.map(render_clip, *zip(*jobs), chunksize=16))
+    else:
+        for job in jobs:
+            render_clip(*job)
     for split, plan in plans.items():
-        for clip in plan:
-            render_clip(os.path.join(out_dir, clip.video), clip, split, seed, settings)
         with open(os.path.join(out_dir, f"{split}.jsonl"), "w", encoding="utf-8") as handle:
             for clip in plan:
                 row = asdict(clip)
@@ -429,15 +446,18 @@ def generate_synthetic_benchmark(
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Write the synthetic audio-visual retrieval benchmark.")
+    """`python -m modeling_avigate.data OUT_DIR [--seed S] [--preset default|quick]`: write the synthetic benchmark."""
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling_avigate.data", description="Write the synthetic audio-visual retrieval benchmark."
+    )
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--num-proc", type=int, default=None, help="worker processes (default: cores, at most 4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    generate_synthetic_benchmark(args.out_dir, seed=args.seed, preset=args.preset, overwrite=args.overwrite)
+    generate_synthetic_benchmark(
+        args.out_dir, seed=args.seed, preset=args.preset, overwrite=args.overwrite, num_proc=args.num_proc
+    )
 
-
-if __name__ == "__main__":
-    main()
