@@ -81,6 +81,7 @@ class TrainArguments:
     num_workers: int = 0
     seed: int = 42
     max_train_steps: int | None = None
+    stop_after_epochs: int | None = None
     eval_batch_size: int = 64
     strict: bool = False
     report_to: str | None = "tensorboard"
@@ -275,10 +276,16 @@ def train(args: TrainArguments) -> dict:
             state = json.load(handle)
         logger.info("resumed from %s (epoch %d done)", resume, state["epoch"])
 
-    selection = args.selection_split or args.test_split
-    for epoch in range(state["epoch"] + 1, args.epochs):
+    selection = args.selection_split or "last_epoch"
+    first_epoch = state["epoch"] + 1
+    for epoch in range(first_epoch, args.epochs):
         if state["global_step"] >= total_steps:
             break
+        if args.stop_after_epochs is not None and epoch - first_epoch >= args.stop_after_epochs:
+            logger.info("stopping after %d epochs as asked; continue with --resume_from_checkpoint latest",
+                        args.stop_after_epochs)
+            accelerator.end_training()
+            return {"stopped_after_epoch": epoch}
         model.train()
         loader.set_epoch(epoch)
         progress = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_main_process)
@@ -305,15 +312,22 @@ def train(args: TrainArguments) -> dict:
                 accelerator.log({f"train/{k}": v for k, v in logs.items()}, step=state["global_step"])
                 if state["global_step"] >= total_steps:
                     break
-        metrics = evaluate_split(args, accelerator, model, processor, selection, caches)
-        accelerator.log({f"{selection}/{k}": v for k, v in metrics["text_to_video"].items()}, step=state["global_step"])
-        logger.info("epoch %d %s text→video %s", epoch + 1, selection, metrics["text_to_video"])
         state["epoch"] = epoch
-        state["history"].append({"epoch": epoch + 1, "step": state["global_step"], "loss": loss.item(),
-                                 "split": selection, **{f"t2v_{k}": v for k, v in metrics["text_to_video"].items()}})
-        is_best = state["best_metric"] is None or metrics["text_to_video"]["R@1"] > state["best_metric"]
+        record = {"epoch": epoch + 1, "step": state["global_step"], "loss": loss.item()}
+        if args.selection_split:
+            metrics = evaluate_split(args, accelerator, model, processor, args.selection_split, caches)
+            t2v = metrics["text_to_video"]
+            accelerator.log({f"{args.selection_split}/t2v_{k}": v for k, v in t2v.items()}, step=state["global_step"])
+            logger.info("epoch %d %s text→video %s", epoch + 1, args.selection_split, t2v)
+            record.update({"split": args.selection_split, **{f"t2v_{k}": v for k, v in t2v.items()}})
+            is_best = state["best_metric"] is None or t2v["R@1"] > state["best_metric"]
+            if is_best:
+                state["best_metric"] = t2v["R@1"]
+        else:
+            is_best = True  # no validation split: never select on the test split, keep the last epoch
         if is_best:
-            state["best_metric"], state["best_epoch"] = metrics["text_to_video"]["R@1"], epoch + 1
+            state["best_epoch"] = epoch + 1
+        state["history"].append(record)
         directory = os.path.join(args.output_dir, f"checkpoint-epoch-{epoch + 1}")
         save_checkpoint(accelerator, model, processor, directory, state)
         if is_best and accelerator.is_main_process:
@@ -325,7 +339,7 @@ def train(args: TrainArguments) -> dict:
     final = evaluate_split(args, accelerator, best_model, processor, args.test_split, caches)
     result = {
         "dataset": args.benchmark, "split": args.test_split, "selected_on": selection,
-        "best_epoch": state["best_epoch"], "test_time_renormalization": None, **final,
+        "best_epoch": state["best_epoch"], **final,
     }
     if accelerator.is_main_process:
         with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:

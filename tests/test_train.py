@@ -1,0 +1,142 @@
+"""examples/train.py end to end on a tiny synthetic benchmark: checkpoints, exact resume, NaN stop, caches."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_config_kwargs
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(REPO, "examples", "train.py")
+CONFIG = os.path.join(REPO, "examples", "configs", "synthetic.yaml")
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
+
+    directory = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic_benchmark(str(directory), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
+    return directory
+
+
+def run_train(synthetic_dir, output_dir, *overrides, check=True) -> subprocess.CompletedProcess:
+    caches = os.path.join(os.path.dirname(output_dir), "caches")
+    command = [
+        sys.executable, TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
+        "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
+        "--batch_size", "8", "--epochs", "2", "--report_to", "null", "--eval_batch_size", "16", *overrides,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if check:
+        assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def weights(directory) -> dict[str, torch.Tensor]:
+    return load_file(os.path.join(directory, "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp_path):
+    run_train(synthetic_dir, tmp_path / "straight")
+    run_train(synthetic_dir, tmp_path / "resumed", "--stop_after_epochs", "1")
+    assert not (tmp_path / "resumed" / "checkpoint-epoch-2").exists()
+    run_train(synthetic_dir, tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+
+    straight = weights(tmp_path / "straight" / "checkpoint-epoch-2")
+    resumed = weights(tmp_path / "resumed" / "checkpoint-epoch-2")
+    initial_epoch = weights(tmp_path / "straight" / "checkpoint-epoch-1")
+    assert any(not torch.equal(straight[k], initial_epoch[k]) for k in straight), "epoch 2 must change the weights"
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=f"{name} differs after resume")
+
+    metrics = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["selected_on"] == "validation"
+    assert set(metrics["text_to_video"]) == {"R@1", "R@5", "R@10", "MdR", "MnR"}
+    state = json.loads((tmp_path / "straight" / "best" / "trainer_state.json").read_text())
+    assert metrics["best_epoch"] == state["best_epoch"]
+
+    from modeling_avigate import AvigateModel, AvigateProcessor
+
+    model = AvigateModel.from_pretrained(tmp_path / "straight" / "best")
+    processor = AvigateProcessor.from_pretrained(tmp_path / "straight" / "best")
+    assert processor.num_frames == 8 and model.config.projection_dim == 64
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(synthetic_dir, tmp_path):
+    import numpy as np
+
+    run_train(synthetic_dir, tmp_path / "run", "--stop_after_epochs", "1")
+    before = weights(tmp_path / "run" / "checkpoint-epoch-1")
+    # Poison the cached frames: the next forward pass produces a NaN loss, as corrupt data would.
+    frames = np.load(tmp_path / "caches" / "frames" / "pixel_values.npy", mmap_mode="r+")
+    frames[:] = np.nan
+    frames.flush()
+    result = run_train(synthetic_dir, tmp_path / "run", "--resume_from_checkpoint", "latest", check=False)
+    assert result.returncode != 0
+    assert "NonFiniteLossError" in result.stderr and "checkpoint-epoch-1" in result.stderr
+    after = weights(tmp_path / "run" / "checkpoint-epoch-1")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not (tmp_path / "run" / "checkpoint-epoch-2").exists()
+
+
+def test_audio_cache_step_matches_the_uncached_step_within_fp16(tmp_path):
+    from modeling_avigate import AvigateConfig, AvigateModel
+    from modeling_avigate.feature_cache import FeatureCache
+    from modeling_avigate.training import contrastive_loss_from_outputs
+
+    torch.manual_seed(0)
+    model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
+    input_ids = torch.randint(10, 400, (3, 6))
+    input_ids[:, 0], input_ids[:, -1] = 518, 519
+    batch = dict(input_ids=input_ids, pixel_values=torch.randn(3, 2, 3, 32, 32), has_audio=torch.tensor([1, 0, 1]))
+    input_values = torch.randn(3, 1024, 128)
+    with torch.no_grad():
+        hidden = model.get_audio_hidden_states(input_values)
+    cache = FeatureCache.write(str(tmp_path / "audio"), [(["a", "b", "c"], {"audio_hidden_states": hidden})], 3, "x")
+    cached = torch.stack([cache.get(video_id)["audio_hidden_states"] for video_id in "abc"])
+    assert cached.dtype == torch.float16
+
+    def loss_and_grads(**audio):
+        model.zero_grad()
+        loss = contrastive_loss_from_outputs(model(**batch, **audio), model.config)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_raw, grads_raw = loss_and_grads(input_values=input_values)
+    loss_cached, grads_cached = loss_and_grads(audio_hidden_states=cached)
+    torch.testing.assert_close(loss_cached, loss_raw, rtol=1e-3, atol=1e-3)
+    for name, grad in grads_raw.items():
+        if name.startswith("audio_model.") and not name.startswith("audio_model.layernorm."):
+            assert name not in grads_cached  # the cached path never runs the frozen encoder
+            continue
+        torch.testing.assert_close(grads_cached[name], grad, rtol=2e-2, atol=2e-3, msg=name)
+
+
+def test_unreadable_training_video_is_replaced_and_counted(tmp_path):
+    from modeling_avigate.training_data import PairDataset
+
+    class FakeProcessor:
+        def process_video(self, path):
+            if path.endswith("bad.mp4"):
+                raise ValueError(f"{path}: no video stream")
+            return {"pixel_values": torch.zeros(2, 3, 4, 4), "video_mask": torch.ones(2, dtype=torch.long),
+                    "input_values": torch.zeros(8, 4), "has_audio": torch.tensor(True)}
+
+    pairs = {"caption": ["one", "two", "three"], "video_id": ["a", "bad", "c"],
+             "video": ["a.mp4", "bad.mp4", "c.mp4"]}
+    dataset = PairDataset(pairs, FakeProcessor())
+    item = dataset[1]
+    assert item["caption"] == "three" and item["video_id"] == "c"
+    assert list(dataset.skipped) == ["bad.mp4"]
+    with pytest.raises(ValueError, match="bad.mp4"):
+        PairDataset(pairs, FakeProcessor(), strict=True)[1]
