@@ -409,7 +409,9 @@ def copy_module_weights(target: nn.Module, source: nn.Module, name: str) -> bool
         if key not in source_state or key not in target_state or source_state[key].shape != target_state[key].shape
     )
     if mismatched:
-        logger.warning(f"Not initialising {name} from the checkpoint: keys or shapes differ ({', '.join(mismatched[:5])})")
+        logger.warning(
+            f"Not initialising {name} from the checkpoint: keys or shapes differ ({', '.join(mismatched[:5])})"
+        )
         return False
     target.load_state_dict(source_state)
     return True
@@ -437,7 +439,9 @@ def copy_frame_positions(frame_positions: nn.Embedding, text_positions: nn.Embed
     """Initialise the frame position table with the first rows of CLIP's text position table (the paper's choice)."""
     (num_frames, width), (num_positions, text_width) = frame_positions.weight.shape, text_positions.weight.shape
     if width != text_width:
-        logger.warning(f"Not initialising frame_position_embedding: CLIP text width {text_width} != projection_dim {width}")
+        logger.warning(
+            f"Not initialising frame_position_embedding: CLIP text width {text_width} != projection_dim {width}"
+        )
         return
     if num_positions < num_frames:
         logger.warning(

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 import torch
 from conftest import tiny_config_kwargs
-from transformers import ASTConfig, ASTForAudioClassification, ASTModel, AutoModel, CLIPConfig, CLIPModel
 from torch import nn
+from transformers import ASTConfig, ASTForAudioClassification, ASTModel, AutoModel, CLIPConfig, CLIPModel
 
 from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.modeling_avigate import (
@@ -101,7 +101,8 @@ def test_similarity_matches_naive_loop_with_padded_frames():
     scores = multi_grained_similarity(text, pool_video_embeds(frames, mask), frames, mask, 30.0, 0.5)
     torch.testing.assert_close(scores.double(), expected, rtol=1e-5, atol=1e-4)
     for chunk_elements in (1, 2 * 3 * 5):  # one video per chunk, two videos per chunk
-        chunked = multi_grained_similarity(text, pool_video_embeds(frames, mask), frames, mask, 30.0, 0.5, chunk_elements)
+        video = pool_video_embeds(frames, mask)
+        chunked = multi_grained_similarity(text, video, frames, mask, 30.0, 0.5, chunk_elements)
         torch.testing.assert_close(chunked, scores)
 
 
@@ -243,8 +244,8 @@ def test_missing_audio_closes_gates_and_equals_audio_free_encoding(model, inputs
     assert silent.any() and (~silent).any()
     for gates in (with_audio.attn_gates, with_audio.ffn_gates):
         assert torch.all(gates[silent] == 0) and torch.all(gates[~silent] != 0)
-    torch.testing.assert_close(with_audio.pooler_output[silent], without_audio.pooler_output[silent], rtol=0, atol=0)
-    torch.testing.assert_close(with_audio.last_hidden_state[silent], without_audio.last_hidden_state[silent], rtol=0, atol=0)
+    for name in ("pooler_output", "last_hidden_state"):
+        torch.testing.assert_close(with_audio[name][silent], without_audio[name][silent], rtol=0, atol=0, msg=name)
     assert torch.all(without_audio.attn_gates == 0) and torch.all(without_audio.ffn_gates == 0)
     assert not torch.allclose(with_audio.pooler_output[~silent], without_audio.pooler_output[~silent])
 
@@ -284,7 +285,9 @@ def test_extra_masked_frames_change_nothing(model, inputs):
         plain, extended = model.get_video_features(**video), model.get_video_features(**padded)
         scores = model.similarity(text, plain.last_hidden_state, plain.video_mask)
         padded_scores = model.similarity(text, extended.last_hidden_state, extended.video_mask)
-    torch.testing.assert_close(extended.last_hidden_state[:, :NUM_FRAMES], plain.last_hidden_state, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        extended.last_hidden_state[:, :NUM_FRAMES], plain.last_hidden_state, rtol=1e-5, atol=1e-6
+    )
     torch.testing.assert_close(extended.pooler_output, plain.pooler_output, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(extended.attn_gates, plain.attn_gates, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(padded_scores, scores, rtol=1e-5, atol=1e-5)
@@ -294,7 +297,8 @@ def test_a_video_alone_equals_the_same_video_in_a_batch(model, inputs):
     with torch.no_grad():
         batch = model.get_video_features(**video_inputs(inputs))
         for index in range(NUM_VIDEOS):
-            alone = model.get_video_features(**{key: value[index : index + 1] for key, value in video_inputs(inputs).items()})
+            single = {key: value[index : index + 1] for key, value in video_inputs(inputs).items()}
+            alone = model.get_video_features(**single)
             torch.testing.assert_close(alone.pooler_output[0], batch.pooler_output[index], rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(alone.attn_gates[0], batch.attn_gates[index], rtol=1e-5, atol=1e-6)
 
@@ -352,7 +356,8 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
     assert config.model_type == "avigate"
     with torch.no_grad():
         outputs = model(**torch.load(inputs_path), return_loss=True)
-    torch.save({name: outputs[name] for name in ("loss", "logits_per_text", "frame_embeds", "attn_gates")}, outputs_path)
+    names = ("loss", "logits_per_text", "frame_embeds", "attn_gates")
+    torch.save({name: outputs[name] for name in names}, outputs_path)
     """
 )
 
@@ -407,13 +412,17 @@ def assert_same_tensors(target: nn.Module, source: nn.Module) -> None:
         assert torch.equal(target_state[key], value), key
 
 
-TINY_OVERRIDES = dict(num_audio_queries=4, resampler_num_layers=2, fusion_num_layers=2, fusion_num_attention_heads=4, max_frames=16)
+TINY_OVERRIDES = dict(
+    num_audio_queries=4, resampler_num_layers=2, fusion_num_layers=2, fusion_num_attention_heads=4, max_frames=16
+)
 
 
 @pytest.mark.parametrize("ast_class", [ASTModel, ASTForAudioClassification])
 def test_from_clip_ast_pretrained_copies_every_tensor(ast_class, tmp_path):
     clip, audio = save_tiny_clip_and_ast(tmp_path, ast_class)
-    model = AvigateModel.from_clip_ast_pretrained(tmp_path / "clip", tmp_path / "ast", margin_max=0.05, **TINY_OVERRIDES)
+    model = AvigateModel.from_clip_ast_pretrained(
+        tmp_path / "clip", tmp_path / "ast", margin_max=0.05, **TINY_OVERRIDES
+    )
 
     assert model.config.projection_dim == 32 and model.config.margin_max == 0.05
     for name in ("text_model", "vision_model", "text_projection", "visual_projection"):
