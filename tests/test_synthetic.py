@@ -92,6 +92,13 @@ def test_existing_complete_set_is_not_rewritten(benchmark):
     assert os.stat(path).st_mtime_ns == before
 
 
+def test_a_different_set_replaces_the_previous_one(tmp_path):
+    root = generate_synthetic_benchmark(str(tmp_path), sizes={"train": 8, "validation": 4}, num_proc=1)
+    generate_synthetic_benchmark(root, sizes={"train": 4}, num_proc=1)
+    assert sorted(os.listdir(root)) == ["synthetic_info.json", "train.jsonl", "videos"]
+    assert sorted(os.listdir(os.path.join(root, "videos"))) == [f"train_{i:04d}.mp4" for i in range(4)]
+
+
 def test_files_are_real_mp4_with_the_recorded_tracks(benchmark):
     with open(os.path.join(benchmark, "test.jsonl")) as handle:
         rows = [json.loads(line) for line in handle]

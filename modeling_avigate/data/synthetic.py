@@ -30,6 +30,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -87,7 +88,7 @@ def synthetic_words() -> list[str]:
 
 
 def synthetic_tokenizer():
-    """The tiny CLIP-format tokenizer shipped with the package; every caption word is a single token.
+    """The tiny CLIP-format tokenizer shipped with the package; it spells every caption word without unknown tokens.
 
     Example:
 
@@ -106,7 +107,7 @@ def synthetic_tokenizer():
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """What one synthetic clip shows and sounds like; one row of a split's `{split}.jsonl`."""
+    """What one synthetic clip shows and sounds like; one row of a split's `{split}.jsonl` (without `index`)."""
 
     video_id: str
     video: str  # relative to the benchmark folder
@@ -131,7 +132,7 @@ class SyntheticSettings:
     duration: float = 2.0
     sample_rate: int = 16000
     video_codec: str = "libx264"
-    audio_bitrate: int = 48000  # FFmpeg's AAC encoder is ~3x faster at 48 kb/s than at its 128 kb/s default
+    audio_bitrate: int = 48000  # FFmpeg's AAC encoder is ~2x faster at 48 kb/s than at its 128 kb/s default
 
 
 def _caption(visual: dict, template: int, sound: Optional[str], sound_template: int) -> str:
@@ -364,6 +365,18 @@ def render_clip(
     write_clip(path, frames, audio, settings)
 
 
+def _remove_previous_set(out_dir: str, keep: set[str]) -> None:
+    """Delete what an earlier, different set left in `out_dir` (only files this generator names), so that a smaller
+    set written over a larger one does not keep its extra splits or clips."""
+    for name in [INFO_FILE] + [f"{split}.jsonl" for split in SPLITS]:
+        if os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+    pattern = re.compile(rf"({'|'.join(SPLITS)})_\d{{4}}\.mp4")
+    for name in os.listdir(os.path.join(out_dir, "videos")):
+        if pattern.fullmatch(name) and name not in keep:
+            os.remove(os.path.join(out_dir, "videos", name))
+
+
 def generate_synthetic_benchmark(
     out_dir: str,
     seed: int = 0,
@@ -377,7 +390,8 @@ def generate_synthetic_benchmark(
 
     Layout: `videos/{split}_{index:04d}.mp4`, one `{split}.jsonl` per split (rows of `ClipSpec`, `video`
     relative to `out_dir`) and `synthetic_info.json` (the arguments). If `out_dir` already holds a complete set
-    made with the same arguments, nothing is rewritten unless `overwrite=True`.
+    made with the same arguments, nothing is rewritten unless `overwrite=True`; a different earlier set is
+    replaced (its split files and clips are removed).
 
     Args:
         out_dir: destination folder (created).
@@ -419,6 +433,7 @@ def generate_synthetic_benchmark(
 
     start = time.perf_counter()
     os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
+    _remove_previous_set(out_dir, {os.path.basename(clip.video) for plan in plans.values() for clip in plan})
     jobs = [
         (os.path.join(out_dir, clip.video), clip, split, seed, settings)
         for split, plan in plans.items()
