@@ -213,47 +213,43 @@ def read_video(
 
 
 def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """First pass: video packet times (seconds) and the decoded, resampled sound track."""
+    """First pass: video packet times (seconds) and the decoded, mono, resampled sound track."""
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError("the file has no video stream")
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
-        resampler = None
-        if audio is not None and read_audio:
-            # Keep the channels and reduce them in numpy: FFmpeg's own mono downmix weights channels by 1/sqrt(2),
-            # which would not match the channel mean used for waveforms passed in memory.
-            resampler = av.AudioResampler(format="fltp", rate=sampling_rate)
-            reduce = _mean_channel if audio_channel == "mix" else _first_channel
-        times, pieces, end = [], [], 0.0
-        for packet in container.demux(*(stream for stream in (video, audio) if stream is not None)):
+        streams = [stream for stream in (video, audio) if stream is not None]
+        decode_audio = audio is not None and read_audio
+        # Decoded sound is reduced to one channel per frame and resampled once at the end: one resampler call per
+        # clip instead of one per frame, and the same path as waveforms passed in memory (`resample_audio`).
+        to_planar = av.AudioResampler(format="fltp")
+        keep_channel = (lambda planes: planes.mean(axis=0)) if audio_channel == "mix" else (lambda planes: planes[0])
+        video_pts, pieces, native_rate = [], [], None
+        last_end = dict.fromkeys(streams, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
+        for packet in container.demux(*streams):
             # Flush packets (size 0) carry no frame; packets without pts fall back to their decoding time.
             stamp = packet.pts if packet.pts is not None else packet.dts
             if not packet.size or stamp is None:
                 continue
-            end = max(end, float((stamp + (packet.duration or 0)) * packet.time_base))
+            last_end[packet.stream] = max(last_end[packet.stream], stamp + (packet.duration or 0))
             if packet.stream is video:
-                times.append(float(stamp * video.time_base))
-            elif resampler is not None:
+                video_pts.append(stamp)
+            elif decode_audio:
                 for frame in packet.decode():
-                    pieces.extend(reduce(out.to_ndarray()) for out in resampler.resample(frame))
-        if resampler is not None:
-            pieces.extend(reduce(out.to_ndarray()) for out in resampler.resample(None))
+                    native_rate = native_rate or frame.sample_rate
+                    planar = [frame] if frame.format.name == "fltp" else to_planar.resample(frame)
+                    pieces.extend(keep_channel(out.to_ndarray()) for out in planar)
         # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error;
         # the duration in their header still tells the cut. The margin leaves room for rounded durations.
+        end = max(float(pts * stream.time_base) for stream, pts in last_end.items())
         declared = container.duration / av.time_base if container.duration else None
         if declared is not None and end < 0.9 * declared:
             raise RuntimeError(f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s")
-    waveform = np.concatenate(pieces).astype(np.float32) if pieces else None
-    return np.asarray(times, dtype=np.float64), waveform
-
-
-def _mean_channel(samples: np.ndarray) -> np.ndarray:
-    return samples.mean(axis=0)
-
-
-def _first_channel(samples: np.ndarray) -> np.ndarray:
-    return samples[0]
+    times = np.asarray(video_pts, dtype=np.float64) * float(video.time_base)
+    if not pieces:
+        return times, None
+    return times, resample_audio(np.concatenate(pieces), native_rate, sampling_rate)
 
 
 def _decode_frames(
