@@ -61,7 +61,7 @@ def _same(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _transpose(tensor: torch.Tensor) -> torch.Tensor:
-    """`x @ P` parameters (`[in, out]`) become `nn.Linear` weights (`[out, in]`); also `query_tokens` `[D, Q]` → `[Q, D]`."""
+    """`x @ P` parameters `[in, out]` become `nn.Linear` weights `[out, in]`; `query_tokens` `[D, Q]` → `[Q, D]`."""
     return tensor.T.contiguous()
 
 
@@ -94,11 +94,12 @@ def _packed_rule(source: str, target: str) -> KeyRule:
     return KeyRule(re.compile(source), targets)
 
 
-def _attention_rules(source: str, target: str, out_name: str = "out_proj") -> list[KeyRule]:
-    """`nn.MultiheadAttention` (`in_proj_*`, `out_proj.*`) → separate `{q,k,v}_proj` and `out_name` linears."""
+def _attention_rules(source: str, target: str) -> list[KeyRule]:
+    """`nn.MultiheadAttention` (`in_proj_*`, `out_proj.*`) → separate `{q,k,v}_proj` and `out_proj` linears."""
+    n = _groups(source) + 1  # the group number of weight|bias, after the layer index groups of `source`
     return [
-        _packed_rule(rf"{source}\.in_proj_(weight|bias)", rf"{target}.{{}}_proj.\{_groups(source) + 1}"),
-        _rule(rf"{source}\.out_proj\.(weight|bias)", rf"{target}.{out_name}.\{_groups(source) + 1}"),
+        _packed_rule(rf"{source}\.in_proj_(weight|bias)", rf"{target}.{{}}_proj.\{n}"),
+        _rule(rf"{source}\.out_proj\.(weight|bias)", rf"{target}.out_proj.\{n}"),
     ]
 
 
@@ -477,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ast_checkpoint", help="original AST checkpoint (audioset_10_10_0.4593.pth)")
     parser.add_argument("--config", help="AvigateConfig JSON file (or folder with config.json) instead of inference")
     parser.add_argument("--config_overrides", type=json.loads, default=None,
-                        help='JSON object of AvigateConfig fields to set on the inferred config, e.g. \'{"margin_max": 0.05}\'')
+                        help='AvigateConfig fields (JSON) set on the inferred config, e.g. \'{"margin_max": 0.05}\'')
     parser.add_argument("--allow_partial", action="store_true", help="write the model even if keys are missing")
     args = parser.parse_args(argv)
     config = AvigateConfig.from_pretrained(args.config) if args.config else None

@@ -191,15 +191,15 @@ print(scores.argsort(dim=-1, descending=True))
 print(gallery.attn_gates)  # how much audio each video let in, per fusion layer
 ```
 
-With the package installed (`pip install modeling-avigate`), `AvigateModel.from_pretrained(repo)` and
+With the `modeling_avigate` package installed, `AvigateModel.from_pretrained(repo)` and
 `AvigateProcessor.from_pretrained(repo)` load the same files without `trust_remote_code`."""
 
 
 def _architecture(config: AvigateConfig) -> str:
     text, vision, audio = config.text_config, config.vision_config, config.audio_config
-    return f"""- Frames: CLIP ViT ({vision.num_hidden_layers} layers, width {vision.hidden_size}, patch {vision.patch_size},
-  {vision.image_size} px), CLS token → projection to D = {config.projection_dim}, plus a learned frame position
-  table of {config.max_frames} entries.
+    return f"""- Frames: CLIP ViT ({vision.num_hidden_layers} layers, width {vision.hidden_size},
+  patch {vision.patch_size}, {vision.image_size} px), CLS token → projection to D = {config.projection_dim}, plus a
+  learned frame position table of {config.max_frames} entries.
 - Text: CLIP text transformer ({text.num_hidden_layers} layers, width {text.hidden_size}), EOS token → projection.
 - Audio: AST ({audio.num_hidden_layers} layers, width {audio.hidden_size}) on a 1024 × 128 log-mel spectrogram;
   its tokens are projected to D and compressed by an audio resampler ({config.resampler_num_layers} layers,
@@ -227,8 +227,8 @@ across processes."""
     return recipe
 
 
-LIMITATIONS = f"""- **Audio branch of the reference code.** The official implementation's AST checkpoint never loads (a key
-  prefix mismatch under `strict=False`, after which the weights are re-initialised), so the released AVIGATE audio
+LIMITATIONS = f"""- **Audio branch of the reference code.** The official implementation's AST checkpoint never loads (a
+  key prefix mismatch under `strict=False`, after which the weights are re-initialised), so the released AVIGATE audio
   branch is a frozen *random* AST. This implementation loads the real AudioSet-trained AST. Numbers obtained with
   the reference code, and checkpoints converted from it, therefore reflect a random audio encoder; models trained
   here are not numerically comparable to them.

@@ -53,7 +53,8 @@ def _openai_clip(t: _Values, text_inter: int = INTER) -> dict:
         "token_embedding.weight": t(VOCAB, WIDTH), "positional_embedding": t(CONTEXT, WIDTH),
         "ln_final.weight": t(WIDTH), "ln_final.bias": t(WIDTH), "text_projection": t(WIDTH, D),
         "logit_scale": t(),
-        "input_resolution": torch.tensor(32), "context_length": torch.tensor(CONTEXT), "vocab_size": torch.tensor(VOCAB),
+        "input_resolution": torch.tensor(32), "context_length": torch.tensor(CONTEXT),
+        "vocab_size": torch.tensor(VOCAB),
     }
     for i in range(LAYERS):
         _clip_block(sd, f"visual.transformer.resblocks.{i}", WIDTH, INTER, t)
@@ -67,7 +68,8 @@ def _timm_ast(t: _Values) -> dict:
         "v.cls_token": t(1, 1, WIDTH), "v.dist_token": t(1, 1, WIDTH), "v.pos_embed": t(1, AUDIO_POSITIONS, WIDTH),
         "v.patch_embed.proj.weight": t(WIDTH, 1, 16, 16), "v.patch_embed.proj.bias": t(WIDTH),
         "v.norm.weight": t(WIDTH), "v.norm.bias": t(WIDTH),
-        "v.head.weight": t(10, WIDTH), "v.head.bias": t(10), "v.head_dist.weight": t(10, WIDTH), "v.head_dist.bias": t(10),
+        "v.head.weight": t(10, WIDTH), "v.head.bias": t(10),
+        "v.head_dist.weight": t(10, WIDTH), "v.head_dist.bias": t(10),
         "mlp_head.0.weight": t(WIDTH), "mlp_head.0.bias": t(WIDTH), "mlp_head.1.weight": t(527, WIDTH),
         "mlp_head.1.bias": t(527),
     }
@@ -140,17 +142,18 @@ def transposed(x):
 
 
 # Where each official tensor must land (layer 1 of every stack), written out by hand.
+VISUAL_1, RESAMPLER_1 = "clip.visual.transformer.resblocks.1.", "transformer_Fusion.resblocks.1."
 EXPECTED = [
     ("vision_model.embeddings.patch_embedding.weight", "clip.visual.conv1.weight", same),
     ("vision_model.embeddings.class_embedding", "clip.visual.class_embedding", same),
     ("vision_model.embeddings.position_embedding.weight", "clip.visual.positional_embedding", same),
     ("vision_model.pre_layrnorm.bias", "clip.visual.ln_pre.bias", same),
-    ("vision_model.encoder.layers.1.self_attn.q_proj.weight", "clip.visual.transformer.resblocks.1.attn.in_proj_weight", q),
-    ("vision_model.encoder.layers.1.self_attn.k_proj.bias", "clip.visual.transformer.resblocks.1.attn.in_proj_bias", k),
-    ("vision_model.encoder.layers.1.self_attn.v_proj.weight", "clip.visual.transformer.resblocks.1.attn.in_proj_weight", v),
-    ("vision_model.encoder.layers.1.self_attn.out_proj.weight", "clip.visual.transformer.resblocks.1.attn.out_proj.weight", same),
-    ("vision_model.encoder.layers.1.layer_norm1.weight", "clip.visual.transformer.resblocks.1.ln_1.weight", same),
-    ("vision_model.encoder.layers.1.mlp.fc2.bias", "clip.visual.transformer.resblocks.1.mlp.c_proj.bias", same),
+    ("vision_model.encoder.layers.1.self_attn.q_proj.weight", VISUAL_1 + "attn.in_proj_weight", q),
+    ("vision_model.encoder.layers.1.self_attn.k_proj.bias", VISUAL_1 + "attn.in_proj_bias", k),
+    ("vision_model.encoder.layers.1.self_attn.v_proj.weight", VISUAL_1 + "attn.in_proj_weight", v),
+    ("vision_model.encoder.layers.1.self_attn.out_proj.weight", VISUAL_1 + "attn.out_proj.weight", same),
+    ("vision_model.encoder.layers.1.layer_norm1.weight", VISUAL_1 + "ln_1.weight", same),
+    ("vision_model.encoder.layers.1.mlp.fc2.bias", VISUAL_1 + "mlp.c_proj.bias", same),
     ("vision_model.post_layernorm.weight", "clip.visual.ln_post.weight", same),
     ("visual_projection.weight", "clip.visual.proj", transposed),
     ("text_model.embeddings.token_embedding.weight", "clip.token_embedding.weight", same),
@@ -177,12 +180,12 @@ EXPECTED = [
     ("frame_position_embedding.weight", "frame_position_embeddings.weight", same),
     ("audio_resampler.query_tokens", "query_tokens", transposed),
     ("audio_resampler.query_position_embedding", "query_position_embeddings.weight", same),
-    ("audio_resampler.layers.1.self_attn.q_proj.weight", "transformer_Fusion.resblocks.1.attn.in_proj_weight", q),
-    ("audio_resampler.layers.1.cross_attn.k_proj.weight", "transformer_Fusion.resblocks.1.cross_attn.in_proj_weight", k),
-    ("audio_resampler.layers.1.cross_attn.out_proj.bias", "transformer_Fusion.resblocks.1.cross_attn.out_proj.bias", same),
-    ("audio_resampler.layers.1.layer_norm_cross.weight", "transformer_Fusion.resblocks.1.ln_3.weight", same),
-    ("audio_resampler.layers.1.layer_norm1.bias", "transformer_Fusion.resblocks.1.ln_1.bias", same),
-    ("audio_resampler.layers.1.mlp.fc2.weight", "transformer_Fusion.resblocks.1.mlp.c_proj.weight", same),
+    ("audio_resampler.layers.1.self_attn.q_proj.weight", RESAMPLER_1 + "attn.in_proj_weight", q),
+    ("audio_resampler.layers.1.cross_attn.k_proj.weight", RESAMPLER_1 + "cross_attn.in_proj_weight", k),
+    ("audio_resampler.layers.1.cross_attn.out_proj.bias", RESAMPLER_1 + "cross_attn.out_proj.bias", same),
+    ("audio_resampler.layers.1.layer_norm_cross.weight", RESAMPLER_1 + "ln_3.weight", same),
+    ("audio_resampler.layers.1.layer_norm1.bias", RESAMPLER_1 + "ln_1.bias", same),
+    ("audio_resampler.layers.1.mlp.fc2.weight", RESAMPLER_1 + "mlp.c_proj.weight", same),
     ("fusion.layers.1.attn_gate.fc1.weight", "transformerClip.resblocks.1.attn_gate.ag_fc.weight", same),
     ("fusion.layers.1.attn_gate.fc2.weight", "transformerClip.resblocks.1.attn_gate.ag_proj.weight", same),
     ("fusion.layers.1.ffn_gate.fc1.weight", "transformerClip.resblocks.1.ff_gate.fg_fc.weight", same),
@@ -286,7 +289,8 @@ def test_clip_and_ast_give_the_paper_initialisation():
     for stack in ("audio_resampler", "fusion"):
         torch.testing.assert_close(weights[f"{stack}.layers.1.self_attn.v_proj.weight"],
                                    v(clip["transformer.resblocks.1.attn.in_proj_weight"]))
-        torch.testing.assert_close(weights[f"{stack}.layers.0.mlp.fc1.bias"], clip["transformer.resblocks.0.mlp.c_fc.bias"])
+        torch.testing.assert_close(weights[f"{stack}.layers.0.mlp.fc1.bias"],
+                                   clip["transformer.resblocks.0.mlp.c_fc.bias"])
     torch.testing.assert_close(weights["frame_position_embedding.weight"], clip["positional_embedding"][:FRAMES])
 
 

@@ -131,7 +131,8 @@ def test_card_metadata_and_model_index_match_the_metrics(captured_upload):
             for metric, value in record.get(direction, {}).items():
                 result = parsed[(record["dataset"], record["split"], task_type, metric)]
                 assert result.metric_value == value and result.metric_type == METRICS[metric]
-                assert result.metric_args["test_time_renormalization"] == (record["test_time_renormalization"] or "none")
+                renormalization = record["test_time_renormalization"] or "none"
+                assert result.metric_args["test_time_renormalization"] == renormalization
                 assert result.metric_args.get("selected_on") == record["selected_on"]
     assert json.loads((capture / "eval_results.json").read_text()) == EVAL_RESULTS
     text = card.text
@@ -169,7 +170,8 @@ result = {"batch": dict(batch), "logits": outputs.logits_per_text, "frames": out
 # The card's usage snippet, pointed at the downloaded repository and the test video.
 readme = open(f"{repo}/README.md", encoding="utf-8").read()
 snippet = readme.split("## Usage")[1].split("```python")[1].split("```")[0]
-snippet = snippet.replace('"someone/avigate-tiny"', repr(repo)).replace('"clip1.mp4", "clip2.mp4"', f"{video!r}, {video!r}")
+snippet = snippet.replace('"someone/avigate-tiny"', repr(repo))
+snippet = snippet.replace('"clip1.mp4", "clip2.mp4"', f"{video!r}, {video!r}")
 namespace = {}
 exec(snippet, namespace)
 result["snippet_scores"] = namespace["scores"]
