@@ -28,17 +28,18 @@ class AvigateVideoDataset(torch.utils.data.Dataset):
         on_error: `"raise"` stops at the first unreadable file; `"skip"` returns an error record instead, which the
             collator drops and reports in the batch's `errors`, so the loop can count and log bad files.
 
-    Example:
+    Example (`processor` and `model` loaded beforehand):
 
     ```python
-    >>> from torch.utils.data import DataLoader
-    >>> dataset = AvigateVideoDataset(processor, ["a.mp4", "b.mp4"], ["a dog", "a cat"], on_error="skip")  # doctest: +SKIP
-    >>> loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=AvigateCollator(processor))  # doctest: +SKIP
-    >>> skipped = []  # doctest: +SKIP
-    >>> for batch in loader:  # doctest: +SKIP
-    ...     skipped += batch.pop("errors")  # [(index, "FileNotFoundError: ..."), ...]
-    ...     indices = batch.pop("indices")  # dataset positions of the rows kept
-    ...     outputs = model(**batch)
+    from torch.utils.data import DataLoader
+
+    dataset = AvigateVideoDataset(processor, ["a.mp4", "b.mp4"], ["a dog", "a cat"], on_error="skip")
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=AvigateCollator(processor))
+    skipped = []
+    for batch in loader:
+        skipped += batch.pop("errors")  # [(index, "FileNotFoundError: ..."), ...]
+        indices = batch.pop("indices")  # dataset positions of the rows kept
+        outputs = model(**batch)
     ```
     """
 

@@ -38,6 +38,7 @@ class AvigateProcessor(ProcessorMixin):
             captions are truncated and keep their EOS.
         sample_fps (`float`, *optional*): when set, first take frames at this rate, then `num_frames` uniformly
             among them (the reference's "1 frame per second" loader); by default frames are uniform over the clip.
+            Applies to files only: arrays and image lists have no timestamps and are always sampled uniformly.
         audio_channel (`str`, defaults to `"mix"`): `"mix"` averages the channels of multichannel sound, `"first"`
             keeps the first channel (what the reference's torchaudio fbank does).
         decode_threads (`int`, defaults to 1): FFmpeg decoder threads per video; 1 suits DataLoader workers, 0 lets
@@ -46,7 +47,6 @@ class AvigateProcessor(ProcessorMixin):
     Example:
 
     ```python
-    >>> import numpy as np
     >>> from modeling_avigate.processors import AvigateProcessor
     >>> processor = AvigateProcessor.from_pretrained("path/to/avigate-checkpoint")  # doctest: +SKIP
     >>> batch = processor(text=["a dog barks at a car"], videos=["clip.mp4"], return_tensors="pt")  # doctest: +SKIP
@@ -98,7 +98,8 @@ class AvigateProcessor(ProcessorMixin):
         if processor.do_rescale:
             pixels *= np.float32(processor.rescale_factor)
         if processor.do_normalize:
-            pixels = (pixels - np.asarray(processor.image_mean, np.float32)) / np.asarray(processor.image_std, np.float32)
+            mean, std = np.asarray(processor.image_mean, np.float32), np.asarray(processor.image_std, np.float32)
+            pixels = (pixels - mean) / std
         return pixels.transpose(0, 3, 1, 2)
 
     def _read_frames(self, video: VideoInput, read_audio: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -124,11 +125,11 @@ class AvigateProcessor(ProcessorMixin):
                 "Each item of `videos` must be a file path, a uint8 array [frames, height, width, 3] or a non-empty"
                 f" list of PIL images, got {type(video).__name__}."
             )
-        # Arrays carry no timestamps: treat them as constant frame rate.
-        indices = sample_frame_indices(np.arange(len(frames), dtype=np.float64), self.num_frames, self.sample_fps)
+        # Arrays carry no timestamps, so `sample_fps` cannot apply: sample uniformly over the given frames.
+        indices = sample_frame_indices(np.arange(len(frames), dtype=np.float64), self.num_frames)
         resizer = FrameResizer(shortest_edge, crop_size, interpolation)
-        resized = [resizer(av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")) for i in indices]
-        return np.stack(resized), None
+        rgb_frames = (av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24") for i in indices)
+        return np.stack([resizer(frame) for frame in rgb_frames]), None
 
     def process_video(
         self,

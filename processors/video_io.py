@@ -245,7 +245,9 @@ def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -
         end = max(float(pts * stream.time_base) for stream, pts in last_end.items())
         declared = container.duration / av.time_base if container.duration else None
         if declared is not None and end < 0.9 * declared:
-            raise RuntimeError(f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s")
+            raise RuntimeError(
+                f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
+            )
     times = np.asarray(video_pts, dtype=np.float64) * float(video.time_base)
     if not pieces:
         return times, None

@@ -172,7 +172,8 @@ def test_save_and_load_round_trip(tiny_tokenizer_dir, media, tmp_path):
     custom.feature_extractor = AvigateFeatureExtractor(mode="ast")
     custom.save_pretrained(tmp_path)
     loaded = AvigateProcessor.from_pretrained(tmp_path)
-    assert (loaded.num_frames, loaded.max_length, loaded.sample_fps, loaded.feature_extractor.mode) == (4, 16, 1.0, "ast")
+    settings = (loaded.num_frames, loaded.max_length, loaded.sample_fps, loaded.feature_extractor.mode)
+    assert settings == (4, 16, 1.0, "ast")
     assert loaded.image_processor.crop_size == {"height": SIZE, "width": SIZE}
     before = custom(text=["a dog barks"], videos=[media["sound"]], return_tensors="np")
     after = loaded(text=["a dog barks"], videos=[media["sound"]], return_tensors="np")
@@ -190,7 +191,8 @@ def test_saved_folder_loads_as_remote_code_in_a_fresh_process(processor, tmp_pat
     processor.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "processor_config.json").read_text())
     assert config["auto_map"]["AutoProcessor"] == "processing_avigate.AvigateProcessor"
-    assert {"processing_avigate.py", "feature_extraction_avigate.py", "video_io.py"} <= set(os.listdir(tmp_path / "saved"))
+    sources = {"processing_avigate.py", "feature_extraction_avigate.py", "video_io.py"}
+    assert sources <= set(os.listdir(tmp_path / "saved"))
     script = (
         "import sys, numpy as np\n"
         "from transformers import AutoProcessor\n"

@@ -19,7 +19,10 @@ def pil_resize_crop(image: Image.Image, shortest_edge: int, crop: int) -> np.nda
     """CLIP's geometry, computed independently with PIL: shorter side to `shortest_edge` (bicubic), centre crop."""
     width, height = image.size
     scale = shortest_edge / min(width, height)
-    new_width, new_height = (shortest_edge, int(height * scale)) if width <= height else (int(width * scale), shortest_edge)
+    if width <= height:
+        new_width, new_height = shortest_edge, int(height * scale)
+    else:
+        new_width, new_height = int(width * scale), shortest_edge
     resized = np.asarray(image.convert("RGB").resize((new_width, new_height), Image.Resampling.BICUBIC))
     top, left = (new_height - crop) // 2, (new_width - crop) // 2
     return resized[top : top + crop, left : left + crop]
