@@ -219,8 +219,7 @@ def main(argv=None) -> None:
     shutil.rmtree(model_dir, ignore_errors=True)
     best_dir = os.path.join(args.output_dir, "runs", f"learned-seed{seeds[0]}", "best")
     shutil.copytree(best_dir, model_dir)
-    with open(os.path.join(best_dir, "..", "metrics.json")) as handle:
-        write_model_card(model_dir, eval_results=json.load(handle))
+    write_model_card(model_dir, eval_results=os.path.join(model_dir, "eval_results.json"))
     plot_path = os.path.join(model_dir, "gates_and_training.png")
     plot(results, plot_path)
     print(f"\n3. Plot of gates per kind and training curves: {plot_path}")

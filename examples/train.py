@@ -52,6 +52,8 @@ from modeling_avigate.training_data import PairDataset, build_audio_cache, build
 
 logger = logging.getLogger("avigate.train")
 
+CARD_RECORD_KEYS = ("dataset", "split", "selected_on", "text_to_video", "video_to_text", "test_time_renormalization")
+
 
 @dataclass
 class TrainArguments:
@@ -127,7 +129,7 @@ def parse_arguments(argv: list[str] | None = None) -> TrainArguments:
 # -- model and processor ------------------------------------------------------------------------------------------
 
 
-def build_model(args: TrainArguments) -> AvigateModel:
+def build_model(args: TrainArguments, processor: AvigateProcessor) -> AvigateModel:
     overrides = dict(args.model)
     if args.gate_mode is not None:
         overrides["gate_mode"] = args.gate_mode
@@ -135,6 +137,12 @@ def build_model(args: TrainArguments) -> AvigateModel:
         return AvigateModel.from_pretrained(args.model_name_or_path, **overrides)
     if args.clip_name_or_path and args.ast_name_or_path:
         return AvigateModel.from_clip_ast_pretrained(args.clip_name_or_path, args.ast_name_or_path, **overrides)
+    # A randomly initialised text tower takes its vocabulary and special tokens from the processor's tokenizer.
+    tokenizer = processor.tokenizer
+    overrides["text_config"] = {
+        **overrides.get("text_config", {}), "vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+    }
     return AvigateModel(AvigateConfig(**overrides))
 
 
@@ -233,8 +241,8 @@ def train(args: TrainArguments) -> dict:
     per_process_batch = args.batch_size // accelerator.num_processes
     set_seed(args.seed)
 
-    model = build_model(args)
     processor = build_processor(args)
+    model = build_model(args, processor)
     freeze_for_training(model, args.train_audio_encoder, args.freeze_clip_embeddings)
     rates = LearningRates(args.learning_rate, args.clip_lr_multiplier, args.query_lr_multiplier, args.weight_decay)
     groups = build_parameter_groups(model, rates)
@@ -344,6 +352,10 @@ def train(args: TrainArguments) -> dict:
     if accelerator.is_main_process:
         with open(os.path.join(args.output_dir, "metrics.json"), "w") as handle:
             json.dump(result, handle, indent=2)
+        # The record `modeling_avigate.hub` turns into the model card's model-index, kept beside the best model.
+        card_record = {key: result[key] for key in CARD_RECORD_KEYS}
+        with open(os.path.join(best_dir, "eval_results.json"), "w") as handle:
+            json.dump(card_record, handle, indent=2)
         logger.info("best epoch %d (selected on %s); %s text→video %s", state["best_epoch"], selection,
                     args.test_split, final["text_to_video"])
     accelerator.end_training()

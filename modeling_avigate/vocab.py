@@ -16,27 +16,35 @@ BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 
 
+def apply_bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Merge `symbols` as CLIP's tokenizer does: repeatedly join the adjacent pair whose merge is listed earliest."""
+    while len(symbols) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), index) for index, pair in enumerate(zip(symbols, symbols[1:]))]
+        rank, index = min(pairs)
+        if rank == len(ranks):
+            break
+        symbols = symbols[:index] + [symbols[index] + symbols[index + 1]] + symbols[index + 2 :]
+    return symbols
+
+
 def build_word_level_bpe(words: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Return `(vocab, merges)`: every byte symbol, then left-to-right merges that assemble each word."""
+    """Return `(vocab, merges)`: every byte symbol, then merges under which each word becomes a single token.
+
+    CLIP's tokenizer applies the earliest-listed merge first, so each word is first split with the merges listed so
+    far and the merges that join its remaining pieces are appended after them.
+    """
     byte_symbols = sorted(set(bytes_to_unicode().values()))
     vocab: dict[str, int] = {}
     for symbol in byte_symbols + [symbol + "</w>" for symbol in byte_symbols]:
         vocab.setdefault(symbol, len(vocab))
-    merges: list[tuple[str, str]] = []
-    seen_merges = set()
+    ranks: dict[tuple[str, str], int] = {}
     for word in sorted(set(word.lower() for word in words if word)):
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(symbols) > 1:
-            pair = (symbols[0], symbols[1])
-            if pair not in seen_merges:
-                seen_merges.add(pair)
-                merges.append(pair)
-            merged = symbols[0] + symbols[1]
-            vocab.setdefault(merged, len(vocab))
-            symbols = [merged] + symbols[2:]
+        while len(pieces := apply_bpe(list(word[:-1]) + [word[-1] + "</w>"], ranks)) > 1:
+            ranks[(pieces[0], pieces[1])] = len(ranks)
+            vocab.setdefault(pieces[0] + pieces[1], len(vocab))
     for special in (BOS_TOKEN, EOS_TOKEN):
         vocab.setdefault(special, len(vocab))
-    return vocab, merges
+    return vocab, list(ranks)
 
 
 def write_word_level_clip_vocab(words: Iterable[str], save_directory: str) -> CLIPTokenizer:

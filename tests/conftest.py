@@ -15,12 +15,22 @@ TEST_WORDS = (
 ).split()
 
 
+def tiny_token_ids() -> dict:
+    """Vocabulary size and special token ids of the `tiny_tokenizer_dir` tokenizer, for the text config."""
+    from modeling_avigate.vocab import BOS_TOKEN, EOS_TOKEN, build_word_level_bpe
+
+    vocab, _ = build_word_level_bpe(TEST_WORDS)
+    return dict(vocab_size=len(vocab), bos_token_id=vocab[BOS_TOKEN], eos_token_id=vocab[EOS_TOKEN],
+                pad_token_id=vocab[EOS_TOKEN])
+
+
 def tiny_config_kwargs(**overrides) -> dict:
-    """Keyword arguments of an `AvigateConfig` small enough for CPU tests (32-pixel frames, D = 32)."""
+    """Keyword arguments of an `AvigateConfig` small enough for CPU tests (32-pixel frames, D = 32), whose text
+    tower matches the `tiny_tokenizer_dir` tokenizer."""
     kwargs = dict(
         text_config=dict(
-            vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=32, bos_token_id=518, eos_token_id=519, pad_token_id=519, projection_dim=32,
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=32, projection_dim=32, **tiny_token_ids(),
         ),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,

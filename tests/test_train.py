@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config_kwargs
+from conftest import tiny_config_kwargs, tiny_token_ids
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +97,8 @@ def test_audio_cache_step_matches_the_uncached_step_within_fp16(tmp_path):
     torch.manual_seed(0)
     model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
     input_ids = torch.randint(10, 400, (3, 6))
-    input_ids[:, 0], input_ids[:, -1] = 518, 519
+    ids = tiny_token_ids()
+    input_ids[:, 0], input_ids[:, -1] = ids["bos_token_id"], ids["eos_token_id"]
     batch = dict(input_ids=input_ids, pixel_values=torch.randn(3, 2, 3, 32, 32), has_audio=torch.tensor([1, 0, 1]))
     input_values = torch.randn(3, 1024, 128)
     with torch.no_grad():

@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import save_file
 
-from conftest import tiny_config_kwargs
+from conftest import tiny_config_kwargs, tiny_token_ids
 from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.training import (
     LearningRates,
@@ -26,7 +26,8 @@ GLOBAL_BATCH = 4
 def fixed_batch() -> dict:
     generator = torch.Generator().manual_seed(1)
     input_ids = torch.randint(10, 400, (GLOBAL_BATCH, 7), generator=generator)
-    input_ids[:, 0], input_ids[:, -1] = 518, 519
+    ids = tiny_token_ids()
+    input_ids[:, 0], input_ids[:, -1] = ids["bos_token_id"], ids["eos_token_id"]
     video_mask = torch.ones(GLOBAL_BATCH, 3, dtype=torch.long)
     video_mask[1, 2] = 0
     return {
