@@ -1,0 +1,172 @@
+# Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
+"""`avigate`: index a folder of videos, search it by text, inspect an index, evaluate on a benchmark.
+
+Examples:
+
+    avigate index my_videos/ --model user/avigate-msrvtt --out my_videos.avigate
+    accelerate launch -m modeling_avigate.cli index my_videos/ --model user/avigate-msrvtt --out my_videos.avigate
+    avigate search my_videos.avigate "a dog barks at a car" -k 10 --json
+    avigate info my_videos.avigate
+    avigate eval --benchmark msrvtt --data-dir data/msrvtt --model user/avigate-msrvtt
+
+Errors (missing index, index built by another model, empty folder, ...) print one line and exit with status 1.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _load_model_and_processor(name: str, revision: str | None, device: str | None):
+    import torch
+
+    from . import AvigateModel
+    from .processors import AvigateProcessor
+
+    model = AvigateModel.from_pretrained(name, revision=revision).eval()
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return model, AvigateProcessor.from_pretrained(name, revision=revision)
+
+
+def _index(args: argparse.Namespace) -> None:
+    from .index import build_sharded, resolve_videos
+
+    paths = resolve_videos(args.videos)  # fail on a missing or empty folder before loading the model
+    model, processor = _load_model_and_processor(args.model, args.revision, args.device)
+    index = build_sharded(model, processor, paths, args.out, batch_size=args.batch_size,
+                          num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist)
+    if index is not None:
+        print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files"
+                                                                if index.failures else ""))
+        for failure in index.failures:
+            print(f"  skipped {failure['path']}: {failure['error']}", file=sys.stderr)
+
+
+def _open_index(args: argparse.Namespace):
+    from .index import VideoIndex
+
+    built_by = VideoIndex.read_metadata(args.index)["model"]["name_or_path"]
+    model, processor = _load_model_and_processor(args.model or built_by, args.revision, args.device)
+    return VideoIndex.load(args.index, model=model, processor=processor, force=args.force, verify=not args.no_verify)
+
+
+def _search(args: argparse.Namespace) -> None:
+    index = _open_index(args)
+    results = index.search(args.query, k=args.k, exact=args.exact)
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in results], indent=1))
+        return
+    for rank, hit in enumerate(results, start=1):
+        print(f"{rank:3d}  {hit.score:8.3f}  {hit.path}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from .index import VideoIndex
+
+    index = VideoIndex.load(args.index, verify=not args.no_verify)
+    summary = {
+        "videos": len(index),
+        "frames_per_video": index.frame_embeds.shape[1],
+        "dim": index.frame_embeds.shape[2],
+        "with_audio": int(index.has_audio.sum()),
+        "skipped_files": len(index.failures),
+        "first_stage": index.info["first_stage"] or "none (exact scan)",
+        "model": index.info["model"],
+        "processor": index.info["processor"],
+    }
+    print(json.dumps(summary, indent=1, default=str))
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from .data import load_benchmark
+    from .evaluation import evaluate_retrieval
+
+    model, processor = _load_model_and_processor(args.model, args.revision, args.device)
+    videos = load_benchmark(args.benchmark, args.data_dir, args.split, view="videos")
+    metrics = evaluate_retrieval(model, processor, videos, batch_size=args.batch_size, num_workers=args.num_workers,
+                                 device=model.device, dual_softmax_temperature=args.dual_softmax_temperature)
+    print(json.dumps({"benchmark": args.benchmark, "split": args.split, **metrics}, indent=1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avigate", description="Search your own videos by text with AVIGATE (CVPR 2025), and evaluate it.",
+        epilog="Run 'avigate COMMAND --help' for the options of each command.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_options(command: argparse.ArgumentParser, required: bool) -> None:
+        command.add_argument("--model", required=required,
+                             help="model folder or Hub repo id" + ("" if required else
+                                                                   " (default: the one recorded in the index)"))
+        command.add_argument("--revision", help="Hub revision of --model")
+        command.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+
+    index = commands.add_parser(
+        "index", help="embed a folder of videos into an index",
+        description="Embed every video under VIDEO_DIR (recursively) and write an index folder. Unreadable files are "
+                    "skipped and listed. Under 'accelerate launch' each process embeds a share and the shards are "
+                    "merged.")
+    index.add_argument("videos", metavar="VIDEO_DIR", help="folder of video files")
+    model_options(index, required=True)
+    index.add_argument("--out", required=True, metavar="INDEX", help="index folder to write (replaced atomically)")
+    index.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (default 8)")
+    index.add_argument("--num-workers", type=int, default=2, help="decoding processes (default 2)")
+    index.add_argument("--first-stage", choices=["flat", "hnsw", "ivf"],
+                       help="faiss first stage over global embeddings for large galleries (default: exact scan)")
+    index.add_argument("--shortlist", type=int, default=256, help="first-stage candidates per query (default 256)")
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser("search", help="rank the indexed videos for a text query",
+                                 description="Rank the videos of INDEX for QUERY by AVIGATE's multi-grained score.")
+    search.add_argument("index", metavar="INDEX", help="index folder written by 'avigate index'")
+    search.add_argument("query", metavar="QUERY", help="the text to search for")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+    search.add_argument("--exact", action="store_true", help="scan every video even if the index has a first stage")
+    search.add_argument("--force", action="store_true", help="query with a model that did not build the index")
+    search.add_argument("--no-verify", action="store_true", help="skip the checksum check of the index files")
+    model_options(search, required=False)
+    search.set_defaults(run=_search)
+
+    info = commands.add_parser("info", help="describe an index", description="Print an index's size, model, "
+                               "processor settings and first-stage mode as JSON.")
+    info.add_argument("index", metavar="INDEX")
+    info.add_argument("--no-verify", action="store_true", help="skip the checksum check of the index files")
+    info.set_defaults(run=_info)
+
+    evaluate = commands.add_parser(
+        "eval", help="retrieval metrics on a benchmark",
+        description="Text→video and video→text R@1/5/10, MdR, MnR on a benchmark split (each text and each video "
+                    "embedded once).")
+    evaluate.add_argument("--benchmark", required=True, help="msrvtt, vatex, charades or synthetic")
+    evaluate.add_argument("--data-dir", required=True, help="the benchmark's annotations and videos")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
+    model_options(evaluate, required=True)
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--num-workers", type=int, default=2)
+    evaluate.add_argument("--dual-softmax-temperature", type=float,
+                          help="turn on dual-softmax re-normalisation (labelled '+dsl' in the output)")
+    evaluate.set_defaults(run=_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `avigate` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args)
+    except (FileNotFoundError, ValueError, OSError, ImportError) as error:
+        # One line, no traceback: these are user errors (missing index, wrong model, empty folder, ...).
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"avigate {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

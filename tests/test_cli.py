@@ -1,0 +1,110 @@
+"""The `avigate` command line: index → search → info on generated clips, one-line errors, sharded build."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from modeling_avigate.cli import main
+from modeling_avigate.index import VideoIndex
+
+from conftest import TEST_WORDS
+from test_index import tiny_model, tiny_processor, write_clips
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from modeling_avigate.vocab import write_word_level_clip_vocab
+
+    root = tmp_path_factory.mktemp("cli")
+    write_word_level_clip_vocab(TEST_WORDS, str(root / "tokenizer"))
+    processor = tiny_processor(str(root / "tokenizer"))
+    model = tiny_model(processor)
+    for name, built in (("model", model), ("other-model", tiny_model(processor, fusion_num_layers=1))):
+        built.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+    write_clips(str(root / "videos"), 4)
+    assert main(["index", str(root / "videos"), "--model", str(root / "model"), "--out", str(root / "gallery"),
+                 "--num-workers", "0", "--batch-size", "3"]) == 0
+    return root
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_index_search_info_end_to_end(workspace, capsys):
+    status, out, _ = run_cli(capsys, "search", workspace / "gallery", "a dog barks at a car", "-k", "3", "--json")
+    assert status == 0
+    hits = json.loads(out)
+    assert len(hits) == 3 and all(os.path.dirname(hit["path"]) == str(workspace / "videos") for hit in hits)
+    assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
+    # The CLI ranks exactly as the library does with the saved model.
+    from modeling_avigate import AvigateModel
+    from modeling_avigate.processors import AvigateProcessor
+
+    index = VideoIndex.load(workspace / "gallery", model=AvigateModel.from_pretrained(workspace / "model"),
+                            processor=AvigateProcessor.from_pretrained(workspace / "model"))
+    expected = index.search("a dog barks at a car", k=3)
+    assert [hit["path"] for hit in hits] == [hit.path for hit in expected]
+    assert [hit["score"] for hit in hits] == pytest.approx([hit.score for hit in expected], abs=1e-5)
+
+    status, out, _ = run_cli(capsys, "search", workspace / "gallery", "red circle", "-k", "2")
+    assert status == 0 and len(out.strip().splitlines()) == 2 and out.split()[0] == "1"
+
+    status, out, _ = run_cli(capsys, "info", workspace / "gallery")
+    summary = json.loads(out)
+    assert status == 0 and summary["videos"] == 4 and summary["frames_per_video"] == 4
+    assert summary["model"]["name_or_path"] == str(workspace / "model")
+    assert summary["first_stage"] == "none (exact scan)"
+
+
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["search", "{root}/missing", "a dog"], "no AVIGATE index at"),
+        (["info", "{root}/missing"], "no AVIGATE index at"),
+        (["index", "{root}/empty", "--model", "{root}/model", "--out", "{root}/x"], "no video files"),
+        (["search", "{root}/gallery", "a dog", "--model", "{root}/other-model"], "config differs"),
+    ],
+)
+def test_errors_exit_non_zero_with_one_line(workspace, capsys, argv, reason):
+    (workspace / "empty").mkdir(exist_ok=True)
+    status, out, err = run_cli(capsys, *[arg.format(root=workspace) for arg in argv])
+    assert status == 1 and out == ""
+    # Model loading may draw a progress bar first; the reason is one line, the last one.
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert errors == [err.strip().splitlines()[-1]] and errors[0].startswith(f"avigate {argv[0]}: error:")
+    assert reason in errors[0]
+
+
+def test_forced_other_model_and_help(workspace, capsys):
+    status, out, _ = run_cli(capsys, "search", workspace / "gallery", "a dog", "--model", workspace / "other-model",
+                             "--force", "-k", "1")
+    assert status == 0 and len(out.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["index", "--help"])
+    assert exit_info.value.code == 0
+    assert "accelerate launch" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
+    # torchrun with the gloo backend: two CPU processes each embed half of the files, the main one merges.
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+               "-m", "modeling_avigate.cli", "index", str(workspace / "videos"), "--model", str(workspace / "model"),
+               "--out", str(tmp_path / "sharded"), "--num-workers", "0", "--batch-size", "3"]
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "sharded.shards")
+    sharded, single = VideoIndex.load(tmp_path / "sharded"), VideoIndex.load(workspace / "gallery")
+    assert sharded.paths == single.paths
+    torch.testing.assert_close(sharded.frame_embeds.float(), single.frame_embeds.float(), atol=1e-3, rtol=0)
+    assert torch.equal(sharded.video_mask, single.video_mask) and torch.equal(sharded.has_audio, single.has_audio)
+    assert sharded.info == single.info

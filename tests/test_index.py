@@ -1,0 +1,250 @@
+"""VideoIndex: exact search equals model.similarity, incremental add, persistence, corruption, model checks."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.index import (
+    CorruptIndexError,
+    IncompatibleModelError,
+    VideoIndex,
+    exact_search,
+    rerank_candidates,
+    shortlist,
+    build_first_stage,
+)
+from modeling_avigate.modeling_avigate import pool_video_embeds
+
+from conftest import TEST_WORDS, tiny_config_kwargs
+from media import tone, write_test_video
+
+
+QUERIES = ["a dog barks at a car", "red circle moving left", "a woman sings", "blue square"]
+
+
+def tiny_processor(tokenizer_dir, num_frames: int = 4):
+    from transformers import CLIPImageProcessorPil, CLIPTokenizer
+
+    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return AvigateProcessor(image_processor, AvigateFeatureExtractor(), CLIPTokenizer.from_pretrained(tokenizer_dir),
+                            num_frames=num_frames)
+
+
+def tiny_model(processor, seed: int = 0, **overrides) -> AvigateModel:
+    tokenizer = processor.tokenizer
+    kwargs = tiny_config_kwargs(**overrides)
+    # The word-level test vocabulary puts BOS/EOS after the words: size the text tower to it.
+    kwargs["text_config"].update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return AvigateModel(AvigateConfig(**kwargs)).eval()
+
+
+def write_clips(folder, count: int) -> list[str]:
+    """`count` short clips with varied motion and sound (one silent), named clip-XX.mp4."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for number in range(count):
+        audio = None if number % 3 == 2 else tone(220.0 * (1 + number), 1.0, 16000)
+        path = os.path.join(folder, f"clip-{number:02d}.mp4")
+        write_test_video(path, num_frames=6 + number, fps=8, size=(40 + 4 * number, 32), audio=audio)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index")
+    from modeling_avigate.vocab import write_word_level_clip_vocab
+
+    write_word_level_clip_vocab(TEST_WORDS, str(root / "tokenizer"))
+    processor = tiny_processor(str(root / "tokenizer"))
+    model = tiny_model(processor)
+    paths = write_clips(str(root / "videos"), 6)
+    index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
+    return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
+
+
+def brute_force(model, processor, index, queries):
+    tokens = processor(text=queries, return_tensors="pt")
+    with torch.no_grad():
+        text = model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).pooler_output
+        return model.similarity(text, index.frame_embeds.float(), index.video_mask)
+
+
+def test_build_stores_normalised_fp16_embeddings_and_metadata(setup):
+    index, model, processor = setup["index"], setup["model"], setup["processor"]
+    assert index.paths == sorted(os.path.abspath(path) for path in setup["paths"])
+    assert index.frame_embeds.dtype == torch.float16 and index.frame_embeds.shape == (6, 4, 32)
+    real = index.frame_embeds.float()[index.video_mask]
+    torch.testing.assert_close(real.norm(dim=-1), torch.ones(real.shape[0]), atol=2e-3, rtol=0)
+    assert index.has_audio.tolist() == [True, True, False, True, True, False]
+    assert all(entry["duration"] > 0 for entry in index.entries)
+    # The stored embeddings are the model's own, rounded to fp16.
+    batch = processor(videos=setup["paths"][:2], return_tensors="pt")
+    with torch.no_grad():
+        direct = model.get_video_features(batch["pixel_values"], batch["video_mask"], batch["input_values"],
+                                          batch["has_audio"]).last_hidden_state
+    torch.testing.assert_close(index.frame_embeds[:2].float(), direct, atol=2e-3, rtol=0)
+    assert index.info["processor"]["num_frames"] == 4
+    assert index.info["first_stage"] is None
+
+
+def test_search_equals_brute_force_similarity(setup):
+    index, model, processor = setup["index"], setup["model"], setup["processor"]
+    expected = brute_force(model, processor, index, QUERIES)
+    results = index.search(QUERIES, k=4)
+    for row, hits in zip(expected, results):
+        order = torch.sort(row, descending=True, stable=True).indices[:4].tolist()
+        assert [hit.position for hit in hits] == order
+        torch.testing.assert_close(torch.tensor([hit.score for hit in hits]), row[order], atol=1e-4, rtol=0)
+    single = index.search(QUERIES[0], k=2)
+    assert [hit.path for hit in single] == [hit.path for hit in results[0][:2]]
+
+
+def test_exact_search_is_independent_of_chunk_size_and_matches_topk():
+    torch.manual_seed(0)
+    frames = torch.nn.functional.normalize(torch.randn(37, 5, 16), dim=-1)
+    mask = torch.ones(37, 5, dtype=torch.bool)
+    mask[::4, 3:] = False
+    text = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
+    video = pool_video_embeds(frames, mask)
+    big_scores, big_ids = exact_search(text, frames, mask, video, 50.0, 1.0, k=7)
+    small_scores, small_ids = exact_search(text, frames, mask, video, 50.0, 1.0, k=7, chunk_elements=3 * 5 * 4)
+    assert torch.equal(big_ids, small_ids)
+    torch.testing.assert_close(big_scores, small_scores)
+    # Re-ranking a shortlist that contains the true top 7 gives the same answer.
+    candidates = torch.cat([big_ids, torch.full((3, 2), -1)], dim=1).flip(1)
+    rerank_scores, rerank_ids = rerank_candidates(text, candidates, frames, mask, video, 50.0, 1.0, k=7)
+    assert torch.equal(rerank_ids, big_ids)
+
+
+def test_two_stage_flat_equals_exact_when_shortlist_covers_gallery(setup):
+    pytest.importorskip("faiss")
+    index = setup["index"]
+    staged = VideoIndex.merge([index])
+    staged.attach(setup["model"], setup["processor"])
+    staged.build_first_stage("flat", shortlist_size=6)
+    exact = index.search(QUERIES, k=3)
+    two_stage = staged.search(QUERIES, k=3)
+    assert [[hit.position for hit in hits] for hits in exact] == [[hit.position for hit in hits] for hits in two_stage]
+    ivf = build_first_stage(index.video_embeds.numpy(), "ivf", nlist=2)
+    assert shortlist(ivf, index.video_embeds[:2], 3, nprobe=2)[:, 0].tolist() == [0, 1]
+
+
+def test_save_load_round_trip_and_first_stage_mode(setup, tmp_path):
+    pytest.importorskip("faiss")
+    index = VideoIndex.merge([setup["index"]])
+    index.build_first_stage("hnsw", shortlist_size=4)
+    index.save(tmp_path / "gallery")
+    assert sorted(os.listdir(tmp_path)) == ["gallery"]  # no staging folder left behind
+    loaded = VideoIndex.load(tmp_path / "gallery", model=setup["model"], processor=setup["processor"])
+    assert loaded.info["first_stage"]["kind"] == "hnsw"
+    assert loaded.paths == index.paths and torch.equal(loaded.frame_embeds, index.frame_embeds)
+    assert torch.equal(loaded.video_mask, index.video_mask) and torch.equal(loaded.has_audio, index.has_audio)
+    assert [hit.path for hit in loaded.search(QUERIES[1], k=3)] == [hit.path for hit in setup["index"].search(QUERIES[1], k=3)]
+    # Saving again over an existing index replaces it atomically.
+    loaded.save(tmp_path / "gallery")
+    assert VideoIndex.load(tmp_path / "gallery").info["first_stage"]["kind"] == "hnsw"
+
+
+def test_add_skips_indexed_files_and_equals_full_rebuild(setup, tmp_path):
+    model, processor, full = setup["model"], setup["processor"], setup["index"]
+    folder = os.path.dirname(setup["paths"][0])
+    partial = VideoIndex.build(model, processor, setup["paths"][:3], batch_size=2, progress=False)
+    added = partial.add(folder, batch_size=2, progress=False)
+    assert [os.path.basename(path) for path in added] == ["clip-03.mp4", "clip-04.mp4", "clip-05.mp4"]
+    assert partial.add(folder, progress=False) == []
+    assert partial.paths == full.paths
+    torch.testing.assert_close(partial.frame_embeds.float(), full.frame_embeds.float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(partial.video_embeds, full.video_embeds, atol=1e-3, rtol=0)
+    assert torch.equal(partial.has_audio, full.has_audio)
+
+
+def test_bad_files_are_skipped_and_reported(setup, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for path in setup["paths"][:2]:
+        shutil.copy(path, folder)
+    (folder / "broken.mp4").write_bytes(b"this is not a video")
+    with open(folder / "clip-00.mp4", "rb") as handle:
+        (folder / "truncated.mp4").write_bytes(handle.read()[:300])
+    index = VideoIndex.build(setup["model"], setup["processor"], str(folder), progress=False)
+    assert [os.path.basename(path) for path in index.paths] == ["clip-00.mp4", "clip-01.mp4"]
+    assert sorted(os.path.basename(failure["path"]) for failure in index.failures) == ["broken.mp4", "truncated.mp4"]
+    assert all(failure["error"] for failure in index.failures)
+
+
+def test_corrupt_or_truncated_files_give_clear_errors(setup, tmp_path):
+    setup["index"].save(tmp_path / "gallery")
+    embeddings = tmp_path / "gallery" / "embeddings.safetensors"
+    content = embeddings.read_bytes()
+
+    embeddings.write_bytes(content[: len(content) // 2])
+    with pytest.raises(CorruptIndexError, match="embeddings.safetensors.*checksum"):
+        VideoIndex.load(tmp_path / "gallery")
+    with pytest.raises(CorruptIndexError, match="embeddings.safetensors cannot be read"):
+        VideoIndex.load(tmp_path / "gallery", verify=False)
+
+    flipped = bytearray(content)
+    flipped[-10] ^= 0xFF
+    embeddings.write_bytes(bytes(flipped))
+    with pytest.raises(CorruptIndexError, match="checksum"):
+        VideoIndex.load(tmp_path / "gallery")
+
+    embeddings.write_bytes(content)
+    (tmp_path / "gallery" / "index.json").write_text('{"format_version": 1, "videos": [')
+    with pytest.raises(CorruptIndexError, match="index.json is not valid JSON"):
+        VideoIndex.load(tmp_path / "gallery")
+    shutil.rmtree(tmp_path / "gallery")
+    with pytest.raises(FileNotFoundError, match="no AVIGATE index"):
+        VideoIndex.load(tmp_path / "gallery")
+
+
+def test_other_model_is_refused_unless_forced(setup, tmp_path):
+    processor = setup["processor"]
+    setup["index"].save(tmp_path / "gallery")
+    other_config = tiny_model(processor, fusion_num_layers=1)
+    with pytest.raises(IncompatibleModelError, match="config differs.*force=True"):
+        VideoIndex.load(tmp_path / "gallery", model=other_config, processor=processor)
+    other_weights = tiny_model(processor, seed=1)
+    with pytest.raises(IncompatibleModelError, match="weights differ"):
+        VideoIndex.load(tmp_path / "gallery", model=other_weights, processor=processor)
+    forced = VideoIndex.load(tmp_path / "gallery", model=other_config, processor=processor, force=True)
+    assert len(forced.search(QUERIES[0], k=2)) == 2
+    more_frames = tiny_processor(setup["root"] / "tokenizer", num_frames=6)
+    with pytest.raises(IncompatibleModelError, match="processor settings differ"):
+        VideoIndex.load(tmp_path / "gallery", model=setup["model"], processor=more_frames)
+
+
+def test_rank_captions_matches_similarity_for_indexed_and_new_videos(setup, tmp_path):
+    index, model, processor = setup["index"], setup["model"], setup["processor"]
+    expected = brute_force(model, processor, index, QUERIES)[:, 2]
+    ranked = index.rank_captions(setup["paths"][2], QUERIES)
+    assert [hit.position for hit in ranked] == torch.sort(expected, descending=True, stable=True).indices.tolist()
+    torch.testing.assert_close(torch.tensor([hit.score for hit in ranked]), expected.sort(descending=True).values,
+                               atol=1e-4, rtol=0)
+    # A file outside the index is embedded on the fly and scores (almost) the same as its indexed copy.
+    copy = shutil.copy(setup["paths"][2], tmp_path / "copy.mp4")
+    fresh = index.rank_captions(str(copy), QUERIES)
+    assert [hit.path for hit in fresh] == [hit.path for hit in ranked]
+
+
+def test_dataset_input_and_errors(setup, tmp_path):
+    import datasets
+
+    dataset = datasets.Dataset.from_dict({"video": setup["paths"][:2]})
+    index = VideoIndex.build(setup["model"], setup["processor"], dataset, progress=False)
+    assert index.paths == [os.path.abspath(path) for path in setup["paths"][:2]]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no video files"):
+        VideoIndex.build(setup["model"], setup["processor"], str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="'video' column"):
+        VideoIndex.build(setup["model"], setup["processor"], datasets.Dataset.from_dict({"path": ["x"]}))
