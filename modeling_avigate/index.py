@@ -48,10 +48,11 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
+from .processors import AvigateCollator, AvigateVideoDataset
 from .training import replace_directory_atomically
 
 
@@ -326,36 +327,10 @@ def resolve_videos(videos) -> list[str]:
     return [os.path.abspath(path) for path in paths]
 
 
-class _VideoFiles(Dataset):
-    """Decodes one file per item in DataLoader workers; a failure becomes an `error` item instead of killing the run."""
-
-    def __init__(self, paths: Sequence[str], processor):
-        self.paths, self.processor = list(paths), processor
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        path = self.paths[position]
-        try:
-            item = self.processor.process_video(path)
-            with av.open(path) as container:
-                duration = container.duration / av.time_base if container.duration is not None else None
-        except (OSError, ValueError, RuntimeError, av.FFmpegError) as error:
-            return {"path": path, "error": f"{type(error).__name__}: {error}"}
-        return {"path": path, "duration": duration, **item}
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    good = [item for item in items if "error" not in item]
-    batch: dict[str, Any] = {
-        "failures": [{"path": item["path"], "error": item["error"]} for item in items if "error" in item],
-        "entries": [{"path": item["path"], "duration": item["duration"]} for item in good],
-    }
-    if good:
-        for name in ("pixel_values", "video_mask", "input_values", "has_audio"):
-            batch[name] = torch.from_numpy(np.stack([np.asarray(item[name]) for item in good]))
-    return batch
+def _duration(path: str) -> float | None:
+    """Container duration in seconds (header only), `None` when the container does not declare one."""
+    with av.open(path) as container:
+        return container.duration / av.time_base if container.duration is not None else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -384,7 +359,7 @@ class VideoIndex:
 
     ```python
     >>> import torch
-    >>> frames = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
+    >>> frames = torch.nn.functional.normalize(torch.randn(3, 4, 256), dim=-1)
     >>> index = VideoIndex.from_embeddings(["a.mp4", "b.mp4", "c.mp4"], frames, torch.ones(3, 4))
     >>> index.search(frames[1, :1], k=2)[0][0].path  # one list of results per query embedding
     'b.mp4'
@@ -493,15 +468,15 @@ class VideoIndex:
         model, processor = self._require_model()
         model.eval()
         device = model.device
-        loader = DataLoader(_VideoFiles(paths, processor), batch_size=batch_size, num_workers=num_workers,
-                            collate_fn=_collate)
+        loader = DataLoader(AvigateVideoDataset(processor, paths, on_error="skip"), batch_size=batch_size,
+                            num_workers=num_workers, collate_fn=AvigateCollator(processor))
         frames, masks, audio, entries, failures = [], [], [], [], []
         with tqdm(total=len(paths), desc="indexing videos", unit="video", disable=not progress) as bar:
             for batch in loader:
-                failures.extend(batch["failures"])
-                for failure in batch["failures"]:
-                    logger.warning("skipping %s: %s", failure["path"], failure["error"])
-                if batch["entries"]:
+                for position, error in batch["errors"]:
+                    logger.warning("skipping %s: %s", paths[position], error)
+                    failures.append({"path": paths[position], "error": error})
+                if len(batch["indices"]):
                     outputs = model.get_video_features(
                         batch["pixel_values"].to(device, model.dtype), batch["video_mask"].to(device),
                         batch["input_values"].to(device, model.dtype), batch["has_audio"].to(device),
@@ -509,8 +484,8 @@ class VideoIndex:
                     frames.append(outputs.last_hidden_state.to("cpu", torch.float16))
                     masks.append(outputs.video_mask.cpu().bool())
                     audio.append(batch["has_audio"].bool())
-                    entries.extend(batch["entries"])
-                bar.update(len(batch["entries"]) + len(batch["failures"]))
+                    entries.extend({"path": paths[i], "duration": _duration(paths[i])} for i in batch["indices"].tolist())
+                bar.update(len(batch["indices"]) + len(batch["errors"]))
         if failures:
             logger.warning("%d of %d videos could not be decoded and were skipped", len(failures), len(paths))
         if frames:
