@@ -6,7 +6,7 @@
 
 from setuptools import setup
 
-VIDEO = ["av>=12"]
+VIDEO = ["av>=12"]  # kept as an extra name for users who list it; PyAV is a core dependency of the processor
 TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "matplotlib>=3.7"]
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
@@ -41,6 +41,7 @@ setup(
         "numpy>=1.24",
         "tqdm>=4.60",
         "pillow>=10",
+        "av>=12",
     ],
     extras_require={
         "video": VIDEO,

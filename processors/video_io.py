@@ -57,9 +57,10 @@ class FrameResizer:
     """Resize frames so the shorter side is `shortest_edge`, centre-crop `crop_size = (height, width)`, return RGB
     uint8 `[height, width, 3]`; the geometry of CLIP's image processor, computed by FFmpeg's scaler.
 
-    The frame is first converted to planar RGB at full size (the conversion any RGB decode does), then scaled in
-    planar RGB: scaling YUV straight to the target size is no faster and strays further from a PIL resize of the
-    decoded image. Both scaler contexts are cached, which is most of the cost on small frames.
+    The frame is first converted to packed RGB at full size (the conversion any RGB decode does), then scaled in RGB:
+    scaling YUV straight to the target size strays further from a PIL resize of the decoded image. Planar RGB
+    (`gbrp`) is avoided: PyAV's conversion to it read uninitialised row padding on small frames (40×32), giving
+    different pixels on every call. Both scaler contexts are cached, which is most of the cost on small frames.
 
     Example:
 
@@ -80,9 +81,9 @@ class FrameResizer:
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         new_height, new_width = resize_output_size(frame.height, frame.width, self.shortest_edge)
-        planar = self._to_rgb.reformat(frame, format="gbrp")
+        rgb = self._to_rgb.reformat(frame, format="rgb24")
         image = self._scale.reformat(
-            planar, width=new_width, height=new_height, format="gbrp", interpolation=self.interpolation
+            rgb, width=new_width, height=new_height, format="rgb24", interpolation=self.interpolation
         ).to_ndarray()
         return center_crop(image, self.crop_size)
 

@@ -108,3 +108,13 @@ def test_crop_larger_than_the_resized_frame_is_zero_padded_like_transformers():
     ours = FrameResizer(32, (40, 40))(av.VideoFrame.from_ndarray(image, format="rgb24"))
     assert ours.shape == (40, 40, 3)
     assert np.all(ours[:, :4] == 0) and np.all(ours[:, 36:] == 0) and np.all(ours[:, 4:36] == 200)
+
+
+def test_reading_a_small_file_twice_gives_identical_frames(tmp_path):
+    # Regression: the planar-RGB conversion read uninitialised row padding on 40×32 frames, so every call differed.
+    path = write_test_video(str(tmp_path / "small.mp4"), num_frames=6, fps=6, size=(40, 32))
+    first = read_video(path, 3, 32, (32, 32), "BICUBIC", read_audio=False).frames
+    for _ in range(3):
+        np.testing.assert_array_equal(read_video(path, 3, 32, (32, 32), "BICUBIC", read_audio=False).frames, first)
+    expected = [pil_resize_crop(image, 32, 32) for image in decoded_frames(path)]
+    assert np.abs(first.astype(int) - np.stack(expected)[[0, 2, 5]].astype(int)).max() <= 12
