@@ -484,7 +484,8 @@ class VideoIndex:
                     frames.append(outputs.last_hidden_state.to("cpu", torch.float16))
                     masks.append(outputs.video_mask.cpu().bool())
                     audio.append(batch["has_audio"].bool())
-                    entries.extend({"path": paths[i], "duration": _duration(paths[i])} for i in batch["indices"].tolist())
+                    entries.extend({"path": paths[i], "duration": _duration(paths[i])}
+                                   for i in batch["indices"].tolist())
                 bar.update(len(batch["indices"]) + len(batch["errors"]))
         if failures:
             logger.warning("%d of %d videos could not be decoded and were skipped", len(failures), len(paths))

@@ -149,7 +149,8 @@ def test_save_load_round_trip_and_first_stage_mode(setup, tmp_path):
     assert loaded.info["first_stage"]["kind"] == "hnsw"
     assert loaded.paths == index.paths and torch.equal(loaded.frame_embeds, index.frame_embeds)
     assert torch.equal(loaded.video_mask, index.video_mask) and torch.equal(loaded.has_audio, index.has_audio)
-    assert [hit.path for hit in loaded.search(QUERIES[1], k=3)] == [hit.path for hit in setup["index"].search(QUERIES[1], k=3)]
+    expected = [hit.path for hit in setup["index"].search(QUERIES[1], k=3)]
+    assert [hit.path for hit in loaded.search(QUERIES[1], k=3)] == expected
     # Saving again over an existing index replaces it atomically.
     loaded.save(tmp_path / "gallery")
     assert VideoIndex.load(tmp_path / "gallery").info["first_stage"]["kind"] == "hnsw"
