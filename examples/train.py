@@ -47,7 +47,7 @@ from modeling_avigate.training import (
     freeze_for_training,
     replace_directory_atomically,
 )
-from modeling_avigate.training_data import PairDataset, build_audio_cache, build_frame_cache, collate_pairs
+from modeling_avigate.training_data import PairDataset, collate_pairs, prepare_feature_caches
 
 
 logger = logging.getLogger("avigate.train")
@@ -76,6 +76,7 @@ class TrainArguments:
     warmup_proportion: float = 0.1
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
+    mixed_precision: str = "auto"
     freeze_clip_embeddings: bool = True
     train_audio_encoder: bool = False
     audio_cache: str | None = None
@@ -210,25 +211,30 @@ def evaluate_split(args, accelerator, model, processor, split: str, caches) -> d
     )
 
 
-def open_caches(args, accelerator, model, processor, video_rows) -> dict:
-    """Build (main process) or open the feature caches the arguments ask for."""
-    caches = {}
-    unwrapped = accelerator.unwrap_model(model)
-    for kind, directory, builder in (("frames", args.frame_cache, build_frame_cache),
-                                     ("audio", args.audio_cache, build_audio_cache)):
-        if not directory:
-            continue
-        if accelerator.is_main_process:
-            caches[kind] = builder(directory, unwrapped, processor, video_rows, batch_size=args.eval_batch_size,
-                                   num_workers=args.num_workers, device=accelerator.device, strict=args.strict)
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            caches[kind] = builder(directory, unwrapped, processor, video_rows, open_only=True)
+def open_caches(args, accelerator, model, processor, video_views) -> dict:
+    """The main process builds whatever cache is missing; the others open the result."""
+    kwargs = dict(frame_cache=args.frame_cache, audio_cache=args.audio_cache, batch_size=args.eval_batch_size,
+                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict)
+    if accelerator.is_main_process:
+        caches = prepare_feature_caches(model, processor, video_views, **kwargs)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        caches = prepare_feature_caches(model, processor, video_views, open_only=True, **kwargs)
     return caches
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """`auto`: what `accelerate launch` was told, else bf16 autocast where the GPU supports it, else fp32."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return os.environ["ACCELERATE_MIXED_PRECISION"]
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def train(args: TrainArguments) -> dict:
     accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to or None,
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")),
@@ -252,6 +258,8 @@ def train(args: TrainArguments) -> dict:
     all_videos = [load_benchmark(args.benchmark, args.data_dir, split, view="videos", **args.benchmark_kwargs)
                   for split in {args.train_split, args.selection_split or args.test_split, args.test_split}]
     model.to(accelerator.device)
+    if args.audio_cache and args.train_audio_encoder:
+        raise SystemExit("--audio_cache stores the frozen AST's output: it cannot be used with --train_audio_encoder")
     caches = open_caches(args, accelerator, model, processor, all_videos)
     dataset = PairDataset(pairs, processor, frame_cache=caches.get("frames"), audio_cache=caches.get("audio"),
                           strict=args.strict)

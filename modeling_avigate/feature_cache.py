@@ -69,40 +69,11 @@ class FeatureCache:
         num_rows: int,
         fingerprint: str,
     ) -> "FeatureCache":
-        """Write `(video_ids, {name: tensor [B, ...]})` batches; float tensors are stored as fp16. `num_rows` is an
-        upper bound (videos that fail to decode leave their rows unused).
-
-        The cache is assembled in a staging folder and renamed into place, so an interrupted build leaves nothing
-        that `open` would accept.
-        """
-        staging = directory.rstrip("/") + ".partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        rows: dict[str, int] = {}
-        arrays: dict[str, np.ndarray] = {}
+        """Write `(video_ids, {name: tensor [B, ...]})` batches; see [`FeatureCacheWriter`]."""
+        writer = FeatureCacheWriter(directory, num_rows, fingerprint)
         for video_ids, features in batches:
-            start = len(rows)
-            for name, tensor in features.items():
-                values = tensor.detach().cpu()
-                values = values.to(torch.float16) if values.is_floating_point() else values
-                if name not in arrays:
-                    arrays[name] = np.lib.format.open_memmap(
-                        os.path.join(staging, f"{name}.npy"), mode="w+", dtype=values.numpy().dtype,
-                        shape=(num_rows, *values.shape[1:]),
-                    )
-                arrays[name][start : start + len(video_ids)] = values.numpy()
-            for offset, video_id in enumerate(video_ids):
-                rows[video_id] = start + offset
-        if len(rows) > num_rows:
-            raise ValueError(f"FeatureCache.write: {len(rows)} rows written into a cache sized for {num_rows}")
-        for array in arrays.values():
-            array.flush()
-        with open(os.path.join(staging, INDEX_FILE), "w") as handle:
-            json.dump({"fingerprint": fingerprint, "rows": rows, "arrays": sorted(arrays)}, handle)
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-        return cls.open(directory, fingerprint)
+            writer.add(video_ids, features)
+        return writer.close()
 
     @classmethod
     def open(cls, directory: str, fingerprint: str | None = None) -> "FeatureCache":
@@ -119,3 +90,48 @@ class FeatureCache:
             )
         arrays = {name: np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r") for name in index["arrays"]}
         return cls(directory, index["rows"], arrays, index["fingerprint"])
+
+
+class FeatureCacheWriter:
+    """Fills a [`FeatureCache`] batch by batch; float tensors are stored as fp16. `num_rows` is an upper bound
+    (videos that fail to decode leave their rows unused).
+
+    The cache is assembled in a staging folder and renamed into place by `close`, so an interrupted build leaves
+    nothing that `FeatureCache.open` would accept.
+    """
+
+    def __init__(self, directory: str, num_rows: int, fingerprint: str):
+        self.directory = directory
+        self.num_rows = num_rows
+        self.fingerprint = fingerprint
+        self.staging = directory.rstrip("/") + ".partial"
+        self.rows: dict[str, int] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.makedirs(self.staging)
+
+    def add(self, video_ids: list[str], features: Mapping[str, torch.Tensor]) -> None:
+        start = len(self.rows)
+        if start + len(video_ids) > self.num_rows:
+            raise ValueError(f"{self.directory}: more rows than the {self.num_rows} the cache was sized for")
+        for name, tensor in features.items():
+            values = tensor.detach().cpu()
+            values = values.to(torch.float16) if values.is_floating_point() else values
+            if name not in self.arrays:
+                self.arrays[name] = np.lib.format.open_memmap(
+                    os.path.join(self.staging, f"{name}.npy"), mode="w+", dtype=values.numpy().dtype,
+                    shape=(self.num_rows, *values.shape[1:]),
+                )
+            self.arrays[name][start : start + len(video_ids)] = values.numpy()
+        for offset, video_id in enumerate(video_ids):
+            self.rows[video_id] = start + offset
+
+    def close(self) -> FeatureCache:
+        for array in self.arrays.values():
+            array.flush()
+        with open(os.path.join(self.staging, INDEX_FILE), "w") as handle:
+            json.dump({"fingerprint": self.fingerprint, "rows": self.rows, "arrays": sorted(self.arrays)}, handle)
+        if os.path.exists(self.directory):
+            shutil.rmtree(self.directory)
+        os.replace(self.staging, self.directory)
+        return FeatureCache.open(self.directory, self.fingerprint)

@@ -92,11 +92,12 @@ def contrastive_loss_from_outputs(
     outputs: AvigateOutput, model_config, gather: Callable[[torch.Tensor], torch.Tensor] = all_gather_with_grad
 ) -> torch.Tensor:
     """The AVIGATE loss over the contrastive batch of all processes, from `forward`'s outputs only (DDP-safe)."""
-    text_embeds = gather(outputs.text_embeds)
-    video_embeds = gather(outputs.video_embeds)
-    frame_embeds = gather(outputs.frame_embeds)
+    # Scores and the loss in fp32 even when the towers ran under bf16 autocast.
+    text_embeds = gather(outputs.text_embeds.float())
+    video_embeds = gather(outputs.video_embeds.float())
+    frame_embeds = gather(outputs.frame_embeds.float())
     video_mask = gather(outputs.video_mask)
-    visual_embeds = gather(outputs.visual_embeds)
+    visual_embeds = gather(outputs.visual_embeds.float())
     similarity = multi_grained_similarity(
         text_embeds, video_embeds, frame_embeds, video_mask, outputs.logit_scale, model_config.lse_temperature
     )

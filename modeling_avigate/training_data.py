@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .feature_cache import FeatureCache, tensor_fingerprint
+from .feature_cache import FeatureCache, FeatureCacheWriter, tensor_fingerprint
 
 
 logger = logging.getLogger(__name__)
@@ -152,51 +152,62 @@ def video_batches(dataset: VideoFeatureDataset, batch_size: int, num_workers: in
         logger.warning("%s: skipped %d unreadable videos:\n  %s", desc, len(errors), "\n  ".join(errors))
 
 
-def build_frame_cache(directory, model, processor, video_views, batch_size=32, num_workers=0, device="cpu",
-                      strict=False, open_only=False) -> FeatureCache:
-    """Decoded, normalised frames (+ masks and `has_audio`) of every video, fp16; depends only on the processor."""
-    fingerprint = tensor_fingerprint({}, {"frames": processor.to_dict() if hasattr(processor, "to_dict") else None})
-    if open_only:
-        return FeatureCache.open(directory, fingerprint)
-    try:
-        return FeatureCache.open(directory, fingerprint)
-    except (FileNotFoundError, ValueError):
-        pass
-    video_ids, paths = unique_videos(video_views)
-    dataset = VideoFeatureDataset(video_ids, paths, processor)
+def frame_cache_fingerprint(processor) -> str:
+    """Decoded frames depend only on the processor's settings."""
+    return tensor_fingerprint({}, {"frames": processor.to_dict()})
 
-    def batches():
-        for batch in video_batches(dataset, batch_size, num_workers, "caching frames", strict):
-            yield batch["video_id"], {name: batch[name] for name in ("pixel_values", "video_mask", "has_audio")}
 
-    return FeatureCache.write(directory, batches(), len(video_ids), fingerprint)
+def audio_cache_fingerprint(model, processor) -> str:
+    """The frozen AST's states depend on its weights (all but the trainable final LayerNorm) and the fbank settings."""
+    weights = {name: tensor for name, tensor in model.audio_model.state_dict().items() if not name.startswith("layernorm.")}
+    return tensor_fingerprint(weights, {"audio": processor.feature_extractor.to_dict()})
 
 
 @torch.no_grad()
-def build_audio_cache(directory, model, processor, video_views, batch_size=32, num_workers=0, device="cpu",
-                      strict=False, open_only=False) -> FeatureCache:
-    """The frozen AST's token states before its final LayerNorm for every video (fp16), plus `has_audio`."""
-    audio_model = model.audio_model
-    fingerprint = tensor_fingerprint(
-        {name: tensor for name, tensor in audio_model.state_dict().items() if not name.startswith("layernorm.")},
-        {"audio": processor.feature_extractor.to_dict()},
-    )
-    if open_only:
-        return FeatureCache.open(directory, fingerprint)
-    try:
-        return FeatureCache.open(directory, fingerprint)
-    except (FileNotFoundError, ValueError):
-        pass
+def prepare_feature_caches(
+    model,
+    processor,
+    video_views,
+    frame_cache: str | None = None,
+    audio_cache: str | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    strict: bool = False,
+    open_only: bool = False,
+) -> dict[str, FeatureCache]:
+    """Open the requested caches, building the missing ones in a single decoding pass over every video.
+
+    `frames` holds normalised frames, masks and `has_audio` (fp16); `audio` holds the frozen AST's token states
+    before its final LayerNorm and `has_audio`. With `open_only` nothing is built (other processes of a run).
+    """
+    wanted = {kind: (directory, fingerprint) for kind, directory, fingerprint in (
+        ("frames", frame_cache, frame_cache_fingerprint(processor) if frame_cache else None),
+        ("audio", audio_cache, audio_cache_fingerprint(model, processor) if audio_cache else None),
+    ) if directory}
+    caches, missing = {}, {}
+    for kind, (directory, fingerprint) in wanted.items():
+        try:
+            caches[kind] = FeatureCache.open(directory, fingerprint)
+        except (FileNotFoundError, ValueError):
+            if open_only:
+                raise
+            missing[kind] = (directory, fingerprint)
+    if not missing:
+        return caches
     video_ids, paths = unique_videos(video_views)
-    dataset = VideoFeatureDataset(video_ids, paths, processor)
+    writers = {kind: FeatureCacheWriter(directory, len(video_ids), fingerprint)
+               for kind, (directory, fingerprint) in missing.items()}
     was_training = model.training
     model.eval()
-
-    def batches():
-        for batch in video_batches(dataset, batch_size, num_workers, "caching audio", strict):
+    dataset = VideoFeatureDataset(video_ids, paths, processor)
+    for batch in video_batches(dataset, batch_size, num_workers, f"caching {' and '.join(missing)}", strict):
+        if "frames" in writers:
+            writers["frames"].add(batch["video_id"], {name: batch[name] for name in ("pixel_values", "video_mask",
+                                                                                     "has_audio")})
+        if "audio" in writers:
             hidden = model.get_audio_hidden_states(batch["input_values"].to(device))
-            yield batch["video_id"], {"audio_hidden_states": hidden, "has_audio": batch["has_audio"]}
-
-    cache = FeatureCache.write(directory, batches(), len(video_ids), fingerprint)
+            writers["audio"].add(batch["video_id"], {"audio_hidden_states": hidden, "has_audio": batch["has_audio"]})
     model.train(was_training)
-    return cache
+    caches.update({kind: writer.close() for kind, writer in writers.items()})
+    return caches
