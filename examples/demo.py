@@ -62,6 +62,7 @@ def train_run(data_dir: str, output_dir: str, cache_dir: str, mode: str, seed: i
     if epochs:
         command += ["--epochs", str(epochs)]
     log_path = output_dir + ".log"
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode:

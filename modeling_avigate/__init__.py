@@ -5,6 +5,7 @@ from transformers import AutoConfig, AutoModel
 from .configuration_avigate import AvigateConfig
 from .modeling_avigate import AvigateModel, AvigateOutput, AvigatePreTrainedModel, AvigateVideoOutput
 from .processors import AvigateFeatureExtractor, AvigateProcessor
+from .index import SearchResult, VideoIndex
 
 
 AutoConfig.register("avigate", AvigateConfig)
@@ -22,4 +23,6 @@ __all__ = [
     "AvigatePreTrainedModel",
     "AvigateProcessor",
     "AvigateVideoOutput",
+    "SearchResult",
+    "VideoIndex",
 ]

@@ -87,7 +87,9 @@ def evaluate_retrieval(
     caption_video = torch.tensor(caption_video)
     flat = text_video_retrieval_metrics(similarity.numpy(), caption_video.numpy(),
                                         dual_softmax_temperature=dual_softmax_temperature)
-    result = {direction: {key.split("/", 1)[1]: value for key, value in flat.items() if key.startswith(prefix + "/")}
+    # Keys are `t2v/R@1`, or `t2v+dsl/R@1` when the dual softmax is on (labelled by `test_time_renormalization`).
+    result = {direction: {key.split("/", 1)[1]: value for key, value in flat.items()
+                          if key.split("/", 1)[0] in (prefix, prefix + "+dsl")}
               for direction, prefix in (("text_to_video", "t2v"), ("video_to_text", "v2t"))}
     result["test_time_renormalization"] = None if dual_softmax_temperature is None else "dual_softmax"
     result["num_videos"], result["num_captions"] = len(position), len(captions)
