@@ -1,8 +1,9 @@
 """Training throughput of AvigateModel with and without the frozen-AST audio cache.
 
-One training step is what `examples/train.py` does per batch: forward, `contrastive_loss_from_outputs`, backward,
-gradient clipping and an AdamW step over `build_parameter_groups` after `freeze_for_training` (AST frozen except its
-final LayerNorm, CLIP embeddings frozen). Two ways of feeding the sound:
+One training step is what `examples/train.py` does per batch: forward (under autocast with `--dtype bf16`), then
+`contrastive_loss_from_outputs` (fp32), backward, gradient clipping and an AdamW step over `build_parameter_groups`
+after `freeze_for_training` (AST frozen except its final LayerNorm, CLIP embeddings frozen). Two ways of feeding the
+sound:
 
 - `ast`: fbank `input_values` [B, 1024, 128] go through the frozen AST encoder at every step;
 - `cache`: the AST token states [B, 1214, 768] are read back from a `FeatureCache` (fp16 on disk, memory-mapped) and
@@ -70,8 +71,8 @@ def write_audio_cache(model, input_values: torch.Tensor, directory: str):
     with torch.no_grad():
         hidden = model.get_audio_hidden_states(input_values)
     video_ids = [str(index) for index in range(len(input_values))]
-    FeatureCache.write(directory, [(video_ids, {"audio_hidden_states": hidden})], len(video_ids), fingerprint="bench")
-    return FeatureCache.open(directory, fingerprint="bench"), video_ids
+    batches = [(video_ids, {"audio_hidden_states": hidden})]
+    return FeatureCache.write(directory, batches, len(video_ids), fingerprint="bench"), video_ids
 
 
 def run_worker(job: dict) -> dict:
@@ -106,7 +107,8 @@ def run_worker(job: dict) -> dict:
                 inputs["audio_hidden_states"] = rows.to(device, non_blocking=True)
             with autocast():
                 outputs = model(**inputs)
-                loss = contrastive_loss_from_outputs(outputs, model.config)
+            # Outside autocast, as in examples/train.py, where Accelerate autocasts only the model's forward.
+            loss = contrastive_loss_from_outputs(outputs, model.config)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             optimizer.step()
