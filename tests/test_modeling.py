@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from conftest import tiny_config_kwargs, tiny_token_ids
 from torch import nn
 from transformers import ASTConfig, ASTForAudioClassification, ASTModel, AutoModel, CLIPConfig, CLIPModel
 
@@ -24,6 +24,7 @@ from modeling_avigate.modeling_avigate import (
 
 
 NUM_VIDEOS, NUM_FRAMES, TEXT_LENGTH = 3, 4, 6
+EOS_ID = tiny_token_ids()["eos_token_id"]
 
 
 def build_model(attn_implementation: str = "sdpa", seed: int = 0, **overrides) -> AvigateModel:
@@ -36,8 +37,8 @@ def build_model(attn_implementation: str = "sdpa", seed: int = 0, **overrides) -
 def build_inputs(num_videos: int = NUM_VIDEOS, num_frames: int = NUM_FRAMES, seed: int = 1) -> dict:
     """Matching text/video pairs; video 1 has only 2 real frames (its padded frames hold noise), video 2 no sound."""
     generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(0, 518, (num_videos, TEXT_LENGTH), generator=generator)
-    input_ids[:, -1] = 519  # EOS: CLIP pools the text at this token
+    input_ids = torch.randint(0, EOS_ID - 1, (num_videos, TEXT_LENGTH), generator=generator)
+    input_ids[:, -1] = EOS_ID  # CLIP pools the text at its first EOS token
     video_mask = torch.ones(num_videos, num_frames, dtype=torch.long)
     if num_videos > 1:
         video_mask[1, 2:] = 0
@@ -306,7 +307,7 @@ def test_a_video_alone_equals_the_same_video_in_a_batch(model, inputs):
 def test_a_text_alone_equals_the_same_text_in_a_padded_batch(model, inputs):
     short = inputs["input_ids"][:1, 2:]  # ends with EOS; padded back to TEXT_LENGTH in the batch
     batch_ids = inputs["input_ids"].clone()
-    batch_ids[0] = torch.cat([short[0], torch.full((2,), 519)])
+    batch_ids[0] = torch.cat([short[0], torch.full((2,), EOS_ID)])
     batch_mask = torch.ones_like(batch_ids)
     batch_mask[0, -2:] = 0
     with torch.no_grad():
@@ -525,8 +526,10 @@ def test_new_parameters_follow_the_documented_init(model):
                 assert torch.all(parameter == expected), full_name
             elif name.endswith("bias"):
                 assert torch.all(parameter == 0), full_name
-            else:
+            elif parameter.numel() >= 256:
                 assert parameter.mean().abs() < 0.01 and 0.015 < parameter.std() < 0.025, full_name
+            else:  # too few values for a sample std (the gate's D/2 → 1 layer): N(0, 0.02) stays within 5σ
+                assert parameter.abs().max() < 0.1 and parameter.abs().min() > 0, full_name
 
 
 @pytest.mark.parametrize(
