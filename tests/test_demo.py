@@ -26,9 +26,10 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
     for mode in summary["results"].values():
         for group in ("overall", "audio_informative", "audio_noise", "no_audio"):
             assert set(mode[group]["text_to_video"]) == {"R@1", "R@5", "R@10"}
-    # Visual-only means every gate is exactly 0; ungated means exactly 1 — the learned model's gates lie in (-1, 1).
-    assert all(-1 < summary["gates"][kind]["mean"] < 1 for kind in summary["gates"])
-    assert summary["gates"]["no_audio"] == {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
+    # The learned model's gate magnitudes lie in [0, 1); a clip without a sound track has every gate exactly 0.
+    assert all(0 <= summary["gates"][kind]["mean"] < 1 for kind in summary["gates"])
+    no_audio = summary["gates"]["no_audio"]
+    assert no_audio["max"] == 0.0 and no_audio["attn_gate_by_layer"] == [0.0] * len(no_audio["attn_gate_by_layer"])
 
     model_dir = tmp_path / "avigate-synthetic"
     assert (model_dir / "gates_and_training.png").stat().st_size > 10_000
