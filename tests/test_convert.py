@@ -16,7 +16,8 @@ from modeling_avigate.hub.convert_avigate_original_checkpoint import (
 
 
 D, WIDTH, INTER, LAYERS, QUERIES, FRAMES = 32, 32, 64, 2, 4, 16
-VOCAB, CONTEXT, VISION_POSITIONS, AUDIO_POSITIONS = 600, 32, 5, 514  # 32 px / 16 px patches; 8 × 64 AST patches
+VOCAB = tiny_config_kwargs()["text_config"]["vocab_size"]
+CONTEXT, VISION_POSITIONS, AUDIO_POSITIONS = 32, 5, 514  # 32 px / 16 px patches; 8 × 64 AST patches
 
 
 class _Values:
