@@ -38,7 +38,6 @@ from modeling_avigate.data import load_benchmark
 from modeling_avigate.data.synthetic import synthetic_tokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor
 from modeling_avigate.evaluation import evaluate_retrieval
-from modeling_avigate.feature_cache import FeatureCache
 from modeling_avigate.training import (
     LearningRates,
     NonFiniteLossError,

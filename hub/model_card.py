@@ -165,7 +165,7 @@ def _results_table(records: Sequence[Mapping]) -> str:
 
 def _usage(repo_id: str, has_processor: bool) -> str:
     processor_line = (
-        f'processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)'
+        'processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)'
         if has_processor
         else "# This repository ships no processor files: preprocess with the modeling_avigate package.\n"
         "from modeling_avigate import AvigateProcessor\n"

@@ -15,7 +15,6 @@ Errors (missing index, index built by another model, empty folder, ...) print on
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 

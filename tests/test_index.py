@@ -1,10 +1,8 @@
 """VideoIndex: exact search equals model.similarity, incremental add, persistence, corruption, model checks."""
 
-import json
 import os
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
