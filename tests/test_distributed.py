@@ -33,17 +33,13 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
     single = run_step(1, str(tmp_path / "single.safetensors"))
     double = run_step(2, str(tmp_path / "double.safetensors"))
     assert torch.allclose(single["loss"], double["loss"], atol=1e-6)
-    changed = 0
-    for name, value in single.items():
-        if name.endswith("k_proj.bias"):
-            # A key bias shifts every attention logit of a query equally, so softmax cancels it: its true gradient is
-            # 0 and what remains is float noise, which Adam's normalisation blows up to ±lr in either process.
-            continue
-        torch.testing.assert_close(double[name], value, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
     initial = run_initial_parameters()
-    for name, value in initial.items():
-        changed += int(not torch.equal(value, single[name]))
-    assert changed > 50, "the step should update most parameters"
+    moved = 0
+    for name, start in initial.items():
+        update_single, update_double = single[name] - start, double[name] - start
+        torch.testing.assert_close(update_double, update_single, atol=1e-6, rtol=1e-4, msg=f"update of {name} differs")
+        moved += int(update_single.abs().max() > 1e-4)
+    assert moved > 50, "the steps should update most parameters"
 
 
 def run_initial_parameters() -> dict[str, torch.Tensor]:

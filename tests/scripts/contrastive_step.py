@@ -1,4 +1,4 @@
-"""One AdamW step of AVIGATE's contrastive training on a fixed batch, split across however many processes run it.
+"""Two SGD steps of AVIGATE's contrastive training on a fixed batch, split across however many processes run it.
 
 Run by tests/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 to OUT.
 """
@@ -45,8 +45,10 @@ def main(out_path: str) -> None:
     set_seed(0)
     model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
     freeze_for_training(model)
-    groups = build_parameter_groups(model, LearningRates(base=1e-3, clip_multiplier=1.0))
-    optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k not in ("names", "family")} for g in groups])
+    groups = build_parameter_groups(model, LearningRates(base=0.1, clip_multiplier=1.0))
+    # Plain SGD: the update is the (clipped) gradient itself. Adam would divide near-zero gradients by their own
+    # magnitude and turn summation-order noise into ±lr steps, hiding whether the gradients really agree.
+    optimizer = torch.optim.SGD([{k: v for k, v in g.items() if k not in ("names", "family")} for g in groups])
     model, optimizer = accelerator.prepare(model, optimizer)
     per_process = GLOBAL_BATCH // accelerator.num_processes
     rank = accelerator.process_index
