@@ -34,26 +34,6 @@ ATTENTION = ("eager", "sdpa")
 CHECKPOINTING = ("off", "on")
 
 
-def tiny_config_kwargs() -> dict:
-    """The test suite's tiny config (kept in sync with `tests/conftest.py`, which is not importable from here)."""
-    return dict(
-        text_config=dict(
-            vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=32, bos_token_id=518, eos_token_id=519, pad_token_id=519, projection_dim=32,
-        ),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-            patch_size=16, projection_dim=32,
-        ),
-        audio_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=16,
-            frequency_stride=16, time_stride=16, max_length=1024, num_mel_bins=128,
-        ),
-        projection_dim=32, num_audio_queries=4, resampler_num_layers=2, fusion_num_layers=2,
-        fusion_num_attention_heads=4, max_frames=16,
-    )
-
-
 def current_rss_mib() -> float:
     """Resident set size now (Linux `/proc`), in MiB."""
     with open("/proc/self/statm") as statm:
@@ -84,6 +64,7 @@ def build_inputs(config, batch_size: int, num_frames: int, text_length: int) -> 
 def run_worker(args: argparse.Namespace) -> dict:
     """Build one model, time `warmup + repeats` training steps, return the measurements."""
     from modeling_avigate import AvigateConfig, AvigateModel
+    from modeling_avigate.testing_utils import tiny_config_kwargs
 
     if args.threads:
         torch.set_num_threads(args.threads)

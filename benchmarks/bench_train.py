@@ -39,7 +39,7 @@ import time
 
 import torch
 
-from bench_model import build_inputs, peak_rss_mib, tiny_config_kwargs
+from bench_model import build_inputs, peak_rss_mib
 
 
 CONFIGS = ("eager/ast", "eager/cache", "sdpa/ast", "sdpa/cache")
@@ -51,6 +51,7 @@ MAX_GRAD_NORM = 1.0  # DESIGN §5, as in examples/train.py
 def build_model(size: str, attn: str, checkpointing: str, device: torch.device):
     """Random-init model frozen as in training, with AdamW over the real parameter groups."""
     from modeling_avigate import AvigateConfig, AvigateModel
+    from modeling_avigate.testing_utils import tiny_config_kwargs
     from modeling_avigate.training import LearningRates, build_parameter_groups, freeze_for_training
 
     config = AvigateConfig(**tiny_config_kwargs()) if size == "tiny" else AvigateConfig()
