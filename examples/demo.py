@@ -103,7 +103,9 @@ def evaluate_run(run_dir: str, test_videos, cache_dir: str, seed: int) -> dict:
     # sound in is the gate's magnitude: the mean |g| over layers and both gate types.
     gates = torch.cat([details["attn_gates"], details["ffn_gates"]], dim=1).abs().mean(dim=1).numpy()
     kinds_array = np.asarray(kinds)
-    with open(os.path.join(run_dir, "best", "trainer_state.json")) as handle:
+    # The last epoch's state holds the whole curve (the best epoch's stops at that epoch).
+    last_epoch = max(int(name.rsplit("-", 1)[1]) for name in os.listdir(run_dir) if name.startswith("checkpoint-epoch-"))
+    with open(os.path.join(run_dir, f"checkpoint-epoch-{last_epoch}", "trainer_state.json")) as handle:
         history = json.load(handle)["history"]
     return {
         "overall": {"text_to_video": details["text_to_video"], "video_to_text": details["video_to_text"]},
