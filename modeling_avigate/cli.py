@@ -13,6 +13,8 @@ Errors (missing index, index built by another model, empty folder, ...) print on
 """
 
 import argparse
+import functools
+import importlib
 import json
 import logging
 import sys
@@ -90,6 +92,15 @@ def _eval(args: argparse.Namespace) -> None:
     print(json.dumps({"benchmark": args.benchmark, "split": args.split, **metrics}, indent=1))
 
 
+# Commands whose own argument parsers live in `modeling_avigate.hub`; `avigate NAME ...` forwards to them.
+HUB_COMMANDS = {
+    "push": ("modeling_avigate.hub.push", "publish a checkpoint folder to the Hub (model, processor, remote code, "
+                                          "model card)"),
+    "convert": ("modeling_avigate.hub.convert_avigate_original_checkpoint",
+                "convert the official AVIGATE checkpoint, or OpenAI CLIP + AST files, into a model folder"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avigate", description="Search your own videos by text with AVIGATE (CVPR 2025), and evaluate it.",
@@ -150,19 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dual-softmax-temperature", type=float,
                           help="turn on dual-softmax re-normalisation (labelled '+dsl' in the output)")
     evaluate.set_defaults(run=_eval)
+    for name, (_, summary) in HUB_COMMANDS.items():
+        commands.add_parser(name, help=summary + f" (see 'avigate {name} --help')", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `avigate` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in HUB_COMMANDS:
+        command = argv[0]
+        run = functools.partial(importlib.import_module(HUB_COMMANDS[command][0]).main, argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        command, run = args.command, functools.partial(args.run, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.run(args)
+        run()
     except (FileNotFoundError, ValueError, OSError, ImportError) as error:
         # One line, no traceback: these are user errors (missing index, wrong model, empty folder, ...).
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"avigate {args.command}: error: {message}", file=sys.stderr)
+        print(f"avigate {command}: error: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -93,6 +93,15 @@ def test_forced_other_model_and_help(workspace, capsys):
     assert "accelerate launch" in capsys.readouterr().out
 
 
+def test_hub_commands_are_forwarded_with_their_own_options_and_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["push", "--help"])
+    assert exit_info.value.code == 0 and "--eval_results" in capsys.readouterr().out
+    status = main(["convert", "--output_dir", "unused"])
+    error = capsys.readouterr().err.strip()
+    assert status == 1 and error.startswith("avigate convert: error:") and "\n" not in error
+
+
 @pytest.mark.slow
 def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
     # torchrun with the gloo backend: two CPU processes each embed half of the files, the main one merges.
