@@ -30,16 +30,18 @@ import torch
 from modeling_avigate import AvigateModel, AvigateProcessor
 from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark
 from modeling_avigate.data.synthetic import KINDS
-from modeling_avigate.evaluation import evaluate_retrieval
+from modeling_avigate.evaluation import embed_texts, evaluate_retrieval
 from modeling_avigate.feature_cache import FeatureCache
 from modeling_avigate.hub.model_card import write_model_card
 from modeling_avigate.retrieval_metrics import retrieval_metrics
+from modeling_avigate.training import latest_checkpoint
 
 
 EXAMPLES = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(EXAMPLES, "configs", "synthetic.yaml")
 MODES = {"learned": "AVIGATE (gated)", "closed": "visual only", "open": "ungated fusion"}
 RECALLS = ("R@1", "R@5", "R@10")
+DIRECTIONS = ("text_to_video", "video_to_text")
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -104,14 +106,15 @@ def evaluate_run(run_dir: str, test_videos, cache_dir: str, seed: int) -> dict:
     gates = torch.cat([details["attn_gates"], details["ffn_gates"]], dim=1).abs().mean(dim=1).numpy()
     kinds_array = np.asarray(kinds)
     # The last epoch's state holds the whole curve (the best epoch's stops at that epoch).
-    last_epoch = max(int(name.rsplit("-", 1)[1]) for name in os.listdir(run_dir) if name.startswith("checkpoint-epoch-"))
-    with open(os.path.join(run_dir, f"checkpoint-epoch-{last_epoch}", "trainer_state.json")) as handle:
+    with open(os.path.join(latest_checkpoint(run_dir), "trainer_state.json")) as handle:
         history = json.load(handle)["history"]
     return {
         "overall": {"text_to_video": details["text_to_video"], "video_to_text": details["video_to_text"]},
         "by_kind": split_by_kind(details, kinds),
         "gates": {kind: gates[kinds_array == kind].tolist() for kind in KINDS},
-        "attn_gates_by_layer": {kind: details["attn_gates"][kinds_array == kind].mean(dim=0).tolist() for kind in KINDS},
+        "attn_gates_by_layer": {
+            kind: details["attn_gates"][kinds_array == kind].mean(dim=0).tolist() for kind in KINDS
+        },
         "history": history,
         "model_dir": os.path.join(run_dir, "best"),
         "frame_embeds": details["frame_embeds"],
@@ -146,7 +149,8 @@ def print_results_table(results: dict[str, list[dict]]) -> None:
 
 
 def print_gate_table(runs: list[dict]) -> dict:
-    print(f"{'clip kind':<18} {'mean |gate|':>11} {'std':>7} {'min':>7} {'max':>7}  cross-attention gate per layer (signed)")
+    print(f"{'clip kind':<18} {'mean |gate|':>11} {'std':>7} {'min':>7} {'max':>7}  "
+          "cross-attention gate per layer (signed)")
     summary = {}
     for kind in KINDS:
         values = np.concatenate([run["gates"][kind] for run in runs])
@@ -191,9 +195,7 @@ def example_searches(run: dict, test_videos, queries: list[str]) -> None:
     model = AvigateModel.from_pretrained(run["model_dir"])
     processor = AvigateProcessor.from_pretrained(run["model_dir"])
     captions = dict(zip(test_videos["video_id"], (c[0] for c in test_videos["captions"])))
-    tokens = processor(text=queries, return_tensors="pt")
-    text = model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).pooler_output
-    scores = model.similarity(text, run["frame_embeds"], run["video_mask"])
+    scores = model.similarity(embed_texts(model, processor, queries), run["frame_embeds"], run["video_mask"])
     for query, row in zip(queries, scores):
         print(f'query: "{query}"')
         for rank, index in enumerate(row.topk(3).indices.tolist(), start=1):
@@ -243,9 +245,9 @@ def main(argv=None) -> None:
 
     summary = {
         "seeds": seeds, "quick": args.quick, "wall_time_s": round(time.time() - started, 1),
-        "results": {mode: {"overall": {d: mean_over_seeds(runs, "overall", d) for d in ("text_to_video", "video_to_text")},
+        "results": {mode: {"overall": {d: mean_over_seeds(runs, "overall", d) for d in DIRECTIONS},
                            **{kind: {d: mean_over_seeds(runs, "by_kind", kind, d)
-                                     for d in ("text_to_video", "video_to_text")} for kind in KINDS},
+                                     for d in DIRECTIONS} for kind in KINDS},
                            "per_seed": [{"overall": run["overall"], "by_kind": run["by_kind"]} for run in runs]}
                     for mode, runs in results.items()},
         "gates": gate_summary,

@@ -41,6 +41,7 @@ from modeling_avigate.evaluation import evaluate_retrieval
 from modeling_avigate.training import (
     LearningRates,
     NonFiniteLossError,
+    latest_checkpoint,
     build_parameter_groups,
     contrastive_loss_from_outputs,
     freeze_for_training,
@@ -94,7 +95,7 @@ class TrainArguments:
 
 
 def parse_value(text: str):
-    """Command-line values are read as YAML scalars, so `--epochs 3`, `--strict true` and `--x null` do what they say."""
+    """Command-line values are read as YAML scalars: `--epochs 3`, `--strict true` and `--x null` do what they say."""
     return yaml.safe_load(text)
 
 
@@ -183,14 +184,6 @@ def save_checkpoint(accelerator: Accelerator, model, processor, directory: str, 
     accelerator.wait_for_everyone()
 
 
-def latest_checkpoint(output_dir: str) -> str | None:
-    epochs = [
-        int(name.rsplit("-", 1)[1]) for name in os.listdir(output_dir)
-        if name.startswith("checkpoint-epoch-") and name.rsplit("-", 1)[1].isdigit()
-    ] if os.path.isdir(output_dir) else []
-    return os.path.join(output_dir, f"checkpoint-epoch-{max(epochs)}") if epochs else None
-
-
 def copy_best(directory: str, best_dir: str) -> None:
     staging = best_dir + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -236,7 +229,9 @@ def train(args: TrainArguments) -> dict:
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to or None,
-        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")),
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,

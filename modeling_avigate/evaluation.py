@@ -37,16 +37,16 @@ def embed_videos(
 
 
 @torch.no_grad()
-def embed_texts(
-    model: AvigateModel, processor, texts: Sequence[str], batch_size: int = 256, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """L2-normalised text embeddings `[Nt, D]` on the CPU."""
+def embed_texts(model: AvigateModel, processor, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """L2-normalised text embeddings `[Nt, D]` (float32, on the CPU); a progress bar only for several batches."""
     model.eval()
     embeds = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="embedding texts", leave=False):
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="embedding texts", leave=False, disable=len(batches) <= 1):
         tokens = processor(text=list(texts[start : start + batch_size]), return_tensors="pt")
-        embeds.append(model.get_text_features(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
-                      .pooler_output.float().cpu())
+        input_ids, attention_mask = tokens["input_ids"].to(model.device), tokens["attention_mask"].to(model.device)
+        outputs = model.get_text_features(input_ids, attention_mask)
+        embeds.append(outputs.pooler_output.float().cpu())
     return torch.cat(embeds)
 
 
@@ -79,7 +79,7 @@ def evaluate_retrieval(
         if video_id in position:
             captions.extend(video_captions)
             caption_video.extend([position[video_id]] * len(video_captions))
-    text_embeds = embed_texts(model, processor, captions, device=device)
+    text_embeds = embed_texts(model, processor, captions)
     model_device = next(model.parameters()).device
     similarity = model.similarity(
         text_embeds.to(model_device), embedded["frame_embeds"].to(model_device), embedded["video_mask"].to(model_device)

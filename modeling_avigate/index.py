@@ -51,6 +51,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .evaluation import embed_texts
 from .modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
 from .processors import AvigateCollator, AvigateVideoDataset
 from .training import replace_directory_atomically
@@ -593,12 +594,7 @@ class VideoIndex:
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Normalised text embeddings `[Nq, D]` (float32, CPU) from the attached model."""
-        model, processor = self._require_model()
-        model.eval()
-        tokens = processor(text=list(texts), return_tensors="pt")
-        embeds = model.get_text_features(tokens["input_ids"].to(model.device),
-                                         tokens["attention_mask"].to(model.device)).pooler_output
-        return embeds.float().cpu()
+        return embed_texts(*self._require_model(), texts)
 
     def _scales(self) -> tuple[float, float]:
         if self.model is not None:

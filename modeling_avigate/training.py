@@ -17,7 +17,8 @@ from .modeling_avigate import AvigateModel, AvigateOutput, avigate_contrastive_l
 
 @dataclass
 class LearningRates:
-    """DESIGN §5: new modules at `base`, CLIP towers at `base × clip_multiplier`, audio queries at `base × query_multiplier`."""
+    """DESIGN §5: new modules at `base`, CLIP towers at `base × clip_multiplier`, audio queries at
+    `base × query_multiplier`."""
 
     base: float = 1e-4
     clip_multiplier: float = 1e-3
@@ -116,6 +117,15 @@ def replace_directory_atomically(staging_dir: str, final_dir: str) -> None:
     os.replace(staging_dir, final_dir)
     if os.path.exists(previous):
         shutil.rmtree(previous)
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    """The `checkpoint-epoch-N` folder of `output_dir` with the highest N, or `None` when there is none."""
+    epochs = [
+        int(name.rsplit("-", 1)[1]) for name in os.listdir(output_dir)
+        if name.startswith("checkpoint-epoch-") and name.rsplit("-", 1)[1].isdigit()
+    ] if os.path.isdir(output_dir) else []
+    return os.path.join(output_dir, f"checkpoint-epoch-{max(epochs)}") if epochs else None
 
 
 class NonFiniteLossError(RuntimeError):
