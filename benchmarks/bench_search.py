@@ -14,6 +14,7 @@ Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_search.py                 # N = 1k and 100k
     OMP_NUM_THREADS=1 python benchmarks/bench_search.py --sizes 1000000 --memmap-dir /tmp   # 1M: 12 GB file
+    OMP_NUM_THREADS=1 python benchmarks/bench_search.py --sizes 100000 --stages hnsw           # slow to build
 """
 
 import argparse
@@ -119,7 +120,7 @@ def run_size(num_videos: int, args) -> list[dict]:
                      recall=1.0, bytes_per_video=stored / num_videos, build_s=0.0))
     print(f"   exact: {rows[-1]}", flush=True)
 
-    stages = ["flat"] if num_videos <= 10_000 else ["ivf"] + (["hnsw"] if num_videos <= 200_000 else [])
+    stages = args.stages or (["flat"] if num_videos <= 10_000 else ["pq", "ivf"])
     for kind in stages:
         start = time.perf_counter()
         first_stage = build_first_stage(globals_.numpy(), kind)
@@ -137,6 +138,7 @@ def run_size(num_videos: int, args) -> list[dict]:
         single = timed(lambda: two_stage(queries[next(position) % len(queries)][None]), args.queries)
         batched = timed(lambda: two_stage(queries[:32]), args.batches)
         label = f"{kind} → M={args.shortlist}" + (f" (nlist={first_stage.nlist}, nprobe={nprobe})" if nprobe else "")
+        label += f" (refine ×{first_stage.k_factor:g})" if kind == "pq" else ""
         rows.append(dict(N=num_videos, method=f"two-stage {label}", single=percentiles(single),
                          batch=percentiles(batched), recall=float(recall),
                          bytes_per_video=(stored + index_bytes(first_stage)) / num_videos, build_s=build_seconds))
@@ -168,6 +170,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--shortlist", type=int, default=128, help="first-stage candidates M per query")
+    parser.add_argument("--stages", nargs="+", choices=["flat", "pq", "hnsw", "ivf"],
+                        help="first stages to time (default: flat up to 10k videos, else pq and ivf; hnsw builds "
+                             "slowly on a small CPU)")
     parser.add_argument("--nprobe", type=int, default=32, help="IVF lists visited per query")
     parser.add_argument("--queries", type=int, default=100, help="timed single queries (fewer for exact at scale)")
     parser.add_argument("--batches", type=int, default=10, help="timed batches of 32 queries")

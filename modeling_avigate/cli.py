@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--out", required=True, metavar="INDEX", help="index folder to write (replaced atomically)")
     index.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (default 8)")
     index.add_argument("--num-workers", type=int, default=2, help="decoding processes (default 2)")
-    index.add_argument("--first-stage", choices=["flat", "hnsw", "ivf"],
-                       help="faiss first stage over global embeddings for large galleries (default: exact scan)")
+    index.add_argument("--first-stage", choices=["flat", "pq", "hnsw", "ivf"],
+                       help="faiss first stage over global embeddings for large galleries: 'pq' for millions of "
+                            "videos (default: exact scan)")
     index.add_argument("--shortlist", type=int, default=256, help="first-stage candidates per query (default 256)")
     index.set_defaults(run=_index)
 

@@ -137,6 +137,29 @@ def test_two_stage_flat_equals_exact_when_shortlist_covers_gallery(setup):
     assert shortlist(ivf, index.video_embeds[:2], 3, nprobe=2)[:, 0].tolist() == [0, 1]
 
 
+def test_pq_first_stage_refines_to_the_exact_global_ranking_and_survives_save_load(tmp_path):
+    pytest.importorskip("faiss")
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.nn.functional.normalize(torch.randn(200, 3, 32, generator=generator), dim=-1).half()
+    index = VideoIndex.from_embeddings([f"v{i}.mp4" for i in range(200)], frames)
+    index.build_first_stage("pq", shortlist_size=25)
+    assert index.info["first_stage"] == {"kind": "pq", "shortlist_size": 25, "refine_factor": 8}
+    queries = torch.nn.functional.normalize(torch.randn(5, 32, generator=generator), dim=-1)
+    # 8 × 25 refined candidates cover all 200 videos, so the shortlist is the exact global top 25.
+    expected = (queries @ index.video_embeds.T).topk(25).indices
+    assert torch.equal(shortlist(index.first_stage, queries, 25), expected)
+    # A shortlist of the whole gallery makes the two-stage answer the exact one; loading keeps the refine factor.
+    index.save(tmp_path / "pq")
+    loaded = VideoIndex.load(tmp_path / "pq")
+    assert loaded.first_stage.k_factor == 8
+    exact_scores, exact_ids = loaded.search_embeddings(queries, k=5, exact=True)
+    scores, ids = loaded.search_embeddings(queries, k=5, shortlist_size=200)
+    assert torch.equal(ids, exact_ids)
+    torch.testing.assert_close(scores, exact_scores)
+    with pytest.raises(ValueError, match="at least 16 videos"):
+        build_first_stage(index.video_embeds[:10].numpy(), "pq")
+
+
 def test_save_load_round_trip_and_first_stage_mode(setup, tmp_path):
     pytest.importorskip("faiss")
     index = VideoIndex.merge([setup["index"]])
