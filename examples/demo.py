@@ -4,9 +4,10 @@
     python examples/demo.py            # default set, 3 seeds × {learned, closed, open} gates
     python examples/demo.py --quick    # the same path on the small set with one seed (CI)
 
-Steps: generate the benchmark (PyAV mp4 files, seeded), train each gate mode with
-`accelerate launch examples/train.py --config examples/configs/synthetic.yaml`, evaluate the best epoch of every run
-on the test split (overall and split by clip kind), and print
+Steps: generate the benchmark (PyAV mp4 files, seeded), build the frame and audio caches once
+(`train.py --cache_only true`), train each gate mode with
+`accelerate launch examples/train.py --config examples/configs/synthetic.yaml`, `--jobs` runs at a time, evaluate
+the best epoch of every run on the test split (overall and split by clip kind), and print
 
 1. text→video and video→text R@1/R@5/R@10 for AVIGATE (learned gates), visual only (closed) and ungated fusion (open);
 2. the mean and spread of the learned gates per clip kind;
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -50,27 +52,64 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small set, one seed, fewer epochs (about 3 minutes)")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2, or 0 with --quick)")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="training runs at a time, one thread each (default: the number of CPUs)")
     return parser.parse_args(argv)
 
 
-def train_run(data_dir: str, output_dir: str, cache_dir: str, mode: str, seed: int, epochs: int | None) -> None:
-    """One training run as a user would start it: `accelerate launch examples/train.py --config ...`."""
+def launch_train(arguments: list[str], log_path: str) -> None:
+    """One `accelerate launch examples/train.py --config synthetic.yaml ARGUMENTS` process, logged to `log_path`."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(EXAMPLES, "train.py"), "--config", CONFIG,
-        "--data_dir", data_dir, "--output_dir", output_dir, "--gate_mode", mode, "--seed", str(seed),
-        "--frame_cache", os.path.join(cache_dir, "frames"), "--audio_cache", os.path.join(cache_dir, f"audio-{seed}"),
+        *arguments,
     ]
-    if epochs:
-        command += ["--epochs", str(epochs)]
-    log_path = output_dir + ".log"
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    # The tiny model's matrices are too small for two intra-op threads to pay off; one thread per run is faster.
+    # The tiny model's matrices are too small for two intra-op threads to pay off: one thread per process, and
+    # as many processes as cores.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(log_path, "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     if result.returncode:
-        raise SystemExit(f"training {mode} (seed {seed}) failed; see {log_path}")
+        raise SystemExit(f"{' '.join(arguments)} failed; see {log_path}")
+
+
+def cache_arguments(cache_dir: str, seed: int, frames: bool = True, audio: bool = True) -> list[str]:
+    """Cache folders of one seed's runs: decoded frames are shared; the frozen random AST, hence its cache, is the
+    seed's own. `null` turns a cache off."""
+    return [
+        "--frame_cache", os.path.join(cache_dir, "frames") if frames else "null",
+        "--audio_cache", os.path.join(cache_dir, f"audio-{seed}") if audio else "null",
+    ]
+
+
+def build_caches(data_dir: str, cache_dir: str, seeds: list[int], jobs: int, log_dir: str) -> None:
+    """Build the frame cache and each seed's audio cache before any training run, so parallel runs only read them
+    (two processes building one cache would race)."""
+
+    def build(seed: int) -> None:
+        arguments = ["--data_dir", data_dir, "--cache_only", "true", "--seed", str(seed),
+                     *cache_arguments(cache_dir, seed, frames=seed == seeds[0])]
+        launch_train(arguments, os.path.join(log_dir, f"cache-seed{seed}.log"))
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(build, seeds))
+
+
+def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], epochs: int | None, jobs: int,
+               started: float) -> None:
+    """Train every gate mode for every seed, `jobs` runs at a time; each run is deterministic given its seed."""
+
+    def train(mode_and_seed: tuple[str, int]) -> None:
+        mode, seed = mode_and_seed
+        run_dir = os.path.join(runs_dir, f"{mode}-seed{seed}")
+        arguments = ["--data_dir", data_dir, "--output_dir", run_dir, "--gate_mode", mode, "--seed", str(seed),
+                     *cache_arguments(cache_dir, seed)]
+        launch_train(arguments + (["--epochs", str(epochs)] if epochs else []), run_dir + ".log")
+        print(f"[{time.time() - started:5.0f}s] trained {mode} (seed {seed})", flush=True)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(train, [(mode, seed) for seed in seeds for mode in MODES]))
 
 
 def split_by_kind(details: dict, kinds: list[str]) -> dict:
@@ -213,15 +252,18 @@ def main(argv=None) -> None:
     generate_synthetic_benchmark(data_dir, seed=0, preset="quick" if args.quick else "default")
     print(f"[{time.time() - started:5.0f}s] synthetic benchmark in {data_dir}")
 
+    runs_dir = os.path.join(args.output_dir, "runs")
+    build_caches(data_dir, cache_dir, seeds, args.jobs, runs_dir)
+    print(f"[{time.time() - started:5.0f}s] frame and audio caches in {cache_dir}")
+    train_runs(data_dir, runs_dir, cache_dir, seeds, epochs, args.jobs, started)
+
     test_videos = load_benchmark("synthetic", data_dir, "test", view="videos")
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for seed in seeds:
         for mode in MODES:
-            run_dir = os.path.join(args.output_dir, "runs", f"{mode}-seed{seed}")
-            train_run(data_dir, run_dir, cache_dir, mode, seed, epochs)
-            results[mode].append(evaluate_run(run_dir, test_videos, cache_dir, seed))
-            print(f"[{time.time() - started:5.0f}s] trained and evaluated {mode} (seed {seed}): test t2v R@1 "
-                  f"{results[mode][-1]['overall']['text_to_video']['R@1']:.1f}")
+            results[mode].append(evaluate_run(os.path.join(runs_dir, f"{mode}-seed{seed}"), test_videos, cache_dir,
+                                              seed))
+    print(f"[{time.time() - started:5.0f}s] evaluated every run on the test split")
 
     print(f"\n1. Test retrieval, mean over seeds {seeds} (R@K in %)")
     print_results_table(results)
@@ -230,7 +272,7 @@ def main(argv=None) -> None:
 
     model_dir = os.path.join(args.output_dir, "avigate-synthetic")
     shutil.rmtree(model_dir, ignore_errors=True)
-    best_dir = os.path.join(args.output_dir, "runs", f"learned-seed{seeds[0]}", "best")
+    best_dir = os.path.join(runs_dir, f"learned-seed{seeds[0]}", "best")
     shutil.copytree(best_dir, model_dir)
     write_model_card(model_dir, eval_results=os.path.join(model_dir, "eval_results.json"))
     plot_path = os.path.join(model_dir, "gates_and_training.png")

@@ -12,7 +12,8 @@ value` and `--processor.key value` override those sections.
 Every epoch writes `output_dir/checkpoint-epoch-N` (model + processor, loadable by `AvigateModel.from_pretrained`, and
 the Accelerate state) atomically; `--resume_from_checkpoint latest` continues a run exactly. The best epoch by the
 selection split's text→video R@1 is copied to `output_dir/best`, and `output_dir/metrics.json` holds its final
-evaluation in the format `modeling_avigate.hub` turns into a model card.
+evaluation in the format `modeling_avigate.hub` turns into a model card. With `--cache_only true` the script builds
+the `--frame_cache` / `--audio_cache` folders it was given and exits.
 """
 
 import argparse
@@ -81,6 +82,7 @@ class TrainArguments:
     train_audio_encoder: bool = False
     audio_cache: str | None = None
     frame_cache: str | None = None
+    cache_only: bool = False
     num_workers: int = 0
     seed: int = 42
     max_train_steps: int | None = None
@@ -255,6 +257,10 @@ def train(args: TrainArguments) -> dict:
     if args.audio_cache and args.train_audio_encoder:
         raise SystemExit("--audio_cache stores the frozen AST's output: it cannot be used with --train_audio_encoder")
     caches = open_caches(args, accelerator, model, processor, all_videos)
+    if args.cache_only:
+        # Caches can be built ahead of time (on a CPU machine before a GPU job, or once before runs in parallel).
+        accelerator.end_training()
+        return {"caches": {kind: cache.directory for kind, cache in caches.items()}}
     dataset = PairDataset(pairs, processor, frame_cache=caches.get("frames"), audio_cache=caches.get("audio"),
                           strict=args.strict)
     loader = DataLoader(dataset, batch_size=per_process_batch, shuffle=True, drop_last=True,

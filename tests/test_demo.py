@@ -31,6 +31,13 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
     no_audio = summary["gates"]["no_audio"]
     assert no_audio["max"] == 0.0 and no_audio["attn_gate_by_layer"] == [0.0] * len(no_audio["attn_gate_by_layer"])
 
+    # The caches are built once up front (`train.py --cache_only`), so the training runs, two at a time, only read
+    # them; a run that built its own would race the other.
+    assert (tmp_path / "cache" / "frames").is_dir() and (tmp_path / "cache" / "audio-0").is_dir()
+    assert "caching" in (tmp_path / "runs" / "cache-seed0.log").read_text()
+    for mode in ("learned", "closed", "open"):
+        assert "caching" not in (tmp_path / "runs" / f"{mode}-seed0.log").read_text()
+
     model_dir = tmp_path / "avigate-synthetic"
     assert (model_dir / "gates_and_training.png").stat().st_size > 10_000
     card = (model_dir / "README.md").read_text()
