@@ -127,22 +127,24 @@ def run_size(num_videos: int, args) -> list[dict]:
         build_seconds = time.perf_counter() - start
         nprobe = args.nprobe if kind == "ivf" else None
 
-        def two_stage(batch: torch.Tensor):
-            candidates = shortlist(first_stage, batch, min(args.shortlist, num_videos), nprobe=nprobe)
-            return rerank_candidates(batch, candidates, scan_frames, mask, globals_, LOGIT_SCALE, LSE_TEMPERATURE,
-                                     args.k)
+        for size in args.shortlist:
 
-        found = torch.cat([two_stage(recall_queries[i : i + 32])[1] for i in range(0, len(recall_queries), 32)])
-        recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in zip(found, reference)])
-        position = iter(range(10**9))
-        single = timed(lambda: two_stage(queries[next(position) % len(queries)][None]), args.queries)
-        batched = timed(lambda: two_stage(queries[:32]), args.batches)
-        label = f"{kind} → M={args.shortlist}" + (f" (nlist={first_stage.nlist}, nprobe={nprobe})" if nprobe else "")
-        label += f" (refine ×{first_stage.k_factor:g})" if kind == "pq" else ""
-        rows.append(dict(N=num_videos, method=f"two-stage {label}", single=percentiles(single),
-                         batch=percentiles(batched), recall=float(recall),
-                         bytes_per_video=(stored + index_bytes(first_stage)) / num_videos, build_s=build_seconds))
-        print(f"   {kind}: {rows[-1]}", flush=True)
+            def two_stage(batch: torch.Tensor):
+                candidates = shortlist(first_stage, batch, min(size, num_videos), nprobe=nprobe)
+                return rerank_candidates(batch, candidates, scan_frames, mask, globals_, LOGIT_SCALE,
+                                         LSE_TEMPERATURE, args.k)
+
+            found = torch.cat([two_stage(recall_queries[i : i + 32])[1] for i in range(0, len(recall_queries), 32)])
+            recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in zip(found, reference)])
+            position = iter(range(10**9))
+            single = timed(lambda: two_stage(queries[next(position) % len(queries)][None]), args.queries)
+            batched = timed(lambda: two_stage(queries[:32]), args.batches)
+            label = f"{kind} → M={size}" + (f" (nlist={first_stage.nlist}, nprobe={nprobe})" if nprobe else "")
+            label += f" (refine ×{first_stage.k_factor:g})" if kind == "pq" else ""
+            rows.append(dict(N=num_videos, method=f"two-stage {label}", single=percentiles(single),
+                             batch=percentiles(batched), recall=float(recall),
+                             bytes_per_video=(stored + index_bytes(first_stage)) / num_videos, build_s=build_seconds))
+            print(f"   {kind}: {rows[-1]}", flush=True)
         del first_stage
     return rows
 
@@ -169,7 +171,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--shortlist", type=int, default=128, help="first-stage candidates M per query")
+    parser.add_argument("--shortlist", type=int, nargs="+", default=[64, 128],
+                        help="first-stage candidates M per query (one row each)")
     parser.add_argument("--stages", nargs="+", choices=["flat", "pq", "hnsw", "ivf"],
                         help="first stages to time (default: flat up to 10k videos, else pq and ivf; hnsw builds "
                              "slowly on a small CPU)")
