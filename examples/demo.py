@@ -74,12 +74,12 @@ def launch_train(arguments: list[str], log_path: str) -> None:
         raise SystemExit(f"{' '.join(arguments)} failed; see {log_path}")
 
 
-def cache_arguments(cache_dir: str, seed: int, frames: bool = True, audio: bool = True) -> list[str]:
-    """Cache folders of one seed's runs: decoded frames are shared; the frozen random AST, hence its cache, is the
-    seed's own. `null` turns a cache off."""
+def cache_arguments(cache_dir: str, seed: int, frames: bool = True) -> list[str]:
+    """Cache folders of one seed's runs: decoded frames are shared (`frames=False` leaves them out: `null` turns a
+    cache off); the frozen random AST, hence its cache, is the seed's own."""
     return [
         "--frame_cache", os.path.join(cache_dir, "frames") if frames else "null",
-        "--audio_cache", os.path.join(cache_dir, f"audio-{seed}") if audio else "null",
+        "--audio_cache", os.path.join(cache_dir, f"audio-{seed}"),
     ]
 
 
