@@ -11,18 +11,13 @@ import torch
 from modeling_avigate.cli import main
 from modeling_avigate.index import VideoIndex
 
-from conftest import TEST_WORDS
-from test_index import tiny_model, tiny_processor, write_clips
+from test_index import tiny_model, tiny_processor_and_model, write_clips
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from modeling_avigate.vocab import write_word_level_clip_vocab
-
     root = tmp_path_factory.mktemp("cli")
-    write_word_level_clip_vocab(TEST_WORDS, str(root / "tokenizer"))
-    processor = tiny_processor(str(root / "tokenizer"))
-    model = tiny_model(processor)
+    processor, model = tiny_processor_and_model(root)
     for name, built in (("model", model), ("other-model", tiny_model(processor, fusion_num_layers=1))):
         built.save_pretrained(root / name)
         processor.save_pretrained(root / name)
@@ -105,8 +100,9 @@ def test_hub_commands_are_forwarded_with_their_own_options_and_errors(capsys):
 @pytest.mark.slow
 def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
     # torchrun with the gloo backend: two CPU processes each embed half of the files, the main one merges.
+    # --standalone rendezvous on a free port, so a busy fixed port cannot fail the test.
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "modeling_avigate.cli", "index", str(workspace / "videos"), "--model", str(workspace / "model"),
                "--out", str(tmp_path / "sharded"), "--num-workers", "0", "--batch-size", "3"]
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)

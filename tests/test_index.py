@@ -57,14 +57,19 @@ def write_clips(folder, count: int) -> list[str]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("index")
+def tiny_processor_and_model(root) -> tuple:
+    """The word-level test tokenizer written under `root`, the tiny processor on it and a tiny model sized to it."""
     from modeling_avigate.vocab import write_word_level_clip_vocab
 
     write_word_level_clip_vocab(TEST_WORDS, str(root / "tokenizer"))
     processor = tiny_processor(str(root / "tokenizer"))
-    model = tiny_model(processor)
+    return processor, tiny_model(processor)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index")
+    processor, model = tiny_processor_and_model(root)
     paths = write_clips(str(root / "videos"), 6)
     index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
     return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
