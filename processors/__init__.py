@@ -7,7 +7,7 @@ from ..configuration_avigate import AvigateConfig
 from .dataset import AvigateCollator, AvigateVideoDataset
 from .feature_extraction_avigate import AvigateFeatureExtractor
 from .processing_avigate import AvigateProcessor
-from .video_io import DecodedVideo, FrameResizer, read_video, sample_frame_indices
+from .video_io import DecodedVideo, FrameResizer, MediaError, read_video, sample_frame_indices
 
 
 # In-package classes for `Auto*.from_pretrained` on folders whose config says model_type "avigate"; saved folders
@@ -24,6 +24,7 @@ __all__ = [
     "AvigateVideoDataset",
     "DecodedVideo",
     "FrameResizer",
+    "MediaError",
     "read_video",
     "sample_frame_indices",
 ]

@@ -29,6 +29,16 @@ PIL_TO_SWSCALE = {
 TIME_TOLERANCE = 5e-7
 
 
+class MediaError(ValueError):
+    """A video file cannot be used: missing, unreadable, not media, no video stream, truncated, undecodable or too
+    large. The message names the file and the reason; callers that skip bad files catch this class only."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 @dataclass
 class DecodedVideo:
     """Frames and sound track of one file.

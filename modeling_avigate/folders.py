@@ -1,0 +1,192 @@
+# Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
+"""The one place that creates, replaces and deletes folders: a folder is only ever removed or replaced when it
+carries this package's marker of the expected kind, so a mistyped output path never costs a user their files.
+
+Every folder the package writes (index, feature cache, checkpoint, best model, staged Hub upload) holds a small
+`.avigate-folder.json` naming its kind and format version. Writes go to a marked staging sibling
+(`.NAME.tmp-XXXXXX`) that is renamed into place; the folder it replaces is first moved to `.NAME.previous` and removed
+afterwards. A kill -9 at any point leaves either the old folder, the new one, or the old one parked at
+`.NAME.previous`, which [`recover_interrupted_replace`] (called by every write and by loaders) moves back.
+
+Example:
+
+```python
+>>> import os, tempfile
+>>> from modeling_avigate.folders import atomic_folder, is_owned
+>>> target = os.path.join(tempfile.mkdtemp(), "cache")
+>>> with atomic_folder(target, kind="feature_cache") as staging:
+...     _ = open(os.path.join(staging, "rows.npy"), "wb").write(b"...")
+>>> is_owned(target, "feature_cache"), sorted(os.listdir(target))
+(True, ['.avigate-folder.json', 'rows.npy'])
+```
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+
+
+MARKER_FILE = ".avigate-folder.json"
+STAGING_KIND = "staging"
+PREVIOUS_SUFFIX = ".previous"
+STAGING_INFIX = ".tmp-"
+
+
+class FolderOwnershipError(ValueError):
+    """A folder that the package would replace or delete was not created by it (or is of another kind), or an output
+    path overlaps an input. The message is one line that names the folder."""
+
+
+def write_marker(directory: str | os.PathLike, kind: str, format_version: int = 1) -> None:
+    """Mark `directory` as a package-written folder of `kind`."""
+    with open(os.path.join(directory, MARKER_FILE), "w", encoding="utf-8") as handle:
+        json.dump({"created_by": "modeling_avigate", "kind": kind, "format_version": format_version}, handle)
+
+
+def read_marker(directory: str | os.PathLike) -> dict | None:
+    """The marker of `directory`, or `None` when it has none (or an unreadable one)."""
+    try:
+        with open(os.path.join(directory, MARKER_FILE), encoding="utf-8") as handle:
+            marker = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("created_by") == "modeling_avigate" else None
+
+
+def is_owned(directory: str | os.PathLike, kind: str) -> bool:
+    """Whether `directory` is a folder of `kind` written by this package."""
+    marker = read_marker(directory)
+    return marker is not None and marker.get("kind") == kind
+
+
+def _is_empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+
+
+def check_replaceable(directory: str | os.PathLike, kind: str) -> None:
+    """Raise [`FolderOwnershipError`] unless `directory` is absent, an empty folder, or this package's `kind` folder."""
+    directory = os.fspath(directory)
+    if not os.path.lexists(directory) or _is_empty_dir(directory) or is_owned(directory, kind):
+        return
+    if os.path.isdir(directory) and not os.path.islink(directory):
+        marker = read_marker(directory)
+        what = f"a {marker['kind']} folder" if marker else "a folder this package did not create"
+        raise FolderOwnershipError(f"refusing to replace {directory}: it is {what}, not a {kind} folder; choose "
+                                   "another path or remove it yourself")
+    raise FolderOwnershipError(f"refusing to replace {directory}: it exists and is not a folder")
+
+
+def remove_owned_folder(directory: str | os.PathLike, kind: str) -> None:
+    """Delete `directory` if it is this package's `kind` folder (or empty); refuse anything else."""
+    directory = os.fspath(directory)
+    check_replaceable(directory, kind)
+    if os.path.isdir(directory):
+        shutil.rmtree(directory)
+
+
+def check_output_separate(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output"
+                          ) -> None:
+    """Refuse an `output` path that is, sits inside, or contains one of `inputs` (symlinks resolved)."""
+    out = os.path.realpath(output)
+    for item in inputs:
+        source = os.path.realpath(item)
+        if out == source or _inside(out, source) or _inside(source, out):
+            relation = "is" if out == source else "is inside" if _inside(out, source) else "contains"
+            raise FolderOwnershipError(f"refusing {what} {os.fspath(output)}: it {relation} the input "
+                                       f"{os.fspath(item)}")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder and path != folder
+
+
+def _siblings(directory: str) -> tuple[str, str]:
+    parent, name = os.path.split(os.path.abspath(directory))
+    return parent, name
+
+
+def previous_path(directory: str | os.PathLike) -> str:
+    parent, name = _siblings(os.fspath(directory))
+    return os.path.join(parent, f".{name}{PREVIOUS_SUFFIX}")
+
+
+def recover_interrupted_replace(directory: str | os.PathLike) -> None:
+    """Undo a replace that was killed between parking the old folder and moving the new one in."""
+    directory = os.fspath(directory)
+    parked = previous_path(directory)
+    if not os.path.lexists(directory) and read_marker(parked) is not None:
+        os.replace(parked, directory)
+
+
+def clean_leftovers(directory: str | os.PathLike) -> None:
+    """Remove marked staging and parked siblings of `directory` left by a killed write (never unmarked ones)."""
+    directory = os.fspath(directory)
+    recover_interrupted_replace(directory)
+    parent, name = _siblings(directory)
+    if not os.path.isdir(parent):
+        return
+    for entry in os.listdir(parent):
+        path = os.path.join(parent, entry)
+        staged = entry.startswith(f".{name}{STAGING_INFIX}") and is_owned(path, STAGING_KIND)
+        parked = entry == f".{name}{PREVIOUS_SUFFIX}" and read_marker(path) is not None
+        if staged or parked:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_folder(staging: str | os.PathLike, directory: str | os.PathLike, kind: str,
+                   format_version: int = 1) -> None:
+    """Move the fully written `staging` folder to `directory`, marking it as `kind`; the folder it replaces must be
+    this package's `kind` folder (or absent / empty)."""
+    staging, directory = os.fspath(staging), os.fspath(directory)
+    recover_interrupted_replace(directory)
+    check_replaceable(directory, kind)
+    write_marker(staging, kind, format_version)
+    parked = previous_path(directory)
+    if os.path.lexists(parked):
+        remove_owned_folder(parked, kind)
+    if _is_empty_dir(directory):
+        os.rmdir(directory)
+    elif os.path.lexists(directory):
+        os.replace(directory, parked)
+    os.replace(staging, directory)
+    if os.path.lexists(parked):
+        shutil.rmtree(parked)
+
+
+@contextlib.contextmanager
+def atomic_folder(directory: str | os.PathLike, kind: str, format_version: int = 1) -> Iterator[str]:
+    """Yield a marked staging folder beside `directory`; on success it replaces `directory` (see
+    [`replace_folder`]), on error it is removed. The check that `directory` may be replaced runs first, before any
+    work is done."""
+    directory = os.path.abspath(os.fspath(directory))
+    clean_leftovers(directory)
+    check_replaceable(directory, kind)
+    parent, name = _siblings(directory)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{name}{STAGING_INFIX}", dir=parent)
+    write_marker(staging, STAGING_KIND)
+    try:
+        yield staging
+        replace_folder(staging, directory, kind, format_version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+__all__ = [
+    "FolderOwnershipError",
+    "MARKER_FILE",
+    "atomic_folder",
+    "check_output_separate",
+    "check_replaceable",
+    "clean_leftovers",
+    "is_owned",
+    "read_marker",
+    "recover_interrupted_replace",
+    "remove_owned_folder",
+    "replace_folder",
+    "write_marker",
+]

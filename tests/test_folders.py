@@ -1,0 +1,127 @@
+"""Ownership markers and atomic folder replacement: the package never deletes or replaces a folder it did not write."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from modeling_avigate.folders import (
+    MARKER_FILE,
+    FolderOwnershipError,
+    atomic_folder,
+    check_output_separate,
+    clean_leftovers,
+    is_owned,
+    previous_path,
+    remove_owned_folder,
+)
+
+
+def _write(path, text="data"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _snapshot(folder):
+    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_atomic_folder_writes_marker_and_replaces_its_own_kind(tmp_path):
+    target = tmp_path / "cache"
+    with atomic_folder(target, kind="feature_cache") as staging:
+        _write(os.path.join(staging, "a.txt"), "one")
+    assert is_owned(target, "feature_cache")
+    with atomic_folder(target, kind="feature_cache") as staging:
+        _write(os.path.join(staging, "b.txt"), "two")
+    assert sorted(os.listdir(target)) == [MARKER_FILE, "b.txt"]
+    assert os.listdir(tmp_path) == ["cache"]  # no staging or parked sibling left
+
+
+@pytest.mark.parametrize("kind_of_existing", ["foreign", "other_kind", "file"])
+def test_refuses_to_replace_what_it_did_not_create(tmp_path, kind_of_existing):
+    target = tmp_path / "out"
+    if kind_of_existing == "file":
+        _write(str(target), "precious")
+    else:
+        _write(str(target / "holiday.mp4"), "precious")
+        if kind_of_existing == "other_kind":
+            with atomic_folder(tmp_path / "tmpl", kind="index") as staging:
+                _write(os.path.join(staging, "x"))
+            os.replace(tmp_path / "tmpl" / MARKER_FILE, target / MARKER_FILE)
+    before = _snapshot(tmp_path)
+    with pytest.raises(FolderOwnershipError, match="refusing to replace .*out"):
+        with atomic_folder(target, kind="feature_cache") as staging:
+            _write(os.path.join(staging, "a.txt"))
+    with pytest.raises(FolderOwnershipError):
+        remove_owned_folder(target, "feature_cache")
+    assert _snapshot(tmp_path) == before
+    assert sorted(os.listdir(tmp_path)) == sorted(["out"] + (["tmpl"] if kind_of_existing == "other_kind" else []))
+
+
+def test_empty_folder_may_be_used(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with atomic_folder(target, kind="index") as staging:
+        _write(os.path.join(staging, "a"))
+    assert is_owned(target, "index")
+
+
+def test_error_inside_leaves_old_folder(tmp_path):
+    target = tmp_path / "cache"
+    with atomic_folder(target, kind="feature_cache") as staging:
+        _write(os.path.join(staging, "a.txt"), "old")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target, kind="feature_cache") as staging:
+            _write(os.path.join(staging, "a.txt"), "new")
+            raise RuntimeError("boom")
+    assert open(target / "a.txt").read() == "old"
+    assert os.listdir(tmp_path) == ["cache"]
+
+
+@pytest.mark.parametrize(
+    "output, inputs, relation",
+    [("videos", ["videos"], "is"), ("videos/index", ["videos"], "is inside"), ("data", ["data/videos"], "contains")],
+)
+def test_output_overlapping_an_input_is_refused(tmp_path, output, inputs, relation):
+    (tmp_path / "data" / "videos").mkdir(parents=True)
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(FolderOwnershipError, match=relation):
+        check_output_separate(tmp_path / output, [tmp_path / path for path in inputs])
+    check_output_separate(tmp_path / "elsewhere", [tmp_path / path for path in inputs])
+
+
+def test_kill_between_park_and_move_is_recovered(tmp_path):
+    """A kill -9 after the old folder was parked and before the new one moved in: the old one comes back."""
+    target = tmp_path / "index"
+    with atomic_folder(target, kind="index") as staging:
+        _write(os.path.join(staging, "v"), "old")
+    os.replace(target, previous_path(target))  # what replace_folder does right before its final rename
+    clean_leftovers(target)
+    assert open(target / "v").read() == "old"
+
+
+def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):
+    target = tmp_path / "index"
+    with atomic_folder(target, kind="index") as staging:
+        _write(os.path.join(staging, "v"), "old")
+    script = textwrap.dedent(f"""
+        import os, signal
+        from modeling_avigate.folders import atomic_folder
+        with atomic_folder({str(target)!r}, kind="index") as staging:
+            open(os.path.join(staging, "v"), "w").write("half")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = subprocess.run([sys.executable, "-c", script])
+    assert result.returncode == -9
+    assert open(target / "v").read() == "old"
+    assert len(os.listdir(tmp_path)) == 2  # the marked staging folder of the killed run
+    stranger = tmp_path / ".index.tmp-user"  # same pattern, but not ours: never removed
+    _write(str(stranger / "keep"))
+    with atomic_folder(target, kind="index") as staging:
+        _write(os.path.join(staging, "v"), "new")
+    assert sorted(os.listdir(tmp_path)) == [".index.tmp-user", "index"]
+    assert open(target / "v").read() == "new"
