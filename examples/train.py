@@ -275,7 +275,7 @@ def plan_output_dir(args: TrainArguments) -> str | None:
         raise FolderOwnershipError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by "
                                    "examples/train.py")
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
-        return None
+        return None if resume == "latest" else resume
     differences = recorded_run_differences(args)
     if differences is None:
         collisions = [name for name in (RUN_RECORD, METRICS_FILE) if os.path.exists(os.path.join(output_dir, name))]

@@ -16,6 +16,7 @@ from modeling_avigate.folders import (
     is_owned,
     previous_path,
     remove_owned_folder,
+    write_marker,
 )
 
 
@@ -99,9 +100,13 @@ def test_kill_between_park_and_move_is_recovered(tmp_path):
     target = tmp_path / "index"
     with atomic_folder(target, kind="index") as staging:
         _write(os.path.join(staging, "v"), "old")
+    staging = tmp_path / ".index.tmp-killed"  # the new folder, already marked with its final kind
+    _write(str(staging / "v"), "new")
+    write_marker(staging, "index")
     os.replace(target, previous_path(target))  # what replace_folder does right before its final rename
     clean_leftovers(target)
     assert open(target / "v").read() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["index"]
 
 
 def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):
