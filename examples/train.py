@@ -150,7 +150,8 @@ class TrainArguments:
             if getattr(self, name) in NULL_STRINGS and type(None) in typing.get_args(annotation):
                 setattr(self, name, None)
         if self.save_total_limit is not None and self.save_total_limit < 1:
-            raise SystemExit(f"--save_total_limit must be at least 1 (or null to keep all), got {self.save_total_limit}")
+            raise SystemExit(f"--save_total_limit must be at least 1 (or null to keep all), got "
+                             f"{self.save_total_limit}")
 
 
 NULL_STRINGS = ("null", "None", "none", "~")
@@ -166,7 +167,9 @@ METRICS_FILE = "metrics.json"
 
 def parse_arguments(argv: list[str] | None = None) -> TrainArguments:
     """`--config FILE` supplies the defaults, the command line overrides them."""
-    parser = HfArgumentParser(TrainArguments, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = HfArgumentParser(
+        TrainArguments, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help="YAML file with TrainArguments fields and `model` / `processor` sections")
     config_path = parser.parse_known_args(argv)[0].config
     if config_path:

@@ -130,3 +130,11 @@ def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):
         _write(os.path.join(staging, "v"), "new")
     assert sorted(os.listdir(tmp_path)) == [".index.tmp-user", "index"]
     assert open(target / "v").read() == "new"
+
+
+def test_written_folder_has_the_permissions_of_any_folder_the_user_makes(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with atomic_folder(tmp_path / "written", kind="index") as staging:
+        _write(os.path.join(staging, "v"))
+    assert os.stat(tmp_path / "written").st_mode == os.stat(plain).st_mode

@@ -211,8 +211,9 @@ def test_best_model_is_rebuilt_from_the_trainer_state_when_missing_or_stale(tmp_
 def test_best_model_refuses_to_replace_a_folder_of_the_users_files(tmp_path):
     second = fake_checkpoint(tmp_path, 2, 2.0)
     before = users_folder(tmp_path / "best")
+    state = {"best_epoch": 2, "best_weights_checksum": weights_checksum(second)}
     with pytest.raises(FolderOwnershipError, match="best"):
-        train_script.ensure_best_model(str(tmp_path), {"best_epoch": 2, "best_weights_checksum": weights_checksum(second)})
+        train_script.ensure_best_model(str(tmp_path), state)
     assert snapshot(tmp_path / "best") == before
 
 
