@@ -6,7 +6,6 @@ decoded, normalised frames (`--frame_cache`) for small benchmarks whose decoding
 Arrays are stored as fp16 `.npy` files and opened with `mmap_mode="r"`, so a cache larger than RAM still works.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,16 +16,6 @@ import torch
 
 
 INDEX_FILE = "cache_index.json"
-
-
-def tensor_fingerprint(tensors: Mapping[str, torch.Tensor], extra: Mapping | None = None) -> str:
-    """SHA-256 over named tensors (and JSON-able settings): a cache built from other weights is refused."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    digest.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 class FeatureCache:

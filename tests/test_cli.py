@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modeling_avigate.cli import main
-from modeling_avigate.index import VideoIndex
+from modeling_avigate.search import VideoIndex
 
 from test_index import tiny_model, tiny_processor_and_model, write_clips
 

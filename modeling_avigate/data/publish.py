@@ -18,19 +18,28 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..media_files import path_inside
+
 
 CONFIGS = ("pairs", "videos")
 SHARD_BYTES = 500 * 1024 * 1024  # the Hub's viewer and load_dataset work best with shards of a few hundred MB
 
 
-def _write_split(dataset, config_name: str, split: str, out_dir: str) -> None:
+def _confined_paths(batch: dict, data_dir: str, split: str) -> list[str]:
+    """The batch's video paths, each checked to lie inside `data_dir` before any file is read: an exported file is
+    shipped to others, so a path that leads elsewhere (say an annotation naming a system file) is refused."""
+    return [path_inside(data_dir, os.path.relpath(path, data_dir), f"{split} video {video_id!r}")
+            for path, video_id in zip(batch["video"], batch["video_id"])]
+
+
+def _write_split(dataset, config_name: str, split: str, out_dir: str, data_dir: str) -> None:
     os.makedirs(os.path.join(out_dir, config_name), exist_ok=True)
     schema = dataset.features.arrow_schema
     if config_name == "videos":
         schema = schema.append(pa.field("video_bytes", pa.binary()))
     writer, shard, shard_bytes = None, 0, 0
     for batch in dataset.iter(batch_size=64):
-        paths = batch["video"]
+        paths = _confined_paths(batch, data_dir, split)
         batch["video"] = [os.path.basename(path) for path in paths]
         if config_name == "videos":
             batch["video_bytes"] = []
@@ -106,7 +115,7 @@ def export_benchmark_parquet(
     for split in splits:
         for config_name in CONFIGS:
             dataset = load_benchmark(name, data_dir, split, view=config_name, **load_kwargs)
-            _write_split(dataset, config_name, split, out_dir)
+            _write_split(dataset, config_name, split, out_dir, data_dir)
     with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as handle:
         handle.write(_readme(name, splits))
     return out_dir
