@@ -130,7 +130,8 @@ def clean_leftovers(directory: str | os.PathLike) -> None:
         return
     for entry in os.listdir(parent):
         path = os.path.join(parent, entry)
-        staged = entry.startswith(f".{name}{STAGING_INFIX}") and is_owned(path, STAGING_KIND)
+        # A staging folder is re-marked with its final kind just before it is moved in, so any package marker counts.
+        staged = entry.startswith(f".{name}{STAGING_INFIX}") and read_marker(path) is not None
         parked = entry == f".{name}{PREVIOUS_SUFFIX}" and read_marker(path) is not None
         if staged or parked:
             shutil.rmtree(path, ignore_errors=True)
