@@ -70,20 +70,22 @@ def _open_index(args: argparse.Namespace):
     fingerprints still match the index (a folder retrained in place, or a Hub repo updated since, is refused)."""
     from .search import IncompatibleModelError, VideoIndex
 
-    recorded = VideoIndex.read_metadata(args.index)["model"]
+    index = VideoIndex.load(args.index, verify=not args.no_verify)  # a corrupt index fails before the model loads
+    recorded = index.info["model"]
     if args.model is None and "weights_fingerprint" not in recorded:
         raise ValueError(f"{args.index} was built from precomputed embeddings and records no model; pass --model")
     name = args.model or recorded["name_or_path"]
     revision = args.revision or (None if args.model else recorded.get("revision"))
     model, processor = _load_model_and_processor(name, revision, args.device)
-    try:
-        return VideoIndex.load(args.index, model=model, processor=processor, force=args.force,
-                               verify=not args.no_verify)
-    except IncompatibleModelError as error:
-        if args.model is not None:
-            raise
-        raise IncompatibleModelError(f"the model {name} recorded in the index no longer matches it ({error}); pass "
-                                     "--model with the model that built the index, or rebuild the index") from error
+    problems = [] if args.force else index.model_mismatches(model, processor)
+    if problems:
+        if args.model:
+            raise IncompatibleModelError(f"--model {name} did not build this index ({', '.join(problems)}); rebuild "
+                                         "the index with it, or pass --force to query anyway")
+        raise IncompatibleModelError(f"the model {name} recorded in the index no longer matches it "
+                                     f"({', '.join(problems)}); pass --model with the model that built the index, "
+                                     "rebuild the index, or pass --force to query anyway")
+    return index.attach(model, processor, force=True)
 
 
 def _search(args: argparse.Namespace) -> None:

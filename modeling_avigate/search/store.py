@@ -308,23 +308,29 @@ class VideoIndex:
 
     # -- model ------------------------------------------------------------------------------------------------------
 
-    def check_model(self, model: AvigateModel, processor=None) -> None:
-        """Raise [`IncompatibleModelError`] unless `model` (and `processor`) are the ones that built the index."""
+    def model_mismatches(self, model: AvigateModel, processor=None) -> list[str]:
+        """How `model` (and `processor`) differ from the ones that built the index, by config hash, weights
+        fingerprint and processor settings; empty when they match or the index was built from raw embeddings."""
         built = self.info["model"]
         if "config_hash" not in built:
-            return  # built from raw embeddings: nothing to compare
+            return []
         problems = []
         if config_hash(model.config) != built["config_hash"]:
             problems.append("its config differs")
-        elif weights_fingerprint(model) != built["weights_fingerprint"]:
+        elif weights_fingerprint(model) != built.get("weights_fingerprint"):
             problems.append("its weights differ")
         if processor is not None and self.info.get("processor") is not None:
             if processor_settings(processor) != self.info["processor"]:
                 problems.append("the processor settings differ")
+        return problems
+
+    def check_model(self, model: AvigateModel, processor=None) -> None:
+        """Raise [`IncompatibleModelError`] unless `model` (and `processor`) are the ones that built the index."""
+        problems = self.model_mismatches(model, processor)
         if problems:
             raise IncompatibleModelError(
-                f"the index was built by {built.get('name_or_path')!r}, not by this model ({', '.join(problems)}); "
-                "rebuild the index or pass force=True"
+                f"the index was built by {self.info['model'].get('name_or_path')!r}, not by this model "
+                f"({', '.join(problems)}); rebuild the index or pass force=True"
             )
 
     def attach(self, model: AvigateModel, processor, force: bool = False) -> "VideoIndex":
