@@ -141,6 +141,17 @@ def test_wrong_model_path_says_model_folder_not_found(workspace, capsys, model):
     assert errors[0].startswith(f"avigate search: error: model folder not found: {model}")
 
 
+def test_marked_shards_left_by_a_killed_build_are_removed_by_the_next_build(workspace, capsys, tmp_path):
+    from modeling_avigate.folders import write_marker
+
+    leftover = tmp_path / "gallery.shards"
+    (leftover / "shard-00000").mkdir(parents=True)
+    write_marker(leftover, "index_shards")
+    assert main(["index", str(workspace / "videos"), "--model", str(workspace / "model"), "--out",
+                 str(tmp_path / "gallery"), "--num-workers", "0"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["gallery"]
+
+
 @pytest.mark.slow
 def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
     # torchrun with the gloo backend: two CPU processes each embed half of the files, the main one merges.

@@ -58,10 +58,11 @@ def build_sharded(
     model.to(state.device)
     shard = VideoIndex.build(model, processor, paths[state.process_index :: state.num_processes], batch_size,
                              num_workers, progress=progress and state.is_local_main_process)
+    shard_dir = shards_path(output_dir)
     if state.num_processes == 1:
         merged = shard
+        remove_owned_folder(shard_dir, SHARDS_KIND)  # the marked leftover of a killed multi-process build, if any
     else:
-        shard_dir = shards_path(output_dir)
         if state.is_main_process:
             _create_shards_folder(shard_dir)
         state.wait_for_everyone()
