@@ -196,6 +196,7 @@ def test_push_benchmark_to_hub_uploads_the_export(tiny_synthetic, tmp_path):
         uploaded.update(kwargs, files=sorted(
             os.path.relpath(os.path.join(root, name), kwargs["folder_path"])
             for root, _, names in os.walk(kwargs["folder_path"]) for name in names
+            if name not in kwargs.get("ignore_patterns", [])
         ))
         return "commit"
 
@@ -260,3 +261,23 @@ def test_parquet_export_refuses_rows_outside_data_dir_even_from_an_unconfined_bu
         export_benchmark_parquet("synthetic", data_dir, str(tmp_path / "export"), splits=["test"],
                                  cache_dir=str(tmp_path / "cache"))
     assert str(secret) not in opened
+
+
+def test_export_never_overwrites_a_foreign_folder_or_the_data(tiny_synthetic, tmp_path):
+    from modeling_avigate.folders import FolderOwnershipError
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("my own readme")
+    with pytest.raises(FolderOwnershipError, match="notes: it is a folder this package did not create"):
+        export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "notes"), cache_dir=str(tmp_path))
+    assert os.listdir(tmp_path / "notes") == ["README.md"]
+    assert (tmp_path / "notes" / "README.md").read_text() == "my own readme"
+    for out, relation in ((tiny_synthetic, "is"), (os.path.join(tiny_synthetic, "export"), "is inside"),
+                          (os.path.dirname(tiny_synthetic), "contains")):
+        with pytest.raises(FolderOwnershipError, match=f"refusing export folder .*: it {relation} the input"):
+            export_benchmark_parquet("synthetic", tiny_synthetic, out, cache_dir=str(tmp_path))
+    # An earlier export is replaced.
+    export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "export"), splits=["test"],
+                             cache_dir=str(tmp_path))
+    export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "export"), cache_dir=str(tmp_path))
+    assert load_dataset(str(tmp_path / "export"), split="train").num_rows == 8
