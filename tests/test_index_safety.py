@@ -175,9 +175,11 @@ def test_every_missing_key_of_index_json_is_one_clear_line(staged, capsys, key):
         ("dim", 16.0),
         ("dim", True),
         ("model", {"logit_scale": "100"}),
+        ("model", {"logit_scale": 100.0, "lse_temperature": 1.0, "name_or_path": 7}),
         ("processor", 7),
         ("first_stage", {"kind": "lsh", "shortlist_size": 5}),
         ("first_stage", {"kind": "flat", "shortlist_size": 0}),
+        ("first_stage", {"kind": "ivf", "shortlist_size": 5, "nprobe": "32"}),
         ("checksums", {"embeddings.safetensors": "x", "../../outside.txt": "y"}),
         ("checksums", {"first_stage.faiss": "x"}),
         ("videos", [{"path": 3}] * 20),
@@ -238,3 +240,9 @@ def test_faiss_file_is_covered_by_the_checksum_and_read_safely_without_it(staged
     _assert_clear_error(staged, capsys, "first_stage.faiss is not a readable faiss index", verify=False)
     faiss_file.unlink()
     _assert_clear_error(staged, capsys, "first_stage.faiss is missing", verify=False)
+
+
+def test_search_reports_a_corrupt_index_before_loading_any_model(staged, capsys):
+    _edit_metadata(staged, lambda metadata: metadata.pop("dim"))
+    error = _cli_error(capsys, "search", staged, "a dog", "--model", staged.parent / "no-model")
+    assert "key 'dim' is missing" in error

@@ -52,13 +52,18 @@ def _is_list_of_dicts_with(*keys: str) -> Callable[[Any], bool]:
 
 
 def _is_model(value: Any) -> bool:
+    # The model reference and fingerprints are optional (an index built from raw embeddings has none), strings if set.
     return (isinstance(value, dict) and _is_number(value.get("logit_scale"))
-            and _is_number(value.get("lse_temperature")))
+            and _is_number(value.get("lse_temperature"))
+            and all(isinstance(value.get(key), (str, type(None)))
+                    for key in ("name_or_path", "revision", "config_hash", "weights_fingerprint")))
 
 
 def _is_first_stage(value: Any) -> bool:
     return value is None or (isinstance(value, dict) and value.get("kind") in FIRST_STAGE_KINDS
-                             and _is_int(value.get("shortlist_size")) and value["shortlist_size"] > 0)
+                             and _is_int(value.get("shortlist_size")) and value["shortlist_size"] > 0
+                             and all(_is_int(value[key]) and value[key] > 0
+                                     for key in ("nprobe", "nlist", "refine_factor") if key in value))
 
 
 def _is_checksums(value: Any) -> bool:
@@ -71,10 +76,11 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_videos": (_is_count, "a non-negative integer"),
     "num_frames": (_is_count, "a non-negative integer"),
     "dim": (_is_count, "a non-negative integer"),
-    "model": (_is_model, "an object with numeric logit_scale and lse_temperature"),
+    "model": (_is_model, "an object with numeric logit_scale and lse_temperature (and string name_or_path, "
+                         "revision, config_hash, weights_fingerprint where set)"),
     "processor": (lambda value: value is None or isinstance(value, dict), "an object or null"),
-    "first_stage": (_is_first_stage, f"null or an object with kind in {FIRST_STAGE_KINDS} and a positive "
-                                     "shortlist_size"),
+    "first_stage": (_is_first_stage, f"null or an object with kind in {FIRST_STAGE_KINDS}, a positive "
+                                     "shortlist_size (and positive integer nprobe, nlist, refine_factor where set)"),
     "checksums": (_is_checksums, f"an object of SHA-256 strings for {EMBEDDINGS_FILE} (and {FIRST_STAGE_FILE} only)"),
     "videos": (_is_list_of_dicts_with("path"), "a list of objects with a string path"),
     "failures": (_is_list_of_dicts_with("path", "error"), "a list of objects with string path and error"),
