@@ -27,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
+import torch.jit._pickle
 
 
 # The storage classes a TorchScript `data.pkl` names, and the dtype each one holds.
@@ -38,10 +39,13 @@ STORAGE_DTYPES = {
         ("Byte", torch.uint8), ("Bool", torch.bool),
     )
 }
-# Functions `data.pkl` may call: torch's own tensor rebuilding, and the empty hook dict it passes along.
+# Functions `data.pkl` may call: torch's own tensor rebuilding, the empty hook dict it passes along, and TorchScript's
+# typed-container tags (each returns its argument unchanged).
 ALLOWED_CALLS = {
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("collections", "OrderedDict"): collections.OrderedDict,
+    **{("torch.jit._pickle", name): getattr(torch.jit._pickle, name)
+       for name in ("build_intlist", "build_tensorlist", "build_doublelist", "build_boollist", "restore_type_tag")},
 }
 
 

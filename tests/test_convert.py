@@ -327,7 +327,9 @@ def test_renamed_keys_are_all_distinct(official):
 class _Nested(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.blocks = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.LayerNorm(4)])
+        # MultiheadAttention and BatchNorm pickle typed lists and int buffers in TorchScript archives.
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.BatchNorm1d(4)])
+        self.attention = torch.nn.MultiheadAttention(4, 2)
         self.register_buffer("positions", torch.arange(6, dtype=torch.float16).reshape(2, 3))
         self.proj = torch.nn.Parameter(torch.randn(4, 2))
         self.input_resolution = 32  # a plain attribute, as in OpenAI's archives: no tensor
@@ -335,6 +337,7 @@ class _Nested(torch.nn.Module):
     def forward(self, x):
         for block in self.blocks:
             x = block(x)
+        x = self.attention(x[:, None], x[:, None], x[:, None], need_weights=False)[0][:, 0]
         return x @ self.proj
 
 
@@ -358,10 +361,13 @@ class _Tampering(torch.nn.Module):
         self.training = state[1]
 
 
-def test_torchscript_tensors_are_read_without_running_the_archive(tmp_path):
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("compile_with", ["script", "trace"])  # OpenAI's archives are traced
+def test_torchscript_tensors_are_read_without_running_the_archive(tmp_path, compile_with):
     torch.manual_seed(0)
-    scripted = torch.jit.script(_Nested())
-    torch.jit.save(scripted, tmp_path / "nested.pt")
+    module = _Nested().eval()
+    compiled = torch.jit.script(module) if compile_with == "script" else torch.jit.trace(module, torch.randn(5, 3))
+    torch.jit.save(compiled, tmp_path / "nested.pt")
     tensors = load_original_state_dict(tmp_path / "nested.pt")
     reference = torch.jit.load(tmp_path / "nested.pt").state_dict()  # our own file: trusted reference
     assert sorted(tensors) == sorted(reference)
