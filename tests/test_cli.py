@@ -162,6 +162,8 @@ def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
                "--out", str(tmp_path / "sharded"), "--num-workers", "0", "--batch-size", "3"]
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
+    # One process merged and saved: two processes that each built the whole index would both report it.
+    assert completed.stdout.count("indexed 4 videos") == 1, completed.stdout
     assert not os.path.exists(tmp_path / "sharded.shards")
     sharded, single = VideoIndex.load(tmp_path / "sharded"), VideoIndex.load(workspace / "gallery")
     assert sharded.paths == single.paths

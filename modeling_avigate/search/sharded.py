@@ -49,9 +49,12 @@ def build_sharded(
 
     Returns the saved index on the main process, `None` on the others.
     """
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without CUDA, accelerate joins the processes of a torchrun / accelerate launch job (gloo) only when asked for
+    # the CPU; otherwise every process would believe it is alone and build (and save) the whole index.
+    state = PartialState(cpu=not torch.cuda.is_available())
     paths = resolve_videos(videos)
     output_dir = os.path.abspath(os.fspath(output_dir))
     check_index_output(output_dir, [videos] if isinstance(videos, (str, os.PathLike)) else paths)
