@@ -23,6 +23,7 @@ setup(
     packages=[
         "modeling_avigate",
         "modeling_avigate.data",
+        "modeling_avigate.search",
         "modeling_avigate.processors",
         "modeling_avigate.hub",
     ],

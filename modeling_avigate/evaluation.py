@@ -1,13 +1,11 @@
 """Retrieval evaluation (DESIGN §6): every text and every video is embedded once, then scored with `similarity`."""
 
-from collections.abc import Sequence
-
 import torch
-from tqdm.auto import tqdm
 
 from .feature_cache import FeatureCache
 from .modeling_avigate import AvigateModel
 from .retrieval_metrics import text_video_retrieval_metrics
+from .text_embeddings import embed_texts
 from .training_data import VideoFeatureDataset, video_batches
 
 
@@ -34,20 +32,6 @@ def embed_videos(
         parts["ffn_gates"].append(outputs.ffn_gates.float().cpu())
         parts["has_audio"].append(batch["has_audio"].bool().cpu())
     return {name: values if name == "video_id" else torch.cat(values) for name, values in parts.items()}
-
-
-@torch.no_grad()
-def embed_texts(model: AvigateModel, processor, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised text embeddings `[Nt, D]` (float32, on the CPU); a progress bar only for several batches."""
-    model.eval()
-    embeds = []
-    batches = range(0, len(texts), batch_size)
-    for start in tqdm(batches, desc="embedding texts", leave=False, disable=len(batches) <= 1):
-        tokens = processor(text=list(texts[start : start + batch_size]), return_tensors="pt")
-        input_ids, attention_mask = tokens["input_ids"].to(model.device), tokens["attention_mask"].to(model.device)
-        outputs = model.get_text_features(input_ids, attention_mask)
-        embeds.append(outputs.pooler_output.float().cpu())
-    return torch.cat(embeds)
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@ cache path pointing at a folder of the user's own files is refused before anythi
 """
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -24,16 +23,6 @@ from .folders import atomic_folder, recover_interrupted_replace
 
 INDEX_FILE = "cache_index.json"
 FOLDER_KIND = "feature_cache"
-
-
-def tensor_fingerprint(tensors: Mapping[str, torch.Tensor], extra: Mapping | None = None) -> str:
-    """SHA-256 over named tensors (and JSON-able settings): a cache built from other weights is refused."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    digest.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 class FeatureCache:

@@ -6,7 +6,6 @@ They are small and framework-agnostic so `examples/train.py` (Accelerate) and th
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from torch import nn
 
-from .feature_cache import tensor_fingerprint
+from .fingerprints import tensor_fingerprint
 from .folders import is_owned
 from .modeling_avigate import AvigateModel, AvigateOutput, avigate_contrastive_loss, multi_grained_similarity
 
@@ -117,21 +116,6 @@ def contrastive_loss_from_outputs(
     return avigate_contrastive_loss(
         similarity, text_embeds, visual_embeds, outputs.logit_scale, model_config.margin_scale, model_config.margin_max
     )
-
-
-def replace_directory_atomically(staging_dir: str, final_dir: str) -> None:
-    """Move a fully written `staging_dir` to `final_dir`; an interruption leaves either the old or the new folder.
-
-    Kept only for `modeling_avigate.index` until it moves to `modeling_avigate.folders`; training uses the latter.
-    """
-    previous = final_dir + ".previous"
-    if os.path.exists(previous):
-        shutil.rmtree(previous)
-    if os.path.exists(final_dir):
-        os.replace(final_dir, previous)
-    os.replace(staging_dir, final_dir)
-    if os.path.exists(previous):
-        shutil.rmtree(previous)
 
 
 def checkpoint_dir(output_dir: str, epoch: int) -> str:

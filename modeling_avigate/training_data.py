@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .feature_cache import FeatureCache, FeatureCacheWriter, tensor_fingerprint
+from .feature_cache import FeatureCache, FeatureCacheWriter
+from .fingerprints import tensor_fingerprint
 
 
 logger = logging.getLogger(__name__)
