@@ -48,7 +48,7 @@ from modeling_avigate.training import (
     freeze_for_training,
     replace_directory_atomically,
 )
-from modeling_avigate.training_data import PairDataset, collate_pairs, prepare_feature_caches
+from modeling_avigate.pipeline import TrainingPairs, collate_training_pairs, prepare_feature_caches
 
 
 logger = logging.getLogger("avigate.train")
@@ -261,10 +261,10 @@ def train(args: TrainArguments) -> dict:
         # Caches can be built ahead of time (on a CPU machine before a GPU job, or once before runs in parallel).
         accelerator.end_training()
         return {"caches": {kind: cache.directory for kind, cache in caches.items()}}
-    dataset = PairDataset(pairs, processor, frame_cache=caches.get("frames"), audio_cache=caches.get("audio"),
-                          strict=args.strict)
+    dataset = TrainingPairs(pairs, processor, frame_cache=caches.get("frames"), audio_cache=caches.get("audio"),
+                            strict=args.strict)
     loader = DataLoader(dataset, batch_size=per_process_batch, shuffle=True, drop_last=True,
-                        num_workers=args.num_workers, collate_fn=collate_pairs(processor))
+                        num_workers=args.num_workers, collate_fn=collate_training_pairs(processor))
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     total_steps = args.max_train_steps or steps_per_epoch * args.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(args.warmup_proportion * total_steps), total_steps)
