@@ -314,7 +314,8 @@ class TrainingPairs(Dataset):
 
 
 def collate_training_pairs(processor: AvigateProcessor):
-    """Collate function of [`TrainingPairs`]: [`VideoCollator`] without the bookkeeping keys, ready for `model(**batch)`."""
+    """Collate function of [`TrainingPairs`]: [`VideoCollator`] without the bookkeeping keys, ready for
+    `model(**batch)`."""
     collator = VideoCollator(processor)
 
     def collate(items: list[dict[str, Any]]) -> BatchFeature:

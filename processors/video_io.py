@@ -436,11 +436,14 @@ def _scan(
         end = max(pts * time_bases[index] for index, pts in last_end.items())
         declared = container.duration / av.time_base if container.duration else None
     if declared is not None and end < 0.9 * declared:
-        raise MediaError(path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s")
+        raise MediaError(
+            path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
+        )
     if not video_pts:
         raise MediaError(path, "the video stream holds no frames")
     waveform = track.waveform() if track.num_samples else None
-    return _Scan(np.asarray(video_pts, dtype=np.float64) * video_time_base, waveform, track.num_samples, track.overflowed)
+    times = np.asarray(video_pts, dtype=np.float64) * video_time_base
+    return _Scan(times, waveform, track.num_samples, track.overflowed)
 
 
 def _check_pixels(path: str, width: int, height: int, max_pixels: int) -> None:

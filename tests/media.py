@@ -85,7 +85,8 @@ def write_test_video(
             video.set_display_rotation(rotation)
         if codec == "libx265":
             video.options = {"x265-params": "log-level=none"}
-        video.pix_fmt = {"mjpeg": "yuvj420p"}.get(codec, "yuv444p" if odd and codec in ("h264", "libx264") else "yuv420p")
+        default_format = "yuv444p" if odd and codec in ("h264", "libx264") else "yuv420p"
+        video.pix_fmt = "yuvj420p" if codec == "mjpeg" else default_format  # FFmpeg's mjpeg encoder wants full range
         video.time_base = time_base
         if audio is not None:
             audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
@@ -120,7 +121,9 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
     container.mux(stream.encode(None))
 
 
-def write_silent_audio_video(path: str, seconds: float, sample_rate: int = 8000, size: tuple[int, int] = (64, 48)) -> str:
+def write_silent_audio_video(
+    path: str, seconds: float, sample_rate: int = 8000, size: tuple[int, int] = (64, 48)
+) -> str:
     """A two-frame clip (at 0 s and at `seconds` - 1) with a silent FLAC sound track of `seconds` (FLAC stores
     silence in a few bytes per frame, so a 2-hour track is a small file written in seconds)."""
     width, height = size
