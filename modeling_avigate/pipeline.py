@@ -64,7 +64,8 @@ def video_rows(videos: Any) -> tuple[list[str], list[str]]:
     if isinstance(videos, (str, os.PathLike)):
         raise ValueError("`videos` must be a list of paths or rows with a `video` column, not a single path.")
     if hasattr(videos, "column_names") or isinstance(videos, dict):
-        paths = [os.fspath(path) for path in videos["video"]]
+        # A `datasets.Video`-style column holds {"path": ...} items; plain columns hold the paths.
+        paths = [os.fspath(item["path"] if isinstance(item, dict) else item) for item in videos["video"]]
         names = videos.column_names if hasattr(videos, "column_names") else list(videos)
         ids = [str(video_id) for video_id in videos["video_id"]] if "video_id" in names else list(paths)
         return ids, paths
