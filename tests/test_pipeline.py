@@ -132,3 +132,22 @@ def test_index_cli_skips_and_lists_bad_files_and_strict_stops_with_one_line(setu
     assert "Traceback" not in err and err.count("error:") == 1
     assert err.strip().splitlines()[-1] == (
         f"avigate index: error: {folder / 'audio_only.mp4'}: the file has no video stream")
+
+
+@pytest.mark.slow
+def test_training_script_skips_lists_and_finishes_or_stops_with_strict(tmp_path):
+    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
+
+    from test_train import run_train
+
+    data = tmp_path / "synthetic"
+    generate_synthetic_benchmark(str(data), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
+    broken = data / "videos" / "train_0003.mp4"
+    broken.write_text("not a video")
+    result = run_train(data, tmp_path / "run" / "out", "--epochs", "1")
+    assert "skipped 1 of 32 videos" in result.stderr
+    assert f"{broken}: cannot be read as media" in result.stderr
+    assert os.path.exists(tmp_path / "run" / "out" / "metrics.json")
+    strict = run_train(data, tmp_path / "strict" / "out", "--epochs", "1", "--strict", "true", check=False)
+    assert strict.returncode != 0
+    assert f"MediaError: {broken}: cannot be read as media" in strict.stderr
