@@ -53,6 +53,10 @@ class MediaError(ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Exceptions pickle as `cls(*args)`; rebuild from both fields so the error crosses process pools intact.
+        return type(self), (self.path, self.reason)
+
 
 @dataclass
 class DecodedVideo:

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -97,6 +98,12 @@ def test_bad_files_raise_the_media_error_naming_the_file(corpus, tmp_path):
             read_video(path, 4, CROP, (CROP, CROP))
     with pytest.raises(MediaError, match="missing.mp4: file not found"):
         read_video(str(tmp_path / "missing.mp4"), 4, CROP, (CROP, CROP))
+
+
+def test_media_error_is_a_value_error_that_survives_pickling():
+    error = pickle.loads(pickle.dumps(MediaError("clip.mp4", "the file is empty (0 bytes)")))
+    assert isinstance(error, ValueError) and (error.path, error.reason) == ("clip.mp4", "the file is empty (0 bytes)")
+    assert str(error) == "clip.mp4: the file is empty (0 bytes)"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
