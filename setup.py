@@ -11,6 +11,9 @@ TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
 TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0"]
+# benchmarks/bench_processor.py's comparison decoder; it also needs FFmpeg's shared libraries (Debian: ffmpeg), and
+# should be installed with --no-deps next to an existing torch.
+BENCH = ["torchcodec==0.13.0"]
 
 setup(
     name="modeling-avigate",
@@ -49,6 +52,7 @@ setup(
         "train": TRAIN,
         "eval": EVAL,
         "retrieval": RETRIEVAL,
+        "bench": BENCH,
         "test": TEST + TRAIN + EVAL + RETRIEVAL,
         "all": TRAIN + EVAL + RETRIEVAL,
     },

@@ -80,7 +80,7 @@ from modeling_avigate.training import (
     weights_checksum,
     write_json_atomically,
 )
-from modeling_avigate.training_data import PairDataset, collate_pairs, prepare_feature_caches
+from modeling_avigate.pipeline import TrainingPairs, collate_training_pairs, prepare_feature_caches
 
 
 logger = logging.getLogger("avigate.train")
@@ -457,10 +457,11 @@ def build_data(run: TrainingRun) -> None:
     if args.cache_only:
         return
     pairs = load_benchmark(args.benchmark, args.data_dir, args.train_split, view="pairs", **args.benchmark_kwargs)
-    dataset = PairDataset(pairs, run.processor, frame_cache=run.caches.get("frames"),
-                          audio_cache=run.caches.get("audio"), strict=args.strict)
+    dataset = TrainingPairs(pairs, run.processor, frame_cache=run.caches.get("frames"),
+                            audio_cache=run.caches.get("audio"), strict=args.strict)
     run.loader = DataLoader(dataset, batch_size=args.batch_size // accelerator.num_processes, shuffle=True,
-                            drop_last=True, num_workers=args.num_workers, collate_fn=collate_pairs(run.processor))
+                            drop_last=True, num_workers=args.num_workers,
+                            collate_fn=collate_training_pairs(run.processor))
 
 
 def prepare(run: TrainingRun) -> None:

@@ -57,7 +57,8 @@ def _index(args: argparse.Namespace) -> None:
     check_index_output(args.out, [args.videos])  # and on an output that would touch the videos or a foreign folder
     model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     index = build_sharded(model, processor, paths, args.out, batch_size=args.batch_size,
-                          num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist)
+                          num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist,
+                          strict=args.strict)
     if index is not None:
         print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files"
                                                                 if index.failures else ""))
@@ -122,7 +123,7 @@ def _eval(args: argparse.Namespace) -> None:
     model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     videos = load_benchmark(args.benchmark, args.data_dir, args.split, view="videos")
     metrics = evaluate_retrieval(model, processor, videos, batch_size=args.batch_size, num_workers=args.num_workers,
-                                 device=model.device, dual_softmax_temperature=args.dual_softmax_temperature)
+                                 dual_softmax_temperature=args.dual_softmax_temperature, strict=args.strict)
     print(json.dumps({"benchmark": args.benchmark, "split": args.split, **metrics}, indent=1))
 
 
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="faiss first stage over global embeddings for large galleries: 'pq' for millions of "
                             "videos (default: exact scan)")
     index.add_argument("--shortlist", type=int, default=256, help="first-stage candidates per query (default 256)")
+    index.add_argument("--strict", action="store_true",
+                       help="stop at the first unusable video file instead of skipping and listing it")
     index.set_defaults(run=_index)
 
     search = commands.add_parser("search", help="rank the indexed videos for a text query",
@@ -195,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(evaluate, required=True)
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--num-workers", type=int, default=2)
+    evaluate.add_argument("--strict", action="store_true",
+                          help="stop at the first unusable video file instead of skipping and listing it")
     evaluate.add_argument("--dual-softmax-temperature", type=float,
                           help="turn on dual-softmax re-normalisation (labelled '+dsl' in the output)")
     evaluate.set_defaults(run=_eval)

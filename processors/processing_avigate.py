@@ -13,7 +13,14 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import TensorType
 
-from .video_io import PIL_TO_SWSCALE, FrameResizer, read_video, resample_audio, sample_frame_indices
+from .video_io import (
+    DEFAULT_MAX_PIXELS,
+    PIL_TO_SWSCALE,
+    FrameResizer,
+    read_video,
+    resample_audio,
+    sample_frame_indices,
+)
 
 
 VideoInput = str | os.PathLike | np.ndarray | Sequence[Image.Image]
@@ -43,6 +50,8 @@ class AvigateProcessor(ProcessorMixin):
             keeps the first channel (what the reference's torchaudio fbank does).
         decode_threads (`int`, defaults to 1): FFmpeg decoder threads per video; 1 suits DataLoader workers, 0 lets
             FFmpeg choose.
+        max_pixels (`int`, defaults to 100_000_000): files whose frames have more pixels are refused with a
+            [`MediaError`] before decoding (bounds the memory a single file can take).
 
     Example:
 
@@ -65,6 +74,7 @@ class AvigateProcessor(ProcessorMixin):
         sample_fps: float | None = None,
         audio_channel: Literal["mix", "first"] = "mix",
         decode_threads: int = 1,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         **kwargs,
     ):
         if num_frames < 1:
@@ -76,6 +86,7 @@ class AvigateProcessor(ProcessorMixin):
         self.sample_fps = sample_fps
         self.audio_channel = audio_channel
         self.decode_threads = decode_threads
+        self.max_pixels = max_pixels
         super().__init__(image_processor, feature_extractor, tokenizer, **kwargs)
 
     @property
@@ -109,7 +120,8 @@ class AvigateProcessor(ProcessorMixin):
             decoded = read_video(
                 video, self.num_frames, shortest_edge, crop_size, interpolation, sample_fps=self.sample_fps,
                 read_audio=read_audio, sampling_rate=self.feature_extractor.sampling_rate,
-                audio_channel=self.audio_channel, num_threads=self.decode_threads,
+                audio_channel=self.audio_channel, num_threads=self.decode_threads, max_pixels=self.max_pixels,
+                long_audio_windows=self.feature_extractor.long_audio_windows(),
             )
             return decoded.frames, decoded.audio
         if isinstance(video, np.ndarray):
@@ -210,9 +222,9 @@ class AvigateProcessor(ProcessorMixin):
             `video_mask` `[N, T]` (from `videos`), `input_values` `[N, 1024, 128]` and `has_audio` `[N]`.
 
         Raises:
-            FileNotFoundError: a video file is missing. ValueError / RuntimeError: a file is unreadable, corrupt,
-            truncated or has no video stream (the message names it), or an argument is malformed (the message
-            names the argument).
+            MediaError: a video file is missing, unreadable, corrupt, truncated, too large or has no video stream
+                (the message names it and the reason). ValueError: an argument is malformed (the message names the
+                argument).
         """
         if text is None and videos is None and audio is None:
             raise ValueError("Pass at least one of `text`, `videos` or `audio`.")

@@ -41,6 +41,7 @@ def build_sharded(
     first_stage: FirstStage | None = None,
     shortlist_size: int = 256,
     progress: bool = True,
+    strict: bool = False,
 ) -> VideoIndex | None:
     """Build and save an index with every process of an `accelerate launch` / `torchrun` job (one process works
     too): process `r` of `W` embeds files `r, r+W, ...`, writes its shard to `OUTPUT.shards/`, and the main process
@@ -60,7 +61,7 @@ def build_sharded(
     check_index_output(output_dir, [videos] if isinstance(videos, (str, os.PathLike)) else paths)
     model.to(state.device)
     shard = VideoIndex.build(model, processor, paths[state.process_index :: state.num_processes], batch_size,
-                             num_workers, progress=progress and state.is_local_main_process)
+                             num_workers, progress=progress and state.is_local_main_process, strict=strict)
     shard_dir = shards_path(output_dir)
     if state.num_processes == 1:
         merged = shard

@@ -2,7 +2,6 @@
 """[`VideoIndex`]: a searchable gallery of videos embedded by an `AvigateModel`, and its folder on disk."""
 
 import json
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -13,14 +12,12 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
 from ..folders import atomic_folder
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
-from ..processors import AvigateCollator, AvigateVideoDataset
+from ..pipeline import embed_videos
 from ..text_embeddings import embed_texts
 from .first_stage import FirstStage, build_first_stage, first_stage_mismatches, require_faiss, shortlist
 from .kernels import exact_search, rerank_candidates
@@ -36,7 +33,6 @@ from .metadata import (
 )
 
 
-logger = logging.getLogger(__name__)
 
 # Processor settings that do not change the embeddings.
 _VOLATILE_PROCESSOR_KEYS = {"decode_threads", "processor_class"}
@@ -182,6 +178,7 @@ class VideoIndex:
         first_stage: FirstStage | None = None,
         shortlist_size: int = 256,
         progress: bool = True,
+        strict: bool = False,
     ) -> "VideoIndex":
         """Embed `videos` (a folder, a list of paths or a `datasets.Dataset` with a `video` column).
 
@@ -195,13 +192,14 @@ class VideoIndex:
             shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
             progress: show a progress bar.
 
-        Files that fail to decode are skipped, logged and listed in `failures`.
+        Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `strict=True`
+        the first one raises its `MediaError`.
         """
         paths = resolve_videos(videos)
         info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
         index = cls([], *cls._empty_tensors(model, processor), info)
         index.attach(model, processor)
-        index._embed_and_append(paths, batch_size, num_workers, progress)
+        index._embed_and_append(paths, batch_size, num_workers, progress, strict)
         if first_stage is not None:
             index.build_first_stage(first_stage, shortlist_size)
         return index
@@ -212,31 +210,18 @@ class VideoIndex:
         return (torch.empty(0, num_frames, dim, dtype=torch.float16), torch.empty(0, num_frames, dtype=torch.bool),
                 torch.empty(0, dtype=torch.bool))
 
-    def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool) -> None:
+    def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool,
+                          strict: bool = False) -> None:
         model, processor = self._require_model()
-        model.eval()
-        device = model.device
-        loader = DataLoader(AvigateVideoDataset(processor, paths, on_error="skip"), batch_size=batch_size,
-                            num_workers=num_workers, collate_fn=AvigateCollator(processor))
         frames, masks, audio, entries, failures = [], [], [], [], []
-        with tqdm(total=len(paths), desc="indexing videos", unit="video", disable=not progress) as bar:
-            for batch in loader:
-                for position, error in batch["errors"]:
-                    logger.warning("skipping %s: %s", paths[position], error)
-                    failures.append({"path": paths[position], "error": error})
-                if len(batch["indices"]):
-                    outputs = model.get_video_features(
-                        batch["pixel_values"].to(device, model.dtype), batch["video_mask"].to(device),
-                        batch["input_values"].to(device, model.dtype), batch["has_audio"].to(device),
-                    )
-                    frames.append(outputs.last_hidden_state.to("cpu", torch.float16))
-                    masks.append(outputs.video_mask.cpu().bool())
-                    audio.append(batch["has_audio"].bool())
-                    entries.extend({"path": paths[i], "duration": _duration(paths[i])}
-                                   for i in batch["indices"].tolist())
-                bar.update(len(batch["indices"]) + len(batch["errors"]))
-        if failures:
-            logger.warning("%d of %d videos could not be decoded and were skipped", len(failures), len(paths))
+        for batch in embed_videos(model, processor, paths, batch_size=batch_size, num_workers=num_workers,
+                                  strict=strict, progress=progress, desc="indexing videos"):
+            failures.extend({"path": item.path, "error": item.reason} for item in batch.skipped)
+            if batch.outputs is not None:
+                frames.append(batch.outputs.last_hidden_state.to("cpu", torch.float16))
+                masks.append(batch.outputs.video_mask.cpu().bool())
+                audio.append(batch.has_audio)
+                entries.extend({"path": paths[i], "duration": _duration(paths[i])} for i in batch.positions.tolist())
         if frames:
             new_frames = torch.cat(frames)
             new_mask = torch.cat(masks)
@@ -257,7 +242,8 @@ class VideoIndex:
         if self.first_stage is not None:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
 
-    def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True) -> list[str]:
+    def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True,
+            strict: bool = False) -> list[str]:
         """Embed and append the videos not yet in the index (by absolute path); returns the paths it embedded.
         Old videos are not re-embedded, and files that failed before are tried again."""
         known = set(self.paths)
@@ -265,7 +251,7 @@ class VideoIndex:
         retried = set(paths)
         self.failures = [failure for failure in self.failures if failure["path"] not in retried]
         before = len(self)
-        self._embed_and_append(paths, batch_size, num_workers, progress)
+        self._embed_and_append(paths, batch_size, num_workers, progress, strict)
         return self.paths[before:]
 
     @classmethod
