@@ -211,7 +211,7 @@ def test_forward_loss_uses_audio_free_embeddings_for_the_margin(model, inputs):
     margin = naive_margin(outputs.text_embeds, outputs.visual_embeds, config.margin_scale, config.margin_max)
     logits = outputs.logits_per_text.double() + outputs.logit_scale.item() * margin
     assert outputs.loss.item() == pytest.approx(naive_symmetric_cross_entropy(logits), rel=1e-5)
-    frames = model.get_frame_features(inputs["pixel_values"], inputs["video_mask"])
+    frames = model.get_frame_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
     expected_visual = pool_video_embeds(nn.functional.normalize(frames, dim=-1), inputs["video_mask"])
     torch.testing.assert_close(outputs.visual_embeds, expected_visual)
 
