@@ -706,17 +706,24 @@ class AvigateModel(AvigatePreTrainedModel):
         vision_outputs.pooler_output = frames + positions.to(frames.device)
         return vision_outputs
 
-    def _encode_audio(self, input_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BaseModelOutputWithPooling:
-        """AST outputs whose `hidden_states[-1]` is always the last layer's state *before* AST's final LayerNorm (only
-        that one is kept when the caller did not ask for hidden states)."""
-        if kwargs.get("output_hidden_states", self.audio_model.config.output_hidden_states) is not True:
+    def _encode_audio(
+        self, input_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[BaseModelOutputWithPooling, torch.Tensor]:
+        """AST's outputs and its last layer's states *before* the final LayerNorm. Those are captured even when hidden
+        states were not asked for (then only they are, and the outputs carry none)."""
+        asked = kwargs.get("output_hidden_states", self.audio_model.config.output_hidden_states) is True
+        if not asked:
             kwargs["output_hidden_states"] = [-1]
         # AST's patch embedding does not cast its input, so float32 processor output must meet the model's dtype here.
-        return self.audio_model(input_values=input_values.to(self.audio_model.dtype), return_dict=True, **kwargs)
+        outputs = self.audio_model(input_values=input_values.to(self.audio_model.dtype), return_dict=True, **kwargs)
+        pre_layernorm_states = outputs.hidden_states[-1]
+        if not asked:
+            outputs.hidden_states = None
+        return outputs, pre_layernorm_states
 
     def get_audio_hidden_states(self, input_values: torch.Tensor) -> torch.Tensor:
         """AST token states *before* its final LayerNorm, `[Nv, 2 + num_patches, H]`: the frozen, cacheable part."""
-        return self._encode_audio(input_values).hidden_states[-1]
+        return self._encode_audio(input_values)[1]
 
     def get_audio_embeddings_from_hidden_states(self, audio_hidden_states: torch.Tensor) -> torch.Tensor:
         """The audio embeddings the fusion attends to, `[Nv, num_audio_queries, D]`, from (cached) pre-LayerNorm AST
@@ -748,11 +755,8 @@ class AvigateModel(AvigatePreTrainedModel):
         torch.Size([2, 4, 32])
         ```
         """
-        keep_hidden_states = kwargs.get("output_hidden_states", self.audio_model.config.output_hidden_states) is True
-        audio_outputs = self._encode_audio(input_values, **kwargs)
-        audio_outputs.pooler_output = self.get_audio_embeddings_from_hidden_states(audio_outputs.hidden_states[-1])
-        if not keep_hidden_states:
-            audio_outputs.hidden_states = None
+        audio_outputs, pre_layernorm_states = self._encode_audio(input_values, **kwargs)
+        audio_outputs.pooler_output = self.get_audio_embeddings_from_hidden_states(pre_layernorm_states)
         return audio_outputs
 
     # -- video ------------------------------------------------------------------------------------------------------
