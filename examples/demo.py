@@ -34,9 +34,10 @@ from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark
 from modeling_avigate.data.synthetic import KINDS
 from modeling_avigate.evaluation import embed_texts, evaluate_retrieval
 from modeling_avigate.feature_cache import FeatureCache
+from modeling_avigate.folders import MARKER_FILE, atomic_folder
 from modeling_avigate.hub.model_card import write_model_card
 from modeling_avigate.retrieval_metrics import retrieval_metrics
-from modeling_avigate.training import latest_checkpoint
+from modeling_avigate.training import BEST_MODEL_KIND, latest_checkpoint
 
 
 EXAMPLES = os.path.dirname(os.path.abspath(__file__))
@@ -103,8 +104,9 @@ def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], e
     def train(mode_and_seed: tuple[str, int]) -> None:
         mode, seed = mode_and_seed
         run_dir = os.path.join(runs_dir, f"{mode}-seed{seed}")
+        # A rerun retrains: `--overwrite_output_dir` replaces only the checkpoints an earlier demo run left there.
         arguments = ["--data_dir", data_dir, "--output_dir", run_dir, "--gate_mode", mode, "--seed", str(seed),
-                     *cache_arguments(cache_dir, seed)]
+                     "--overwrite_output_dir", "true", *cache_arguments(cache_dir, seed)]
         launch_train(arguments + (["--epochs", str(epochs)] if epochs else []), run_dir + ".log")
         print(f"[{time.time() - started:5.0f}s] trained {mode} (seed {seed})", flush=True)
 
@@ -271,9 +273,10 @@ def main(argv=None) -> None:
     gate_summary = print_gate_table(results["learned"])
 
     model_dir = os.path.join(args.output_dir, "avigate-synthetic")
-    shutil.rmtree(model_dir, ignore_errors=True)
     best_dir = os.path.join(runs_dir, f"learned-seed{seeds[0]}", "best")
-    shutil.copytree(best_dir, model_dir)
+    # Replaces only the model folder a previous demo wrote (marked as a best model), never a folder of the user's.
+    with atomic_folder(model_dir, BEST_MODEL_KIND) as staging:
+        shutil.copytree(best_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER_FILE))
     write_model_card(model_dir, eval_results=os.path.join(model_dir, "eval_results.json"))
     plot_path = os.path.join(model_dir, "gates_and_training.png")
     plot(results, plot_path)

@@ -46,7 +46,7 @@ def weights(directory) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp_path):
-    run_train(synthetic_dir, tmp_path / "straight")
+    run_train(synthetic_dir, tmp_path / "straight", "--save_total_limit", "2")  # keep epoch 1 to compare with
     run_train(synthetic_dir, tmp_path / "resumed", "--stop_after_epochs", "1")
     assert not (tmp_path / "resumed" / "checkpoint-epoch-2").exists()
     run_train(synthetic_dir, tmp_path / "resumed", "--resume_from_checkpoint", "latest")
