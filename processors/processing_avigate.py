@@ -58,7 +58,7 @@ class AvigateAudioKwargs(TypedDict, total=False):
         return_tensors (`str`, *optional*): `"pt"` or `"np"`.
     """
 
-    sampling_rate: Any
+    sampling_rate: int
     return_tensors: str | TensorType | None
 
 
