@@ -52,7 +52,7 @@ from transformers import CLIPImageProcessorPil, CLIPTokenizer, HfArgumentParser,
 from modeling_avigate import AvigateConfig, AvigateModel, AvigateProcessor
 from modeling_avigate.data import load_benchmark
 from modeling_avigate.data.synthetic import synthetic_tokenizer
-from modeling_avigate.processors import AvigateFeatureExtractor
+from modeling_avigate.processors import AvigateFeatureExtractor, MediaError
 from modeling_avigate.evaluation import evaluate_retrieval
 from modeling_avigate.folders import (
     MARKER_FILE,
@@ -625,7 +625,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
     try:
         return train(args)
-    except FolderOwnershipError as error:
+    except (FolderOwnershipError, MediaError) as error:
+        # The user's input is at fault (a folder we may not replace, an unusable video under --strict): one line.
         raise SystemExit(f"train.py: {error}") from None
 
 

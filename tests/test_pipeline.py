@@ -150,4 +150,5 @@ def test_training_script_skips_lists_and_finishes_or_stops_with_strict(tmp_path)
     assert os.path.exists(tmp_path / "run" / "out" / "metrics.json")
     strict = run_train(data, tmp_path / "strict" / "out", "--epochs", "1", "--strict", "true", check=False)
     assert strict.returncode != 0
-    assert f"MediaError: {broken}: cannot be read as media" in strict.stderr
+    assert f"train.py: {broken}: cannot be read as media" in strict.stderr
+    assert "Traceback" not in strict.stderr
