@@ -13,7 +13,10 @@ On disk an index is a folder:
   and the SHA-256 of every data file (so a corrupt or truncated file is detected on load);
 - `embeddings.safetensors`: `frame_embeds` fp16 `[N, T, D]`, `video_mask` uint8 `[N, T]`, `video_embeds` fp32
   `[N, D]`, `has_audio` uint8 `[N]`;
-- `first_stage.faiss` when a first stage was built.
+- `first_stage.faiss` when a first stage was built;
+- `previews.safetensors`: poster frames, sampled-frame times and audio gates for the search page
+  ([`modeling_avigate.serve.previews`]); new in format 2. `VideoIndex.upgrade` (or `avigate upgrade-index`) adds it
+  to a format-1 index by decoding one poster frame per video.
 
 Folders are written to a temporary sibling and renamed into place, so a crash never leaves a half-written index.
 
@@ -54,12 +57,15 @@ from tqdm.auto import tqdm
 from .evaluation import embed_texts
 from .modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
 from .processors import AvigateCollator, AvigateVideoDataset
+from .serve.previews import PREVIEWS_FILE, VideoPreviews, extract_previews
 from .training import replace_directory_atomically
 
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: previews.safetensors (posters, frame times, gates) added; format 1 is read only by `VideoIndex.upgrade`.
+FORMAT_VERSION = 2
+UPGRADABLE_FORMATS = (1,)
 METADATA_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
 FIRST_STAGE_FILE = "first_stage.faiss"
@@ -91,6 +97,10 @@ class CorruptIndexError(ValueError):
 
 class IncompatibleModelError(ValueError):
     """The model (or processor) used for queries is not the one that built the index."""
+
+
+class OutdatedIndexError(ValueError):
+    """The index was written in an older format; [`VideoIndex.upgrade`] (`avigate upgrade-index`) converts it."""
 
 
 @dataclass
@@ -395,9 +405,13 @@ class VideoIndex:
         failures: list[dict[str, str]] | None = None,
         video_embeds: torch.Tensor | None = None,
         first_stage=None,
+        previews: VideoPreviews | None = None,
     ):
-        if not (len(entries) == frame_embeds.shape[0] == video_mask.shape[0] == has_audio.shape[0]):
-            raise ValueError(f"{len(entries)} entries but {frame_embeds.shape[0]} embeddings")
+        if previews is None:
+            previews = VideoPreviews.empty(len(entries), frame_embeds.shape[1])
+        if not (len(entries) == frame_embeds.shape[0] == video_mask.shape[0] == has_audio.shape[0] == len(previews)):
+            raise ValueError(f"{len(entries)} entries but {frame_embeds.shape[0]} embeddings and {len(previews)} "
+                             "previews")
         self.entries = entries
         self.frame_embeds = frame_embeds.to(torch.float16)
         self.video_mask = video_mask.bool()
@@ -408,6 +422,7 @@ class VideoIndex:
         self.info = info
         self.failures = list(failures or [])
         self.first_stage = first_stage
+        self.previews = previews
         self.model: AvigateModel | None = None
         self.processor = None
         self._float_frames: torch.Tensor | None = None
@@ -489,7 +504,7 @@ class VideoIndex:
         device = model.device
         loader = DataLoader(AvigateVideoDataset(processor, paths, on_error="skip"), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=AvigateCollator(processor))
-        frames, masks, audio, entries, failures = [], [], [], [], []
+        frames, masks, audio, gates, entries, failures = [], [], [], [], [], []
         with tqdm(total=len(paths), desc="indexing videos", unit="video", disable=not progress) as bar:
             for batch in loader:
                 for position, error in batch["errors"]:
@@ -503,6 +518,7 @@ class VideoIndex:
                     frames.append(outputs.last_hidden_state.to("cpu", torch.float16))
                     masks.append(outputs.video_mask.cpu().bool())
                     audio.append(batch["has_audio"].bool())
+                    gates.append(outputs.attn_gates.float().cpu())
                     entries.extend({"path": paths[i], "duration": _duration(paths[i])}
                                    for i in batch["indices"].tolist())
                 bar.update(len(batch["indices"]) + len(batch["errors"]))
@@ -511,11 +527,13 @@ class VideoIndex:
         if frames:
             new_frames = torch.cat(frames)
             new_mask = torch.cat(masks)
+            previews = extract_previews([entry["path"] for entry in entries], processor.num_frames,
+                                        processor.sample_fps, torch.cat(gates), progress)
             self._append(entries, new_frames, new_mask, torch.cat(audio),
-                         pool_video_embeds(new_frames.float(), new_mask))
+                         pool_video_embeds(new_frames.float(), new_mask), previews)
         self.failures.extend(failures)
 
-    def _append(self, entries, frame_embeds, video_mask, has_audio, video_embeds) -> None:
+    def _append(self, entries, frame_embeds, video_mask, has_audio, video_embeds, previews: VideoPreviews) -> None:
         if frame_embeds.shape[1:] != self.frame_embeds.shape[1:]:
             raise ValueError(f"new embeddings have shape {tuple(frame_embeds.shape[1:])}, the index holds "
                              f"{tuple(self.frame_embeds.shape[1:])} (frames, dim)")
@@ -524,6 +542,7 @@ class VideoIndex:
         self.video_mask = torch.cat([self.video_mask, video_mask.bool()])
         self.has_audio = torch.cat([self.has_audio, has_audio.bool()])
         self.video_embeds = torch.cat([self.video_embeds, video_embeds.float()])
+        self.previews = VideoPreviews.concat([self.previews, previews])
         self._float_frames = None
         if self.first_stage is not None:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
@@ -562,6 +581,7 @@ class VideoIndex:
             {**reference, "first_stage": None},
             [failure for shard in shards for failure in shard.failures],
             torch.cat([shard.video_embeds for shard in shards])[permutation],
+            previews=VideoPreviews.concat([shard.previews for shard in shards]).select(permutation),
         )
         return merged
 
@@ -712,7 +732,9 @@ class VideoIndex:
                 "video_embeds": self.video_embeds.contiguous(),
                 "has_audio": self.has_audio.to(torch.uint8).contiguous(),
             }, embeddings)
-            checksums = {EMBEDDINGS_FILE: _sha256_file(embeddings)}
+            self.previews.save(os.path.join(staging, PREVIEWS_FILE))
+            checksums = {EMBEDDINGS_FILE: _sha256_file(embeddings),
+                         PREVIEWS_FILE: _sha256_file(os.path.join(staging, PREVIEWS_FILE))}
             if self.first_stage is not None:
                 faiss = _require_faiss()
                 faiss.write_index(self.first_stage, os.path.join(staging, FIRST_STAGE_FILE))
@@ -735,9 +757,9 @@ class VideoIndex:
             raise
 
     @staticmethod
-    def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    def read_metadata(path: str | os.PathLike, upgradable: bool = False) -> dict[str, Any]:
         """The parsed `index.json` of an index folder (model, processor, first stage, videos), without loading the
-        embeddings."""
+        embeddings. An older format raises [`OutdatedIndexError`] unless `upgradable` (for [`upgrade`])."""
         metadata_path = os.path.join(os.fspath(path), METADATA_FILE)
         if not os.path.isfile(metadata_path):
             raise FileNotFoundError(f"no AVIGATE index at {os.fspath(path)} ({METADATA_FILE} not found)")
@@ -746,8 +768,14 @@ class VideoIndex:
                 metadata = json.load(handle)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CorruptIndexError(f"{metadata_path} is not valid JSON ({error}); the index is corrupt") from error
-        if metadata.get("format_version") != FORMAT_VERSION:
-            raise CorruptIndexError(f"{metadata_path}: unsupported index format {metadata.get('format_version')!r} "
+        version = metadata.get("format_version")
+        if version in UPGRADABLE_FORMATS and not upgradable:
+            raise OutdatedIndexError(
+                f"{os.fspath(path)} is an index of format {version}, without the poster frames of format "
+                f"{FORMAT_VERSION}; run 'avigate upgrade-index {os.fspath(path)}' (decodes one frame per video, keeps "
+                "the embeddings) or rebuild it")
+        if version != FORMAT_VERSION and version not in UPGRADABLE_FORMATS:
+            raise CorruptIndexError(f"{metadata_path}: unsupported index format {version!r} "
                                     f"(this version reads {FORMAT_VERSION})")
         return metadata
 
@@ -766,10 +794,33 @@ class VideoIndex:
         Raises:
             FileNotFoundError: no index at `path`.
             CorruptIndexError: a file is missing, truncated, altered or inconsistent with `index.json`.
+            OutdatedIndexError: the index has an older format (see [`upgrade`](VideoIndex.upgrade)).
             IncompatibleModelError: `model` differs from the one that built the index.
         """
         path = os.fspath(path)
-        metadata = cls.read_metadata(path)
+        index = cls._read_folder(path, cls.read_metadata(path), verify)
+        if model is not None:
+            index.attach(model, processor, force=force)
+        return index
+
+    @classmethod
+    def upgrade(cls, path: str | os.PathLike, progress: bool = True) -> "VideoIndex":
+        """Rewrite an older-format index folder in the current format, in place and atomically. Format 1 → 2 decodes
+        one poster frame per video (and reads packet times); embeddings are kept as they are, and the audio gates,
+        which only a re-embedding could recover, are recorded as unknown. A current index is returned unchanged."""
+        path = os.fspath(path)
+        metadata = cls.read_metadata(path, upgradable=True)
+        index = cls._read_folder(path, metadata, verify=True)
+        if metadata["format_version"] == FORMAT_VERSION:
+            return index
+        settings = metadata["processor"] or {}
+        index.previews = extract_previews(index.paths, index.frame_embeds.shape[1], settings.get("sample_fps"),
+                                          progress=progress)
+        index.save(path)
+        return index
+
+    @classmethod
+    def _read_folder(cls, path: str, metadata: dict[str, Any], verify: bool) -> "VideoIndex":
         for name, expected in metadata["checksums"].items():
             file = os.path.join(path, name)
             if not os.path.isfile(file):
@@ -789,12 +840,17 @@ class VideoIndex:
         first_stage = None
         if metadata.get("first_stage"):
             first_stage = _require_faiss().read_index(os.path.join(path, FIRST_STAGE_FILE))
+        previews = None
+        if metadata["format_version"] == FORMAT_VERSION:
+            if PREVIEWS_FILE not in metadata["checksums"]:
+                raise CorruptIndexError(f"{METADATA_FILE} of {path} does not list {PREVIEWS_FILE}; rebuild the index")
+            previews = VideoPreviews.load(os.path.join(path, PREVIEWS_FILE))
+            if len(previews) != expected_shape[0]:
+                raise CorruptIndexError(f"{PREVIEWS_FILE} of {path} holds {len(previews)} videos, {METADATA_FILE} "
+                                        f"describes {expected_shape[0]}")
         info = {key: metadata[key] for key in ("model", "processor", "first_stage")}
-        index = cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
-                    metadata["failures"], tensors["video_embeds"], first_stage)
-        if model is not None:
-            index.attach(model, processor, force=force)
-        return index
+        return cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
+                   metadata["failures"], tensors["video_embeds"], first_stage, previews)
 
 
 def build_sharded(
