@@ -10,7 +10,9 @@ VIDEO = ["av>=12"]  # kept as an extra name for users who list it; PyAV is a cor
 TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "matplotlib>=3.7"]
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
-TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0"]
+SERVE = ["gradio>=6,<7"]
+# The browser test drives the system Chromium (Debian package `chromium`) through Playwright; no browser download.
+TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0", "playwright>=1.40", "httpx>=0.27"]
 
 setup(
     name="modeling-avigate",
@@ -23,6 +25,7 @@ setup(
     packages=[
         "modeling_avigate",
         "modeling_avigate.data",
+        "modeling_avigate.serve",
         "modeling_avigate.processors",
         "modeling_avigate.hub",
     ],
@@ -48,8 +51,9 @@ setup(
         "train": TRAIN,
         "eval": EVAL,
         "retrieval": RETRIEVAL,
-        "test": TEST + TRAIN + EVAL + RETRIEVAL,
-        "all": TRAIN + EVAL + RETRIEVAL,
+        "serve": SERVE,
+        "test": TEST + TRAIN + EVAL + RETRIEVAL + SERVE,
+        "all": TRAIN + EVAL + RETRIEVAL + SERVE,
     },
     entry_points={"console_scripts": ["avigate=modeling_avigate.cli:main"]},
 )

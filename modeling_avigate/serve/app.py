@@ -135,7 +135,7 @@ def _page_outputs(page: SearchPage, result: ResultPage, state: dict) -> tuple:
             gr.update(interactive=result.page > 0), gr.update(interactive=result.has_next), state)
 
 
-def build_blocks(page: SearchPage, share_nothing: bool = True) -> gr.Blocks:
+def build_blocks(page: SearchPage, share_nothing: bool = False) -> gr.Blocks:
     """The page: query box, result grid, player with "more like this", paging, footer with the server time."""
     with gr.Blocks(title=TITLE, analytics_enabled=not share_nothing) as blocks:
         state = gr.State({})
@@ -211,14 +211,14 @@ def add_media_routes(app: FastAPI, page: SearchPage) -> None:
                         headers={"Cache-Control": "max-age=3600"})
 
 
-def create_app(index: VideoIndex, page_size: int = PAGE_SIZE, share_nothing: bool = True) -> FastAPI:
+def create_app(index: VideoIndex, page_size: int = PAGE_SIZE, share_nothing: bool = False) -> FastAPI:
     """The whole server for `index` (with its model attached for text queries).
 
     Args:
         index: the gallery.
         page_size: results per page.
         share_nothing: no usage analytics and no fonts from a CDN, so the page and the server contact nothing but
-            this server.
+            this server (default: Gradio's own defaults).
     """
     page = SearchPage(index, page_size)
     app = FastAPI(title=TITLE)

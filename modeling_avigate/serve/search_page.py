@@ -97,6 +97,29 @@ def known_words(tokenizer, text: str) -> list[str]:
     return known
 
 
+def relocate_videos(index: VideoIndex, folder: str | os.PathLike) -> None:
+    """Point the index at a copy of its videos under `folder` (e.g. a Space's download of them): each video keeps its
+    path relative to the deepest folder that holds every indexed video, so no path can leave `folder`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> index = VideoIndex.from_embeddings(["/data/cats/a.mp4", "/data/dogs/b.mp4"], torch.ones(2, 1, 4))
+    >>> relocate_videos(index, "/srv/videos")
+    >>> index.paths
+    ['/srv/videos/cats/a.mp4', '/srv/videos/dogs/b.mp4']
+    ```
+    """
+    if len(index) == 0:
+        return
+    folder = os.path.abspath(os.fspath(folder))
+    paths = [os.path.normpath(path) for path in index.paths]
+    root = os.path.dirname(paths[0]) if len(paths) == 1 else os.path.commonpath(paths)
+    index.entries = [{**entry, "path": os.path.join(folder, os.path.relpath(path, root))}
+                     for entry, path in zip(index.entries, paths)]
+
+
 class SearchPage:
     """Text → video search and "more like this" over a [`VideoIndex`], a page of explained results at a time.
 
