@@ -225,7 +225,7 @@ def test_page_renders(client):
     assert response.status_code == 200 and "AVIGATE video search" in response.text
 
 
-# -- the page in a real browser -----------------------------------------------------------------------------------------
+# -- the page in a real browser -------------------------------------------------------------------------------
 
 
 def test_search_click_and_play_in_chromium(built, tmp_path):
@@ -250,3 +250,30 @@ def test_search_click_and_play_in_chromium(built, tmp_path):
     assert "server time" in visit.footer
     assert visit.requested_hosts == {url.split("/")[2]}  # share-nothing: the page loaded nothing from elsewhere
     assert (tmp_path / "search-page.png").stat().st_size > 10_000
+
+
+def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monkeypatch, client):
+    import importlib.util
+
+    from fastapi.testclient import TestClient
+
+    from modeling_avigate import AvigateModel, AvigateProcessor
+
+    built["model"].save_pretrained(tmp_path / "model")
+    built["processor"].save_pretrained(tmp_path / "model")
+    # The index is built by the published model, as a user would before uploading it.
+    model = AvigateModel.from_pretrained(tmp_path / "model")
+    processor = AvigateProcessor.from_pretrained(tmp_path / "model")
+    VideoIndex.build(model, processor, str(built["root"] / "videos"), progress=False).save(tmp_path / "repo" / "index")
+    shutil.copytree(built["root"] / "videos", tmp_path / "repo" / "videos")  # the Space's copy of the videos
+    monkeypatch.setenv("AVIGATE_INDEX", str(tmp_path / "repo"))
+    monkeypatch.setenv("AVIGATE_MODEL", str(tmp_path / "model"))
+    spec = importlib.util.spec_from_file_location("space_app", os.path.join(os.path.dirname(__file__), "..",
+                                                                            "examples", "app.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    space = TestClient(module.load_app())
+    assert space.get("/").status_code == 200
+    response = space.get("/media/video/0")
+    assert response.status_code == 200
+    assert response.content == (tmp_path / "repo" / "videos" / os.path.basename(built["paths"][0])).read_bytes()

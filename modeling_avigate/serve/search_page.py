@@ -209,7 +209,7 @@ class SearchPage:
             audio_gate_per_layer=gates, missing=not os.path.isfile(entry["path"]),
         )
 
-    # -- files ----------------------------------------------------------------------------------------------------------
+    # -- files ------------------------------------------------------------------------------------------------
 
     def video_file(self, position: int) -> str:
         """The file of the video at `position`; the only way the page reaches a file, so nothing outside the index
