@@ -277,3 +277,27 @@ def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monke
     response = space.get("/media/video/0")
     assert response.status_code == 200
     assert response.content == (tmp_path / "repo" / "videos" / os.path.basename(built["paths"][0])).read_bytes()
+
+
+def test_cli_serve_binds_localhost_and_old_indexes_get_the_upgrade_command(built, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    from modeling_avigate.cli import main
+    from modeling_avigate.serve import app
+
+    built["model"].save_pretrained(tmp_path / "model")
+    built["processor"].save_pretrained(tmp_path / "model")
+    assert main(["index", str(built["root"] / "videos"), "--model", str(tmp_path / "model"), "--out",
+                 str(tmp_path / "gallery"), "--num-workers", "0"]) == 0
+    served = {}
+    monkeypatch.setattr(app, "run", lambda server, host, port: served.update(server=server, host=host, port=port))
+    assert main(["serve", str(tmp_path / "gallery")]) == 0
+    assert (served["host"], served["port"]) == ("127.0.0.1", 7860)
+    assert any(getattr(route, "path", "") == "/media/video/{position}" for route in served["server"].routes)
+
+    metadata = json.loads((tmp_path / "gallery" / METADATA_FILE).read_text())
+    metadata["format_version"] = 1
+    (tmp_path / "gallery" / METADATA_FILE).write_text(json.dumps(metadata))
+    capsys.readouterr()
+    assert main(["serve", str(tmp_path / "gallery")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"avigate upgrade-index {tmp_path / 'gallery'}" in error
