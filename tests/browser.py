@@ -64,13 +64,15 @@ class PageVisit:
     start_time: float
     played_time: float
     footer: str
+    similar_names: list[str]
     requested_hosts: set[str]
 
 
 def search_and_play(url: str, query: str, screenshot: str | os.PathLike, timeout_s: float = 60.0,
                     viewport: tuple[int, int] = (1280, 900)) -> PageVisit:
     """Open the page, search for `query`, click the first result, wait until its video plays (`currentTime`
-    advances), save a screenshot and report what was shown. Every wait is bounded by `timeout_s`."""
+    advances), save a screenshot, then ask for "more like this"; report what was shown. Every wait is bounded by
+    `timeout_s`."""
     from urllib.parse import urlparse
 
     from playwright.sync_api import sync_playwright
@@ -104,6 +106,13 @@ def search_and_play(url: str, query: str, screenshot: str | os.PathLike, timeout
             gate = page.locator("#avigate-player .avigate-gate").inner_text()
             footer = page.locator("#avigate-footer").inner_text()
             page.screenshot(path=os.fspath(screenshot), full_page=True)
+            # "More like this": the grid is replaced by the clicked clip's neighbours, without the clip itself.
+            selected = page.locator("#avigate-player .avigate-player").get_attribute("data-position")
+            page.locator("#avigate-similar").click()
+            page.wait_for_function("position => { const cards = document.querySelectorAll('#avigate-results "
+                                   ".avigate-card'); return cards.length > 0 && [...cards].every(card => "
+                                   "card.dataset.position !== position); }", arg=selected)
+            similar = [name.split(" ", 1)[1] for name in cards.locator(".avigate-name").all_inner_texts()]
         finally:
             browser.close()
-    return PageVisit(names, player_name, gate, start, played, footer, hosts)
+    return PageVisit(names, player_name, gate, start, played, footer, similar, hosts)

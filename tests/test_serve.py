@@ -248,6 +248,8 @@ def test_search_click_and_play_in_chromium(built, tmp_path):
     gate = expected[0]
     assert visit.gate_text.startswith(f"audio gate {gate.audio_gate:.3f}" if gate.has_audio else "no sound track")
     assert "server time" in visit.footer
+    neighbours = SearchPage(index, page_size=4).more_like_this(expected[0].position).hits
+    assert visit.similar_names == [hit.file_name for hit in neighbours]
     assert visit.requested_hosts == {url.split("/")[2]}  # share-nothing: the page loaded nothing from elsewhere
     assert (tmp_path / "search-page.png").stat().st_size > 10_000
 

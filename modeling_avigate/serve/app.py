@@ -158,7 +158,7 @@ def build_blocks(page: SearchPage, share_nothing: bool = False) -> gr.Blocks:
         page_outputs = [results, message, footer, previous, following, state]
 
         def run_query(text: str, state: dict):
-            return _page_outputs(page, page.query(text), {"mode": "text", "query": text})
+            return _page_outputs(page, page.query(text), {**state, "mode": "text", "query": text})
 
         def turn_page(step: int, state: dict):
             number = max(0, state.get("page", 0) + step)
@@ -167,8 +167,8 @@ def build_blocks(page: SearchPage, share_nothing: bool = False) -> gr.Blocks:
             return _page_outputs(page, page.query(state.get("query", ""), number), state)
 
         def like_this(state: dict):
-            source = state["selected"]
-            return _page_outputs(page, page.more_like_this(source), {"mode": "similar", "source": source})
+            source = state.get("selected", -1)
+            return _page_outputs(page, page.more_like_this(source), {**state, "mode": "similar", "source": source})
 
         def pick(state: dict, event: gr.EventData):
             hit = state.get("hits", {}).get(event.position)
