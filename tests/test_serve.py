@@ -303,3 +303,15 @@ def test_cli_serve_binds_localhost_and_old_indexes_get_the_upgrade_command(built
     assert main(["serve", str(tmp_path / "gallery")]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and f"avigate upgrade-index {tmp_path / 'gallery'}" in error
+
+
+def test_page_uses_the_two_stage_search_when_the_index_has_a_first_stage(built):
+    pytest.importorskip("faiss", reason="the first stage needs faiss (retrieval extra)")
+    index = VideoIndex.load(built["root"] / "index", model=built["model"], processor=built["processor"])
+    exact = [hit.position for hit in SearchPage(index, page_size=5).query(QUERY).hits]
+    index.build_first_stage("flat", shortlist_size=6)
+    calls = []
+    original = index.search_embeddings
+    index.search_embeddings = lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs)
+    assert [hit.position for hit in SearchPage(index, page_size=5).query(QUERY).hits] == exact
+    assert calls and not calls[0].get("exact")
