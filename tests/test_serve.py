@@ -137,7 +137,7 @@ def test_query_pages_follow_the_index_ranking(built):
         assert abs((hit.global_score + hit.local_score) / 2 - hit.score) < 1e-4
         assert hit.has_audio == bool(index.has_audio[hit.position])
         assert (hit.audio_gate is None) == (not hit.has_audio)
-        assert hit.best_frame_time in index.previews.frame_times[hit.position].tolist()
+        assert hit.best_frame_time in index.previews.frame_times[hit.position].tolist() and hit.has_poster
     assert page.query(QUERY, page=1).has_next and not page.query(QUERY, page=2).has_next
     result = page.query(QUERY)
     assert result.server_ms > 0 and set(result.timings) == {"text encoding", "search"}
@@ -315,3 +315,16 @@ def test_page_uses_the_two_stage_search_when_the_index_has_a_first_stage(built):
     index.search_embeddings = lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs)
     assert [hit.position for hit in SearchPage(index, page_size=5).query(QUERY).hits] == exact
     assert calls and not calls[0].get("exact")
+
+
+def test_cards_escape_file_names_and_show_a_placeholder_without_poster():
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    from modeling_avigate.serve.app import render_card
+
+    frames = torch.nn.functional.normalize(torch.randn(2, 3, 8), dim=-1)
+    index = VideoIndex.from_embeddings(["/v/<img src=x onerror=alert(1)>.mp4", "/v/b.mp4"], frames)
+    hit = SearchPage(index).more_like_this(1).hits[0]
+    card = render_card(hit)
+    assert "<img src=x" not in card and "&lt;img src=x onerror=alert(1)&gt;.mp4" in card
+    assert not hit.has_poster and 'class="avigate-noposter"' in card and "media/poster" not in card
+    assert hit.best_frame_time is None and "no sound track" in card

@@ -75,9 +75,10 @@ def gate_text(hit: Hit) -> str:
 def render_card(hit: Hit) -> str:
     """One result tile: poster, rank, file name, duration, score with its global and local parts, audio gate."""
     missing = '<div class="avigate-missing">file missing</div>' if hit.missing else ""
+    poster = (f'<img src="media/poster/{hit.position}" alt="poster of {html.escape(hit.file_name)}">'
+              if hit.has_poster else '<div class="avigate-noposter"></div>')
     return (
-        f'<button class="avigate-card" data-position="{hit.position}" data-rank="{hit.rank}" type="button">'
-        f'<img src="media/poster/{hit.position}" alt="poster of {html.escape(hit.file_name)}">'
+        f'<button class="avigate-card" data-position="{hit.position}" data-rank="{hit.rank}" type="button">{poster}'
         f'<div class="avigate-meta"><div class="avigate-name">#{hit.rank} {html.escape(hit.file_name)}</div>'
         f"<div>{_seconds(hit.duration)}</div>"
         f'<div class="avigate-score">score {hit.score:.2f} = (global {hit.global_score:.2f} + local '

@@ -45,6 +45,7 @@ class Hit:
     audio_gate: float | None
     audio_gate_per_layer: list[float]
     missing: bool
+    has_poster: bool
 
 
 @dataclass
@@ -207,6 +208,7 @@ class SearchPage:
             # Layers learn gates of either sign, so the page shows how far the gates open: the mean |g| over layers.
             audio_gate=sum(abs(gate) for gate in gates) / len(gates) if gates and has_audio else None,
             audio_gate_per_layer=gates, missing=not os.path.isfile(entry["path"]),
+            has_poster=bool(previews.poster(position)),
         )
 
     # -- files ------------------------------------------------------------------------------------------------
