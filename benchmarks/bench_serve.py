@@ -12,9 +12,13 @@ Two model/index shapes, both randomly initialised (timing does not depend on tra
   tower);
 - `paper`: the paper's ViT-B/32 sizes (D = 512, 12 frames, CLIP's 12-layer 512-wide text tower).
 
+`--index DIR` times the same on a real index with the model recorded in it instead (e.g. `outputs/demo/index`, built
+from the demo's clips as docs/serve.md shows).
+
 Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_serve.py [--videos 840] [--queries 50]
+    OMP_NUM_THREADS=1 python benchmarks/bench_serve.py --index outputs/demo/index
 """
 
 import argparse
@@ -64,6 +68,33 @@ def synthetic_index(model: AvigateModel, processor, num_videos: int, num_frames:
     return index.attach(model, processor, force=True)
 
 
+def load_index(path: str) -> VideoIndex:
+    """A saved index with the model and processor that built it attached."""
+    name = VideoIndex.read_metadata(path)["model"]["name_or_path"]
+    model = AvigateModel.from_pretrained(name).eval()
+    return VideoIndex.load(path, model=model, processor=AvigateProcessor.from_pretrained(name))
+
+
+def time_page(label: str, page: SearchPage, num_queries: int) -> None:
+    """Print the medians of the page's query + render time and of `VideoIndex.search`, interleaved."""
+    for query in QUERIES:  # warm-up
+        page.query(query)
+    page_times, baseline_times, parts = [], [], {}
+    for number in range(num_queries):
+        query = QUERIES[number % len(QUERIES)]
+        results = []
+        page_times.append(milliseconds(lambda: render_results(results.append(page.query(query)) or results[0])))
+        baseline_times.append(milliseconds(lambda: page.index.search(query, k=page.page_size)))
+        for name, value in results[0].timings.items():
+            parts.setdefault(name, []).append(value)
+    page_median, baseline_median = statistics.median(page_times), statistics.median(baseline_times)
+    p95 = sorted(page_times)[int(0.95 * (len(page_times) - 1))]
+    print(f"{label}: page query + render p50 {page_median:.1f} ms, p95 {p95:.1f} ms; VideoIndex.search p50 "
+          f"{baseline_median:.1f} ms; ratio {page_median / baseline_median:.2f}; of which "
+          + ", ".join(f"{name} {statistics.median(values):.1f} ms" for name, values in parts.items())
+          + f"; load average {os.getloadavg()[0]:.2f}")
+
+
 def milliseconds(function) -> float:
     started = time.perf_counter()
     function()
@@ -74,34 +105,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=840)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--index", help="time a saved index with its own model instead of synthetic ones")
     parser.add_argument("--shapes", nargs="+", default=["demo", "paper"], choices=["demo", "paper"])
     args = parser.parse_args()
     torch.manual_seed(0)
     tokenizer = synthetic_tokenizer()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}; load average before: {os.getloadavg()}")
+    if args.index:
+        index = load_index(args.index)
+        time_page(f"{args.index} N={len(index)} T={index.frame_embeds.shape[1]} D={index.frame_embeds.shape[2]}",
+                  SearchPage(index), args.queries)
+        return
     for shape in args.shapes:
         model, num_frames = build_model(shape, tokenizer)
         processor = AvigateProcessor(CLIPImageProcessorPil(), AvigateFeatureExtractor(), tokenizer,
                                      num_frames=num_frames)
         page = SearchPage(synthetic_index(model, processor, args.videos, num_frames))
-        for query in QUERIES:  # warm-up
-            page.query(query)
-        page_times, baseline_times, parts = [], [], {}
-        for number in range(args.queries):
-            query = QUERIES[number % len(QUERIES)]
-            results = []
-            page_times.append(milliseconds(lambda: render_results(results.append(page.query(query)) or results[0])))
-            baseline_times.append(milliseconds(lambda: page.index.search(query, k=page.page_size)))
-            for name, value in results[0].timings.items():
-                parts.setdefault(name, []).append(value)
-        page_median, baseline_median = statistics.median(page_times), statistics.median(baseline_times)
-        p95 = sorted(page_times)[int(0.95 * (len(page_times) - 1))]
-        print(f"{shape:5s} N={args.videos} T={num_frames} D={model.config.projection_dim}: page query + render "
-              f"p50 {page_median:.1f} ms, p95 {p95:.1f} ms; VideoIndex.search p50 {baseline_median:.1f} ms; "
-              f"ratio {page_median / baseline_median:.2f}; of which "
-              + ", ".join(f"{name} {statistics.median(values):.1f} ms" for name, values in parts.items())
-              + f"; load average {os.getloadavg()[0]:.2f}")
+        time_page(f"{shape:5s} N={args.videos} T={num_frames} D={model.config.projection_dim}", page, args.queries)
 
 
 if __name__ == "__main__":
