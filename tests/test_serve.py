@@ -1,6 +1,7 @@
 """`avigate serve`: previews stored in the index (format 2, upgrade from format 1), the explained ranking behind the
 page, the file routes (range requests, nothing outside the index) and the page itself in a real browser."""
 
+import copy
 import io
 import json
 import os
@@ -31,6 +32,12 @@ def built(tmp_path_factory):
     index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
     index.save(root / "index")
     return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
+
+
+def save_copy(processor, folder) -> None:
+    """Save a copy: `save_pretrained` adds `auto_map` to the processor it is called on, which changes the settings
+    an index compares, so the shared fixture's processor must not be saved itself."""
+    copy.deepcopy(processor).save_pretrained(folder)
 
 
 def fresh_copy(built, name: str) -> VideoIndex:
@@ -262,7 +269,7 @@ def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monke
     from modeling_avigate import AvigateModel, AvigateProcessor
 
     built["model"].save_pretrained(tmp_path / "model")
-    built["processor"].save_pretrained(tmp_path / "model")
+    save_copy(built["processor"], tmp_path / "model")
     # The index is built by the published model, as a user would before uploading it.
     model = AvigateModel.from_pretrained(tmp_path / "model")
     processor = AvigateProcessor.from_pretrained(tmp_path / "model")
@@ -287,7 +294,7 @@ def test_cli_serve_binds_localhost_and_old_indexes_get_the_upgrade_command(built
     from modeling_avigate.serve import app
 
     built["model"].save_pretrained(tmp_path / "model")
-    built["processor"].save_pretrained(tmp_path / "model")
+    save_copy(built["processor"], tmp_path / "model")
     assert main(["index", str(built["root"] / "videos"), "--model", str(tmp_path / "model"), "--out",
                  str(tmp_path / "gallery"), "--num-workers", "0"]) == 0
     served = {}
