@@ -221,6 +221,13 @@ def test_routes_serve_nothing_outside_the_index(client, route):
     assert b"root:" not in response.content
 
 
+def test_gradio_file_route_serves_no_local_file(client, built):
+    # Gradio's own file route only serves its cache; the page never hands it a path.
+    for path in ("/etc/passwd", built["index"].paths[0], str(built["root"] / "index" / METADATA_FILE)):
+        response = client.get(f"/gradio_api/file={path}")
+        assert response.status_code in (403, 404) and b"root:" not in response.content
+
+
 def test_poster_route(client, built):
     response = client.get("/media/poster/4")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
