@@ -13,7 +13,7 @@ import torch
 
 from modeling_avigate.cli import main
 from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned, write_marker
-from modeling_avigate.search import CorruptIndexError, VideoIndex, build_first_stage
+from modeling_avigate.search import PREVIEWS_FILE, CorruptIndexError, VideoIndex, build_first_stage
 from modeling_avigate.search.metadata import SCHEMA
 
 
@@ -82,7 +82,8 @@ def test_save_refuses_foreign_folders_and_other_kinds(tmp_path):
     assert _snapshot(tmp_path) == before
     index.save(tmp_path / "gallery")
     assert is_owned(tmp_path / "gallery", "index")
-    assert sorted(os.listdir(tmp_path / "gallery")) == sorted([MARKER_FILE, "index.json", "embeddings.safetensors"])
+    assert sorted(os.listdir(tmp_path / "gallery")) == sorted([MARKER_FILE, "index.json", "embeddings.safetensors",
+                                                             PREVIEWS_FILE])
 
 
 KILL_SCRIPT = textwrap.dedent("""
