@@ -36,8 +36,9 @@ from .previews import VideoPreviews, extract_previews
 
 
 
-# Processor settings that do not change the embeddings.
-_VOLATILE_PROCESSOR_KEYS = {"decode_threads", "processor_class"}
+# Processor settings that do not change the embeddings. `auto_map` (where remote code finds the classes) is added by
+# `save_pretrained` to the processor it is called on, so a saved and reloaded processor would otherwise differ.
+_VOLATILE_PROCESSOR_KEYS = {"auto_map", "decode_threads", "processor_class"}
 # Keep a float32 copy of all frames when it is at most this large: casting fp16 → fp32 on every query costs more
 # than the scan itself on CPUs without fast fp16 arithmetic.
 FLOAT32_CACHE_BYTES = 1 << 30
@@ -320,7 +321,8 @@ class VideoIndex:
         elif weights_fingerprint(model) != built.get("weights_fingerprint"):
             problems.append("its weights differ")
         if processor is not None and self.info.get("processor") is not None:
-            if processor_settings(processor) != self.info["processor"]:
+            # Stripped on both sides: indexes written before a key became volatile still store it.
+            if processor_settings(processor) != strip_keys(self.info["processor"], _VOLATILE_PROCESSOR_KEYS):
                 problems.append("the processor settings differ")
         return problems
 
