@@ -243,6 +243,41 @@ def test_faiss_file_is_covered_by_the_checksum_and_read_safely_without_it(staged
     _assert_clear_error(staged, capsys, "first_stage.faiss is missing", verify=False)
 
 
+def test_previews_file_is_checked_like_the_embeddings(staged, capsys):
+    from modeling_avigate.fingerprints import sha256_file
+    from modeling_avigate.search import VideoPreviews
+
+    previews_file = staged / PREVIEWS_FILE
+    content = bytearray(previews_file.read_bytes())
+    content[-3] ^= 0xFF
+    previews_file.write_bytes(bytes(content))
+    _assert_clear_error(staged, capsys, "previews.safetensors does not match its checksum")
+    previews_file.write_bytes(b"garbage, not safetensors" * 4)
+    _assert_clear_error(staged, capsys, "previews.safetensors cannot be read", verify=False)
+    # A readable file of the wrong size, with its checksum updated: the counts in index.json still refuse it.
+    VideoPreviews.empty(12, 3).save(previews_file)
+    _edit_metadata(staged, lambda metadata: metadata["checksums"].update({PREVIEWS_FILE: sha256_file(previews_file)}))
+    _assert_clear_error(staged, capsys, r"previews of 12 videos .* index.json describes \(20, 3\)")
+    previews_file.unlink()
+    _assert_clear_error(staged, capsys, "previews.safetensors is missing", verify=False)
+    _edit_metadata(staged, lambda metadata: metadata["checksums"].pop(PREVIEWS_FILE))
+    _assert_clear_error(staged, capsys, "previews.safetensors has no checksum")
+
+
+def test_format_versions_older_newer_and_upgradable(staged, capsys):
+    from modeling_avigate.search import OutdatedIndexError
+
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=3))
+    _assert_clear_error(staged, capsys, "unsupported index format 3 \\(this version reads 2\\)")
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=True))  # not 1, although True == 1
+    _assert_clear_error(staged, capsys, "unsupported index format True")
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=1))
+    with pytest.raises(OutdatedIndexError, match="avigate upgrade-index"):
+        VideoIndex.load(staged)
+    assert "run 'avigate upgrade-index" in _cli_error(capsys, "info", staged)
+    assert VideoIndex.read_metadata(staged, upgradable=True)["format_version"] == 1
+
+
 def test_search_reports_a_corrupt_index_before_loading_any_model(staged, capsys):
     _edit_metadata(staged, lambda metadata: metadata.pop("dim"))
     error = _cli_error(capsys, "search", staged, "a dog", "--model", staged.parent / "no-model")
