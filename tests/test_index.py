@@ -68,13 +68,17 @@ def tiny_processor_and_model(root) -> tuple:
     return processor, tiny_model(processor)
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("index")
+def build_gallery(root, count: int) -> dict:
+    """The tiny processor and model under `root`, `count` clips in `root/videos` and the index built over them."""
     processor, model = tiny_processor_and_model(root)
-    paths = write_clips(str(root / "videos"), 6)
+    paths = write_clips(str(root / "videos"), count)
     index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
     return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return build_gallery(tmp_path_factory.mktemp("index"), 6)
 
 
 def brute_force(model, processor, index, queries):

@@ -231,35 +231,34 @@ def test_first_stage_of_wrong_size_or_kind_is_refused(staged, capsys, make, patt
     _assert_clear_error(staged, capsys, pattern, verify=verify)
 
 
-def test_faiss_file_is_covered_by_the_checksum_and_read_safely_without_it(staged, capsys):
-    faiss_file = staged / "first_stage.faiss"
-    content = bytearray(faiss_file.read_bytes())
+def _assert_damage_is_named(staged, capsys, name: str, unreadable: str) -> None:
+    """A flipped byte in data file `name` fails its checksum; garbage read without the checksum gives `unreadable`;
+    a missing file is named. The file is gone afterwards."""
+    data_file = staged / name
+    content = bytearray(data_file.read_bytes())
     content[-5] ^= 0xFF
-    faiss_file.write_bytes(bytes(content))
-    _assert_clear_error(staged, capsys, "first_stage.faiss does not match its checksum")
-    faiss_file.write_bytes(b"garbage, not an index" * 4)
-    _assert_clear_error(staged, capsys, "first_stage.faiss is not a readable faiss index", verify=False)
-    faiss_file.unlink()
-    _assert_clear_error(staged, capsys, "first_stage.faiss is missing", verify=False)
+    data_file.write_bytes(bytes(content))
+    _assert_clear_error(staged, capsys, f"{name} does not match its checksum")
+    data_file.write_bytes(b"garbage, not an index" * 4)
+    _assert_clear_error(staged, capsys, unreadable, verify=False)
+    data_file.unlink()
+    _assert_clear_error(staged, capsys, f"{name} is missing", verify=False)
+
+
+def test_faiss_file_is_covered_by_the_checksum_and_read_safely_without_it(staged, capsys):
+    _assert_damage_is_named(staged, capsys, "first_stage.faiss", "first_stage.faiss is not a readable faiss index")
 
 
 def test_previews_file_is_checked_like_the_embeddings(staged, capsys):
     from modeling_avigate.fingerprints import sha256_file
     from modeling_avigate.search import VideoPreviews
 
+    _assert_damage_is_named(staged, capsys, PREVIEWS_FILE, "previews.safetensors cannot be read")
     previews_file = staged / PREVIEWS_FILE
-    content = bytearray(previews_file.read_bytes())
-    content[-3] ^= 0xFF
-    previews_file.write_bytes(bytes(content))
-    _assert_clear_error(staged, capsys, "previews.safetensors does not match its checksum")
-    previews_file.write_bytes(b"garbage, not safetensors" * 4)
-    _assert_clear_error(staged, capsys, "previews.safetensors cannot be read", verify=False)
     # A readable file of the wrong size, with its checksum updated: the counts in index.json still refuse it.
     VideoPreviews.empty(12, 3).save(previews_file)
     _edit_metadata(staged, lambda metadata: metadata["checksums"].update({PREVIEWS_FILE: sha256_file(previews_file)}))
     _assert_clear_error(staged, capsys, r"previews of 12 videos .* index.json describes \(20, 3\)")
-    previews_file.unlink()
-    _assert_clear_error(staged, capsys, "previews.safetensors is missing", verify=False)
     _edit_metadata(staged, lambda metadata: metadata["checksums"].pop(PREVIEWS_FILE))
     _assert_clear_error(staged, capsys, "previews.safetensors has no checksum")
 

@@ -18,7 +18,7 @@ from modeling_avigate.search import METADATA_FILE, PREVIEWS_FILE, OutdatedIndexE
 from modeling_avigate.search.previews import POSTER_SIZE
 from modeling_avigate.serve.search_page import SearchPage, explain_scores, known_words, relocate_videos
 
-from test_index import tiny_processor_and_model, write_clips
+from test_index import build_gallery
 
 
 QUERY = "a dog barks at a car"
@@ -26,12 +26,9 @@ QUERY = "a dog barks at a car"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    processor, model = tiny_processor_and_model(root)
-    paths = write_clips(str(root / "videos"), 7)
-    index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
-    index.save(root / "index")
-    return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
+    gallery = build_gallery(tmp_path_factory.mktemp("serve"), 7)
+    gallery["index"].save(gallery["root"] / "index")
+    return gallery
 
 
 def save_copy(processor, folder) -> None:
