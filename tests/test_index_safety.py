@@ -277,6 +277,27 @@ def test_format_versions_older_newer_and_upgradable(staged, capsys):
     assert VideoIndex.read_metadata(staged, upgradable=True)["format_version"] == 1
 
 
+def test_upgrade_adopts_an_unmarked_format_1_index_only_when_it_holds_nothing_else(tmp_path, capsys):
+    """Indexes written before folders were marked have no marker: the upgrade's save may replace such a folder only
+    when it holds just the index's files."""
+    folder = tmp_path / "old"
+    _gallery().save(folder)
+    (folder / MARKER_FILE).unlink()
+    (folder / PREVIEWS_FILE).unlink()
+    _edit_metadata(folder, lambda metadata: (metadata.update(format_version=1),
+                                             metadata["checksums"].pop(PREVIEWS_FILE)))
+    (folder / "notes.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    error = _cli_error(capsys, "upgrade-index", folder)
+    assert "refusing to replace" in error and "notes.txt" in error
+    assert _snapshot(tmp_path) == before
+    (folder / "notes.txt").unlink()
+    assert main(["upgrade-index", str(folder)]) == 0
+    assert is_owned(folder, "index")
+    upgraded = VideoIndex.load(folder)
+    assert len(upgraded.previews) == 20 and upgraded.previews.posters == [b""] * 20  # its videos do not exist
+
+
 def test_search_reports_a_corrupt_index_before_loading_any_model(staged, capsys):
     _edit_metadata(staged, lambda metadata: metadata.pop("dim"))
     error = _cli_error(capsys, "search", staged, "a dog", "--model", staged.parent / "no-model")

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
-from ..folders import atomic_folder
+from ..folders import adopt_unmarked_folder, atomic_folder
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
 from ..pipeline import embed_videos
@@ -497,12 +497,15 @@ class VideoIndex:
         """Rewrite an older-format index folder in the current format, in place and atomically (through
         [`save`](VideoIndex.save)). Format 1 → 2 decodes one poster frame per video (and reads packet times);
         embeddings are kept as they are, and the audio gates, which only a re-embedding could recover, are recorded
-        as unknown. A current index is returned unchanged."""
+        as unknown. A current index is returned unchanged. A folder without the index marker (written before folders
+        were marked) is upgraded only if it holds nothing but the index's files (`FolderOwnershipError` otherwise)."""
         path = os.fspath(path)
         metadata = read_metadata(path, upgradable=True)
         index = cls._read_folder(path, metadata, verify=True)
         if metadata["format_version"] == FORMAT_VERSION:
             return index
+        # An index from before folders were marked is adopted if it holds only its own files, so save may replace it.
+        adopt_unmarked_folder(path, INDEX_KIND, [METADATA_FILE, *metadata["checksums"]], metadata["format_version"])
         settings = metadata["processor"] or {}
         index.previews = extract_previews(index.paths, index.frame_embeds.shape[1], settings.get("sample_fps"),
                                           progress=progress)
