@@ -33,8 +33,8 @@ from transformers import CLIPImageProcessorPil
 
 from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.data.synthetic import synthetic_tokenizer
-from modeling_avigate.search import VideoIndex
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+from modeling_avigate.search import VideoIndex
 from modeling_avigate.serve.app import render_results
 from modeling_avigate.serve.search_page import SearchPage
 
