@@ -10,8 +10,10 @@ VIDEO = ["av>=12"]  # kept as an extra name for users who list it; PyAV is a cor
 TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "matplotlib>=3.7"]
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
+SERVE = ["gradio>=6,<7"]
 # parameterized: transformers' common test mixins (fetched by tests/transformers_common.py) import it.
-TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0", "parameterized>=0.9"]
+# The browser test drives the system Chromium (Debian package `chromium`) through Playwright; no browser download.
+TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0", "parameterized>=0.9", "playwright>=1.40", "httpx>=0.27"]
 # benchmarks/bench_processor.py's comparison decoder; it also needs FFmpeg's shared libraries (Debian: ffmpeg), and
 # should be installed with --no-deps next to an existing torch.
 BENCH = ["torchcodec==0.13.0"]
@@ -28,6 +30,7 @@ setup(
         "modeling_avigate",
         "modeling_avigate.data",
         "modeling_avigate.search",
+        "modeling_avigate.serve",
         "modeling_avigate.processors",
         "modeling_avigate.hub",
     ],
@@ -54,8 +57,9 @@ setup(
         "eval": EVAL,
         "retrieval": RETRIEVAL,
         "bench": BENCH,
-        "test": TEST + TRAIN + EVAL + RETRIEVAL,
-        "all": TRAIN + EVAL + RETRIEVAL,
+        "serve": SERVE,
+        "test": TEST + TRAIN + EVAL + RETRIEVAL + SERVE,
+        "all": TRAIN + EVAL + RETRIEVAL + SERVE,
     },
     entry_points={"console_scripts": ["avigate=modeling_avigate.cli:main"]},
 )

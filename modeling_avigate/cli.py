@@ -7,6 +7,8 @@ Examples:
     accelerate launch -m modeling_avigate.cli index my_videos/ --model user/avigate-msrvtt --out my_videos.avigate
     avigate search my_videos.avigate "a dog barks at a car" -k 10 --json
     avigate info my_videos.avigate
+    avigate serve my_videos.avigate          # search page on http://127.0.0.1:7860
+    avigate upgrade-index old_index.avigate  # convert an index of an older format in place
     avigate eval --benchmark msrvtt --data-dir data/msrvtt --model user/avigate-msrvtt
 
 Errors (missing index, index built by another model, empty folder, an output that overlaps the videos or would replace
@@ -116,6 +118,27 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=1, default=str))
 
 
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        from .serve.app import create_app, run
+        from .serve.search_page import relocate_videos
+    except ImportError as error:
+        raise ImportError(f"avigate serve needs Gradio: pip install 'modeling-avigate[serve]' ({error})") from error
+
+    index = _open_index(args)
+    if args.videos_dir:
+        relocate_videos(index, args.videos_dir)
+    print(f"serving {len(index)} videos of {args.index} on http://{args.host}:{args.port}/ (Ctrl+C stops)")
+    run(create_app(index, page_size=args.page_size, share_nothing=args.share_nothing), args.host, args.port)
+
+
+def _upgrade_index(args: argparse.Namespace) -> None:
+    from .search import FORMAT_VERSION, VideoIndex
+
+    index = VideoIndex.upgrade(args.index)
+    print(f"{args.index}: {len(index)} videos, index format {FORMAT_VERSION}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from .data import load_benchmark
     from .evaluation import evaluate_retrieval
@@ -187,6 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("index", metavar="INDEX")
     info.add_argument("--no-verify", action="store_true", help="skip the checksum check of the index files")
     info.set_defaults(run=_info)
+
+    serve = commands.add_parser(
+        "serve", help="a search page for an index in the browser",
+        description="Serve a search page over INDEX: results with poster frames, score parts and audio gates; click "
+                    "to play a clip from its best-matching frame; 'more like this'. Only the indexed files are served.")
+    serve.add_argument("index", metavar="INDEX", help="index folder written by 'avigate index'")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--videos-dir", metavar="DIR",
+                       help="the indexed videos were moved here (same layout below their common folder)")
+    serve.add_argument("--page-size", type=int, default=12, help="results per page (default 12)")
+    serve.add_argument("--share-nothing", action="store_true",
+                       help="no usage analytics and no web fonts: the page contacts nothing but this server")
+    serve.add_argument("--force", action="store_true", help="query with a model that did not build the index")
+    serve.add_argument("--no-verify", action="store_true", help="skip the checksum check of the index files")
+    model_options(serve, required=False)
+    serve.set_defaults(run=_serve)
+
+    upgrade = commands.add_parser(
+        "upgrade-index", help="convert an index of an older format in place",
+        description="Rewrite INDEX in the current format, atomically. From format 1: decodes one poster frame per "
+                    "video; the embeddings are kept (audio gates are then unknown until the index is rebuilt).")
+    upgrade.add_argument("index", metavar="INDEX")
+    upgrade.set_defaults(run=_upgrade_index)
 
     evaluate = commands.add_parser(
         "eval", help="retrieval metrics on a benchmark",

@@ -6,14 +6,20 @@ from there, or `VideoIndex` / `SearchResult` from `modeling_avigate` directly.""
 from .fingerprints import config_hash, weights_fingerprint
 from .media_files import VIDEO_EXTENSIONS, resolve_videos
 from .search import (
+    FORMAT_VERSION,
+    METADATA_FILE,
+    PREVIEWS_FILE,
     CorruptIndexError,
     FirstStage,
     IncompatibleModelError,
+    OutdatedIndexError,
     SearchResult,
     VideoIndex,
+    VideoPreviews,
     build_first_stage,
     build_sharded,
     exact_search,
+    extract_previews,
     model_info,
     processor_settings,
     rerank_candidates,
@@ -22,16 +28,22 @@ from .search import (
 
 
 __all__ = [
+    "FORMAT_VERSION",
+    "METADATA_FILE",
+    "PREVIEWS_FILE",
     "VIDEO_EXTENSIONS",
     "CorruptIndexError",
     "FirstStage",
     "IncompatibleModelError",
+    "OutdatedIndexError",
     "SearchResult",
     "VideoIndex",
+    "VideoPreviews",
     "build_first_stage",
     "build_sharded",
     "config_hash",
     "exact_search",
+    "extract_previews",
     "model_info",
     "processor_settings",
     "rerank_candidates",

@@ -6,7 +6,15 @@ from transformers import AutoFeatureExtractor, AutoProcessor
 from ..configuration_avigate import AvigateConfig
 from .feature_extraction_avigate import AvigateFeatureExtractor
 from .processing_avigate import AvigateProcessor
-from .video_io import DecodedVideo, FrameResizer, MediaError, read_video, sample_frame_indices
+from .video_io import (
+    DecodedVideo,
+    FrameResizer,
+    MediaError,
+    read_frame_at,
+    read_video,
+    sample_frame_indices,
+    sampled_frame_times,
+)
 
 
 # In-package classes for `Auto*.from_pretrained` on folders whose config says model_type "avigate"; saved folders
@@ -22,6 +30,8 @@ __all__ = [
     "DecodedVideo",
     "FrameResizer",
     "MediaError",
+    "read_frame_at",
     "read_video",
     "sample_frame_indices",
+    "sampled_frame_times",
 ]

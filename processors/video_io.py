@@ -17,6 +17,8 @@ analysis windows the AVIGATE fbank reads from it (`long_audio_windows`).
 """
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import av
@@ -383,24 +385,65 @@ def read_video(
     if long_audio_windows is not None and max_audio_samples < long_audio_windows[0] * long_audio_windows[1]:
         raise ValueError("`max_audio_samples` must hold at least the `long_audio_windows`.")
     check_media_file(path)
-    try:
+    with _media_errors(path):
         scan = _scan(path, read_audio, sampling_rate, audio_channel, max_pixels, max_audio_samples)
-        order = np.argsort(scan.times, kind="stable")
-        times = scan.times[order]
+        times = np.sort(scan.times, kind="stable")
         indices = sample_frame_indices(times, num_frames, sample_fps)
         resizer = FrameResizer(shortest_edge, crop_size, interpolation)
         frames, (width, height), rotation = _decode_frames(path, times[indices], resizer, num_threads, max_pixels)
         audio = scan.audio
         if scan.audio_overflowed and long_audio_windows is not None:
             audio = _gather_windows(path, sampling_rate, audio_channel, scan.audio_samples, *long_audio_windows)
-    except (av.FFmpegError, OSError) as error:
-        # FFmpeg's own reason (invalid data, end of file, permission denied, ...), with the file named once.
-        reason = getattr(error, "strerror", None) or str(error)
-        raise MediaError(path, f"cannot be read as media (corrupt, truncated or not a video file): {reason}") from error
     return DecodedVideo(
         frames=frames, frame_indices=indices, frame_times=times[indices], audio=audio, width=width, height=height,
         rotation=rotation, audio_samples=scan.audio_samples,
     )
+
+
+def sampled_frame_times(
+    path: str | os.PathLike, num_frames: int, sample_fps: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Presentation times (seconds) of the frames [`read_video`] samples from `path` with the same `num_frames` and
+    `sample_fps`: its first pass without the sound track, so nothing is decoded.
+
+    Raises:
+        MediaError: as [`read_video`].
+    """
+    path = os.fspath(path)
+    check_media_file(path)
+    with _media_errors(path):
+        times = np.sort(_scan(path, False, 16000, "mix", max_pixels, 0).times, kind="stable")
+    return times[sample_frame_indices(times, num_frames, sample_fps)]
+
+
+def read_frame_at(path: str | os.PathLike, time: float, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The upright, full-size RGB uint8 frame `[H, W, 3]` shown at `time` seconds (a time from
+    [`sampled_frame_times`]); decoding starts at the keyframe before it, so a frame late in a long file is cheap.
+
+    Raises:
+        MediaError: as [`read_video`].
+    """
+    path = os.fspath(path)
+    check_media_file(path)
+    with _media_errors(path):
+        frames, _, _ = _decode_frames(path, np.array([time]), _upright_rgb, 1, max_pixels, seek=True)
+    return frames[0]
+
+
+def _upright_rgb(frame: av.VideoFrame, rotation: int = 0) -> np.ndarray:
+    """The frame as RGB at its own size, turned `rotation` degrees counter-clockwise (as [`FrameResizer`] does)."""
+    return np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), (rotation // 90) % 4))
+
+
+@contextmanager
+def _media_errors(path: str) -> Iterator[None]:
+    """Turn FFmpeg's and the OS's errors while reading `path` into one [`MediaError`] naming the file."""
+    try:
+        yield
+    except (av.FFmpegError, OSError) as error:
+        # FFmpeg's own reason (invalid data, end of file, permission denied, ...), with the file named once.
+        reason = getattr(error, "strerror", None) or str(error)
+        raise MediaError(path, f"cannot be read as media (corrupt, truncated or not a video file): {reason}") from error
 
 
 def _scan(
@@ -458,12 +501,15 @@ def _check_pixels(path: str, width: int, height: int, max_pixels: int) -> None:
 def _decode_frames(
     path: str,
     wanted_times: np.ndarray,
-    resizer: FrameResizer,
+    resizer: Callable[[av.VideoFrame, int], np.ndarray],
     num_threads: int,
     max_pixels: int,
+    seek: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int], int]:
-    """Second pass: decode in order and convert, for each wanted time, the first frame shown at or after it (the
-    frame itself, or the first decodable one when leading frames reference a missing keyframe).
+    """Second pass: decode in order and convert (with `resizer(frame, rotation)`, e.g. a [`FrameResizer`]), for each
+    wanted time, the first frame shown at or after it (the frame itself, or the first decodable one when leading
+    frames reference a missing keyframe). `seek` starts at the keyframe before the first wanted time instead of at
+    the beginning of the stream.
 
     Returns the frames, the displayed `(width, height)` of the source and its rotation (of the first kept frame).
     """
@@ -472,6 +518,8 @@ def _decode_frames(
         video = container.streams.video[0]
         video.thread_count = num_threads
         video.thread_type = "AUTO" if num_threads != 1 else "SLICE"
+        if seek and len(wanted_times):
+            container.seek(int(wanted_times[0] / float(video.time_base)), stream=video, backward=True, any_frame=False)
         for frame in container.decode(video):
             if frame.pts is None:
                 continue

@@ -1,5 +1,7 @@
 """VideoIndex: exact search equals model.similarity, incremental add, persistence, corruption, model checks."""
 
+import copy
+import json
 import os
 import shutil
 
@@ -66,13 +68,17 @@ def tiny_processor_and_model(root) -> tuple:
     return processor, tiny_model(processor)
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("index")
+def build_gallery(root, count: int) -> dict:
+    """The tiny processor and model under `root`, `count` clips in `root/videos` and the index built over them."""
     processor, model = tiny_processor_and_model(root)
-    paths = write_clips(str(root / "videos"), 6)
+    paths = write_clips(str(root / "videos"), count)
     index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
     return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return build_gallery(tmp_path_factory.mktemp("index"), 6)
 
 
 def brute_force(model, processor, index, queries):
@@ -249,6 +255,29 @@ def test_other_model_is_refused_unless_forced(setup, tmp_path):
     more_frames = tiny_processor(setup["root"] / "tokenizer", num_frames=6)
     with pytest.raises(IncompatibleModelError, match="processor settings differ"):
         VideoIndex.load(tmp_path / "gallery", model=setup["model"], processor=more_frames)
+
+
+def test_a_saved_and_reloaded_processor_still_matches_the_index(setup, tmp_path):
+    """`save_pretrained` adds `auto_map` to the processor it is called on (and to the saved files): not a setting
+    that changes the embeddings, so neither that processor, nor one loaded from the folder, is refused; nor is a
+    processor without it refused by an index whose stored settings carry it."""
+    from modeling_avigate.processors import AvigateProcessor
+
+    setup["index"].save(tmp_path / "gallery")
+    processor = copy.deepcopy(setup["processor"])  # the module fixture's processor must not be changed
+    processor.save_pretrained(tmp_path / "processor")
+    assert "auto_map" in processor.to_dict()
+    reloaded = AvigateProcessor.from_pretrained(tmp_path / "processor")
+    for candidate in (processor, reloaded):
+        index = VideoIndex.load(tmp_path / "gallery", model=setup["model"], processor=candidate)
+        assert index.search(QUERIES[0], k=2)[0].path in setup["index"].paths
+    # The other way round: an index that stored auto_map (as one built before the key was ignored would).
+    metadata_path = tmp_path / "gallery" / "index.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["processor"]["auto_map"] = processor.to_dict()["auto_map"]
+    metadata_path.write_text(json.dumps(metadata))
+    VideoIndex.load(tmp_path / "gallery", model=setup["model"], processor=setup["processor"])
+    assert "auto_map" not in setup["processor"].to_dict()
 
 
 def test_rank_captions_matches_similarity_for_indexed_and_new_videos(setup, tmp_path):

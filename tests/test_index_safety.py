@@ -13,7 +13,7 @@ import torch
 
 from modeling_avigate.cli import main
 from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned, write_marker
-from modeling_avigate.search import CorruptIndexError, VideoIndex, build_first_stage
+from modeling_avigate.search import PREVIEWS_FILE, CorruptIndexError, VideoIndex, build_first_stage
 from modeling_avigate.search.metadata import SCHEMA
 
 
@@ -82,7 +82,8 @@ def test_save_refuses_foreign_folders_and_other_kinds(tmp_path):
     assert _snapshot(tmp_path) == before
     index.save(tmp_path / "gallery")
     assert is_owned(tmp_path / "gallery", "index")
-    assert sorted(os.listdir(tmp_path / "gallery")) == sorted([MARKER_FILE, "index.json", "embeddings.safetensors"])
+    assert sorted(os.listdir(tmp_path / "gallery")) == sorted([MARKER_FILE, "index.json", "embeddings.safetensors",
+                                                             PREVIEWS_FILE])
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -230,16 +231,71 @@ def test_first_stage_of_wrong_size_or_kind_is_refused(staged, capsys, make, patt
     _assert_clear_error(staged, capsys, pattern, verify=verify)
 
 
-def test_faiss_file_is_covered_by_the_checksum_and_read_safely_without_it(staged, capsys):
-    faiss_file = staged / "first_stage.faiss"
-    content = bytearray(faiss_file.read_bytes())
+def _assert_damage_is_named(staged, capsys, name: str, unreadable: str) -> None:
+    """A flipped byte in data file `name` fails its checksum; garbage read without the checksum gives `unreadable`;
+    a missing file is named. The file is gone afterwards."""
+    data_file = staged / name
+    content = bytearray(data_file.read_bytes())
     content[-5] ^= 0xFF
-    faiss_file.write_bytes(bytes(content))
-    _assert_clear_error(staged, capsys, "first_stage.faiss does not match its checksum")
-    faiss_file.write_bytes(b"garbage, not an index" * 4)
-    _assert_clear_error(staged, capsys, "first_stage.faiss is not a readable faiss index", verify=False)
-    faiss_file.unlink()
-    _assert_clear_error(staged, capsys, "first_stage.faiss is missing", verify=False)
+    data_file.write_bytes(bytes(content))
+    _assert_clear_error(staged, capsys, f"{name} does not match its checksum")
+    data_file.write_bytes(b"garbage, not an index" * 4)
+    _assert_clear_error(staged, capsys, unreadable, verify=False)
+    data_file.unlink()
+    _assert_clear_error(staged, capsys, f"{name} is missing", verify=False)
+
+
+def test_faiss_file_is_covered_by_the_checksum_and_read_safely_without_it(staged, capsys):
+    _assert_damage_is_named(staged, capsys, "first_stage.faiss", "first_stage.faiss is not a readable faiss index")
+
+
+def test_previews_file_is_checked_like_the_embeddings(staged, capsys):
+    from modeling_avigate.fingerprints import sha256_file
+    from modeling_avigate.search import VideoPreviews
+
+    _assert_damage_is_named(staged, capsys, PREVIEWS_FILE, "previews.safetensors cannot be read")
+    previews_file = staged / PREVIEWS_FILE
+    # A readable file of the wrong size, with its checksum updated: the counts in index.json still refuse it.
+    VideoPreviews.empty(12, 3).save(previews_file)
+    _edit_metadata(staged, lambda metadata: metadata["checksums"].update({PREVIEWS_FILE: sha256_file(previews_file)}))
+    _assert_clear_error(staged, capsys, r"previews of 12 videos .* index.json describes \(20, 3\)")
+    _edit_metadata(staged, lambda metadata: metadata["checksums"].pop(PREVIEWS_FILE))
+    _assert_clear_error(staged, capsys, "previews.safetensors has no checksum")
+
+
+def test_format_versions_older_newer_and_upgradable(staged, capsys):
+    from modeling_avigate.search import OutdatedIndexError
+
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=3))
+    _assert_clear_error(staged, capsys, "unsupported index format 3 \\(this version reads 2\\)")
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=True))  # not 1, although True == 1
+    _assert_clear_error(staged, capsys, "unsupported index format True")
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=1))
+    with pytest.raises(OutdatedIndexError, match="avigate upgrade-index"):
+        VideoIndex.load(staged)
+    assert "run 'avigate upgrade-index" in _cli_error(capsys, "info", staged)
+    assert VideoIndex.read_metadata(staged, upgradable=True)["format_version"] == 1
+
+
+def test_upgrade_adopts_an_unmarked_format_1_index_only_when_it_holds_nothing_else(tmp_path, capsys):
+    """Indexes written before folders were marked have no marker: the upgrade's save may replace such a folder only
+    when it holds just the index's files."""
+    folder = tmp_path / "old"
+    _gallery().save(folder)
+    (folder / MARKER_FILE).unlink()
+    (folder / PREVIEWS_FILE).unlink()
+    _edit_metadata(folder, lambda metadata: (metadata.update(format_version=1),
+                                             metadata["checksums"].pop(PREVIEWS_FILE)))
+    (folder / "notes.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    error = _cli_error(capsys, "upgrade-index", folder)
+    assert "refusing to replace" in error and "notes.txt" in error
+    assert _snapshot(tmp_path) == before
+    (folder / "notes.txt").unlink()
+    assert main(["upgrade-index", str(folder)]) == 0
+    assert is_owned(folder, "index")
+    upgraded = VideoIndex.load(folder)
+    assert len(upgraded.previews) == 20 and upgraded.previews.posters == [b""] * 20  # its videos do not exist
 
 
 def test_search_reports_a_corrupt_index_before_loading_any_model(staged, capsys):

@@ -11,7 +11,8 @@ The package, one idea per module (none imports training or evaluation code):
 - `kernels`: the exact chunked scan and the exact re-rank of a shortlist (pure tensor functions);
 - `first_stage`: faiss first stages (`flat`, `pq`, `hnsw`, `ivf`): build, shortlist, check one read from disk;
 - `metadata`: the folder's file names, the `index.json` schema and its validation, the index's errors;
-- `store`: [`VideoIndex`] (build, add, merge, search, save, load) and [`SearchResult`];
+- `previews`: [`VideoPreviews`], the poster frames, sampled-frame times and audio gates the search page shows;
+- `store`: [`VideoIndex`] (build, add, merge, search, save, load, upgrade) and [`SearchResult`];
 - `sharded`: [`build_sharded`], the multi-process build behind `avigate index`.
 
 On disk an index is a folder marked as this package's `index` folder (`.avigate-folder.json`):
@@ -21,7 +22,10 @@ On disk an index is a folder marked as this package's `index` folder (`.avigate-
   skipped files with their reasons, and the SHA-256 of every data file;
 - `embeddings.safetensors`: `frame_embeds` fp16 `[N, T, D]`, `video_mask` uint8 `[N, T]`, `video_embeds` fp32
   `[N, D]`, `has_audio` uint8 `[N]`;
-- `first_stage.faiss` when a first stage was built.
+- `first_stage.faiss` when a first stage was built;
+- `previews.safetensors`: poster frames, sampled-frame times and audio gates for the search page (`avigate serve`);
+  new in format 2. [`VideoIndex.upgrade`] (`avigate upgrade-index`) adds it to a format-1 index by decoding one
+  poster frame per video; loading a format-1 index raises [`OutdatedIndexError`] naming that command.
 
 Example:
 
@@ -40,7 +44,17 @@ Example:
 
 from .first_stage import FIRST_STAGE_KINDS, FirstStage, build_first_stage, first_stage_kind, shortlist
 from .kernels import SCORE_CHUNK_ELEMENTS, exact_search, rerank_candidates
-from .metadata import FORMAT_VERSION, CorruptIndexError, IncompatibleModelError, read_metadata
+from .metadata import (
+    FORMAT_VERSION,
+    METADATA_FILE,
+    PREVIEWS_FILE,
+    UPGRADABLE_FORMATS,
+    CorruptIndexError,
+    IncompatibleModelError,
+    OutdatedIndexError,
+    read_metadata,
+)
+from .previews import VideoPreviews, extract_previews
 from .sharded import build_sharded, check_index_output
 from .store import SearchResult, VideoIndex, model_info, model_reference, processor_settings
 
@@ -48,16 +62,22 @@ from .store import SearchResult, VideoIndex, model_info, model_reference, proces
 __all__ = [
     "FIRST_STAGE_KINDS",
     "FORMAT_VERSION",
+    "METADATA_FILE",
+    "PREVIEWS_FILE",
     "SCORE_CHUNK_ELEMENTS",
+    "UPGRADABLE_FORMATS",
     "CorruptIndexError",
     "FirstStage",
     "IncompatibleModelError",
+    "OutdatedIndexError",
     "SearchResult",
     "VideoIndex",
+    "VideoPreviews",
     "build_first_stage",
     "build_sharded",
     "check_index_output",
     "exact_search",
+    "extract_previews",
     "first_stage_kind",
     "model_info",
     "model_reference",

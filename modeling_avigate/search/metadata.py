@@ -14,14 +14,17 @@ from ..folders import recover_interrupted_replace
 from .first_stage import FIRST_STAGE_KINDS
 
 
-FORMAT_VERSION = 1
+# 2: previews.safetensors (posters, frame times, audio gates) added; format 1 is read only by `VideoIndex.upgrade`.
+FORMAT_VERSION = 2
+UPGRADABLE_FORMATS = (1,)
 INDEX_KIND = "index"
 SHARDS_KIND = "index_shards"
 METADATA_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
 FIRST_STAGE_FILE = "first_stage.faiss"
+PREVIEWS_FILE = "previews.safetensors"
 # The only files an index reads: a checksum entry naming anything else (say `../../secret`) is refused.
-DATA_FILES = (EMBEDDINGS_FILE, FIRST_STAGE_FILE)
+DATA_FILES = (EMBEDDINGS_FILE, FIRST_STAGE_FILE, PREVIEWS_FILE)
 
 
 class CorruptIndexError(ValueError):
@@ -30,6 +33,10 @@ class CorruptIndexError(ValueError):
 
 class IncompatibleModelError(ValueError):
     """The model (or processor) used for queries is not the one that built the index."""
+
+
+class OutdatedIndexError(ValueError):
+    """The index was written in an older format; [`VideoIndex.upgrade`] (`avigate upgrade-index`) converts it."""
 
 
 def _is_int(value: Any) -> bool:
@@ -81,19 +88,27 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "processor": (lambda value: value is None or isinstance(value, dict), "an object or null"),
     "first_stage": (_is_first_stage, f"null or an object with kind in {FIRST_STAGE_KINDS}, a positive "
                                      "shortlist_size (and positive integer nprobe, nlist, refine_factor where set)"),
-    "checksums": (_is_checksums, f"an object of SHA-256 strings for {EMBEDDINGS_FILE} (and {FIRST_STAGE_FILE} only)"),
+    "checksums": (_is_checksums, f"an object of SHA-256 strings for {EMBEDDINGS_FILE} (and {FIRST_STAGE_FILE}, "
+                                 f"{PREVIEWS_FILE} only)"),
     "videos": (_is_list_of_dicts_with("path"), "a list of objects with a string path"),
     "failures": (_is_list_of_dicts_with("path", "error"), "a list of objects with string path and error"),
 }
 
 
-def validate_metadata(metadata: Any, metadata_path: str) -> None:
-    """Raise [`CorruptIndexError`] naming the first missing or ill-typed key of a parsed `index.json`."""
+def validate_metadata(metadata: Any, metadata_path: str, upgradable: bool = False) -> None:
+    """Raise [`CorruptIndexError`] naming the first missing or ill-typed key of a parsed `index.json`, or
+    [`OutdatedIndexError`] for an older format that [`VideoIndex.upgrade`] converts (accepted when `upgradable`)."""
     if not isinstance(metadata, dict):
         raise CorruptIndexError(f"{metadata_path} holds a {type(metadata).__name__}, not an object; the index is "
                                 "corrupt")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise CorruptIndexError(f"{metadata_path}: unsupported index format {metadata.get('format_version')!r} "
+    version = metadata.get("format_version")
+    folder = os.path.dirname(metadata_path)
+    if _is_int(version) and version in UPGRADABLE_FORMATS and not upgradable:
+        raise OutdatedIndexError(
+            f"{folder} is an index of format {version}, without the poster frames of format {FORMAT_VERSION}; run "
+            f"'avigate upgrade-index {folder}' (decodes one frame per video, keeps the embeddings) or rebuild it")
+    if not (_is_int(version) and (version == FORMAT_VERSION or version in UPGRADABLE_FORMATS)):
+        raise CorruptIndexError(f"{metadata_path}: unsupported index format {version!r} "
                                 f"(this version reads {FORMAT_VERSION})")
     for key, (check, expected) in SCHEMA.items():
         if key not in metadata:
@@ -107,11 +122,14 @@ def validate_metadata(metadata: Any, metadata_path: str) -> None:
     if metadata["first_stage"] is not None and FIRST_STAGE_FILE not in metadata["checksums"]:
         raise CorruptIndexError(f"{metadata_path}: a {metadata['first_stage']['kind']} first stage is recorded but "
                                 f"{FIRST_STAGE_FILE} has no checksum; the index is corrupt, rebuild it")
+    if version == FORMAT_VERSION and PREVIEWS_FILE not in metadata["checksums"]:
+        raise CorruptIndexError(f"{metadata_path}: {PREVIEWS_FILE} has no checksum; the index is corrupt, rebuild it")
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+def read_metadata(path: str | os.PathLike, upgradable: bool = False) -> dict[str, Any]:
     """The parsed and validated `index.json` of an index folder, without loading the embeddings. A save killed
-    while swapping folders is rolled back first."""
+    while swapping folders is rolled back first. An older format raises [`OutdatedIndexError`] unless `upgradable`
+    (for [`VideoIndex.upgrade`])."""
     path = os.fspath(path)
     recover_interrupted_replace(path)
     metadata_path = os.path.join(path, METADATA_FILE)
@@ -122,7 +140,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             metadata = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptIndexError(f"{metadata_path} is not valid JSON ({error}); the index is corrupt") from error
-    validate_metadata(metadata, metadata_path)
+    validate_metadata(metadata, metadata_path, upgradable)
     return metadata
 
 
@@ -130,6 +148,9 @@ __all__ = [
     "CorruptIndexError",
     "FORMAT_VERSION",
     "IncompatibleModelError",
+    "OutdatedIndexError",
+    "PREVIEWS_FILE",
+    "UPGRADABLE_FORMATS",
     "read_metadata",
     "validate_metadata",
 ]

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
-from ..folders import atomic_folder
+from ..folders import adopt_unmarked_folder, atomic_folder
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
 from ..pipeline import embed_videos
@@ -29,13 +29,16 @@ from .metadata import (
     METADATA_FILE,
     CorruptIndexError,
     IncompatibleModelError,
+    PREVIEWS_FILE,
     read_metadata,
 )
+from .previews import VideoPreviews, extract_previews
 
 
 
-# Processor settings that do not change the embeddings.
-_VOLATILE_PROCESSOR_KEYS = {"decode_threads", "processor_class"}
+# Processor settings that do not change the embeddings. `auto_map` (where remote code finds the classes) is added by
+# `save_pretrained` to the processor it is called on, so a saved and reloaded processor would otherwise differ.
+_VOLATILE_PROCESSOR_KEYS = {"auto_map", "decode_threads", "processor_class"}
 # Keep a float32 copy of all frames when it is at most this large: casting fp16 → fp32 on every query costs more
 # than the scan itself on CPUs without fast fp16 arithmetic.
 FLOAT32_CACHE_BYTES = 1 << 30
@@ -97,6 +100,8 @@ class VideoIndex:
             bool `[N]`.
         info: model, processor and first-stage metadata (see the module docstring).
         failures: files that could not be decoded, `{"path", "error"}`.
+        previews: poster frames, sampled-frame times and audio gates per video ([`VideoPreviews`]), what the
+            search page shows.
         model, processor: attached for text encoding; `None` for an index loaded without them.
 
     Example (on random embeddings; real indexes come from `build`):
@@ -120,9 +125,13 @@ class VideoIndex:
         failures: list[dict[str, str]] | None = None,
         video_embeds: torch.Tensor | None = None,
         first_stage=None,
+        previews: VideoPreviews | None = None,
     ):
-        if not (len(entries) == frame_embeds.shape[0] == video_mask.shape[0] == has_audio.shape[0]):
-            raise ValueError(f"{len(entries)} entries but {frame_embeds.shape[0]} embeddings")
+        if previews is None:
+            previews = VideoPreviews.empty(len(entries), frame_embeds.shape[1])
+        if not (len(entries) == frame_embeds.shape[0] == video_mask.shape[0] == has_audio.shape[0] == len(previews)):
+            raise ValueError(f"{len(entries)} entries but {frame_embeds.shape[0]} embeddings and {len(previews)} "
+                             "previews")
         self.entries = entries
         self.frame_embeds = frame_embeds.to(torch.float16)
         self.video_mask = video_mask.bool()
@@ -133,6 +142,7 @@ class VideoIndex:
         self.info = info
         self.failures = list(failures or [])
         self.first_stage = first_stage
+        self.previews = previews
         self.model: AvigateModel | None = None
         self.processor = None
         self._float_frames: torch.Tensor | None = None
@@ -213,7 +223,7 @@ class VideoIndex:
     def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool,
                           strict: bool = False) -> None:
         model, processor = self._require_model()
-        frames, masks, audio, entries, failures = [], [], [], [], []
+        frames, masks, audio, gates, entries, failures = [], [], [], [], [], []
         for batch in embed_videos(model, processor, paths, batch_size=batch_size, num_workers=num_workers,
                                   strict=strict, progress=progress, desc="indexing videos"):
             failures.extend({"path": item.path, "error": item.reason} for item in batch.skipped)
@@ -221,15 +231,18 @@ class VideoIndex:
                 frames.append(batch.outputs.last_hidden_state.to("cpu", torch.float16))
                 masks.append(batch.outputs.video_mask.cpu().bool())
                 audio.append(batch.has_audio)
+                gates.append(batch.outputs.attn_gates.float().cpu())
                 entries.extend({"path": paths[i], "duration": _duration(paths[i])} for i in batch.positions.tolist())
         if frames:
             new_frames = torch.cat(frames)
             new_mask = torch.cat(masks)
+            previews = extract_previews([entry["path"] for entry in entries], processor.num_frames,
+                                        processor.sample_fps, torch.cat(gates), progress)
             self._append(entries, new_frames, new_mask, torch.cat(audio),
-                         pool_video_embeds(new_frames.float(), new_mask))
+                         pool_video_embeds(new_frames.float(), new_mask), previews)
         self.failures.extend(failures)
 
-    def _append(self, entries, frame_embeds, video_mask, has_audio, video_embeds) -> None:
+    def _append(self, entries, frame_embeds, video_mask, has_audio, video_embeds, previews: VideoPreviews) -> None:
         if frame_embeds.shape[1:] != self.frame_embeds.shape[1:]:
             raise ValueError(f"new embeddings have shape {tuple(frame_embeds.shape[1:])}, the index holds "
                              f"{tuple(self.frame_embeds.shape[1:])} (frames, dim)")
@@ -238,6 +251,7 @@ class VideoIndex:
         self.video_mask = torch.cat([self.video_mask, video_mask.bool()])
         self.has_audio = torch.cat([self.has_audio, has_audio.bool()])
         self.video_embeds = torch.cat([self.video_embeds, video_embeds.float()])
+        self.previews = VideoPreviews.concat([self.previews, previews])
         self._float_frames = None
         if self.first_stage is not None:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
@@ -277,6 +291,7 @@ class VideoIndex:
             {**reference, "first_stage": None},
             [failure for shard in shards for failure in shard.failures],
             torch.cat([shard.video_embeds for shard in shards])[permutation],
+            previews=VideoPreviews.concat([shard.previews for shard in shards]).select(permutation),
         )
         return merged
 
@@ -306,7 +321,8 @@ class VideoIndex:
         elif weights_fingerprint(model) != built.get("weights_fingerprint"):
             problems.append("its weights differ")
         if processor is not None and self.info.get("processor") is not None:
-            if processor_settings(processor) != self.info["processor"]:
+            # Stripped on both sides: indexes written before a key became volatile still store it.
+            if processor_settings(processor) != strip_keys(self.info["processor"], _VOLATILE_PROCESSOR_KEYS):
                 problems.append("the processor settings differ")
         return problems
 
@@ -430,7 +446,9 @@ class VideoIndex:
                 "video_embeds": self.video_embeds.contiguous(),
                 "has_audio": self.has_audio.to(torch.uint8).contiguous(),
             }, embeddings)
-            checksums = {EMBEDDINGS_FILE: sha256_file(embeddings)}
+            previews = os.path.join(staging, PREVIEWS_FILE)
+            self.previews.save(previews)
+            checksums = {EMBEDDINGS_FILE: sha256_file(embeddings), PREVIEWS_FILE: sha256_file(previews)}
             if self.first_stage is not None:
                 require_faiss().write_index(self.first_stage, os.path.join(staging, FIRST_STAGE_FILE))
                 checksums[FIRST_STAGE_FILE] = sha256_file(os.path.join(staging, FIRST_STAGE_FILE))
@@ -447,7 +465,7 @@ class VideoIndex:
             with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as handle:
                 json.dump(metadata, handle, indent=1)
 
-    # `VideoIndex.read_metadata(path)`: the validated `index.json`, without loading the embeddings.
+    # `VideoIndex.read_metadata(path, upgradable=False)`: the validated `index.json`, without loading the embeddings.
     read_metadata = staticmethod(read_metadata)
 
     @classmethod
@@ -465,10 +483,38 @@ class VideoIndex:
         Raises:
             FileNotFoundError: no index at `path`.
             CorruptIndexError: a file is missing, truncated, altered or inconsistent with `index.json`.
+            OutdatedIndexError: the index has an older format (see [`upgrade`](VideoIndex.upgrade)).
             IncompatibleModelError: `model` differs from the one that built the index.
         """
         path = os.fspath(path)
-        metadata = read_metadata(path)
+        index = cls._read_folder(path, read_metadata(path), verify)
+        if model is not None:
+            index.attach(model, processor, force=force)
+        return index
+
+    @classmethod
+    def upgrade(cls, path: str | os.PathLike, progress: bool = True) -> "VideoIndex":
+        """Rewrite an older-format index folder in the current format, in place and atomically (through
+        [`save`](VideoIndex.save)). Format 1 → 2 decodes one poster frame per video (and reads packet times);
+        embeddings are kept as they are, and the audio gates, which only a re-embedding could recover, are recorded
+        as unknown. A current index is returned unchanged. A folder without the index marker (written before folders
+        were marked) is upgraded only if it holds nothing but the index's files (`FolderOwnershipError` otherwise)."""
+        path = os.fspath(path)
+        metadata = read_metadata(path, upgradable=True)
+        index = cls._read_folder(path, metadata, verify=True)
+        if metadata["format_version"] == FORMAT_VERSION:
+            return index
+        # An index from before folders were marked is adopted if it holds only its own files, so save may replace it.
+        adopt_unmarked_folder(path, INDEX_KIND, [METADATA_FILE, *metadata["checksums"]], metadata["format_version"])
+        settings = metadata["processor"] or {}
+        index.previews = extract_previews(index.paths, index.frame_embeds.shape[1], settings.get("sample_fps"),
+                                          progress=progress)
+        index.save(path)
+        return index
+
+    @classmethod
+    def _read_folder(cls, path: str, metadata: dict[str, Any], verify: bool) -> "VideoIndex":
+        """The index in folder `path` whose validated `index.json` is `metadata` (any format `upgrade` reads)."""
         for name, expected in metadata["checksums"].items():
             file = os.path.join(path, name)
             if not os.path.isfile(file):
@@ -480,12 +526,12 @@ class VideoIndex:
         first_stage = None
         if metadata["first_stage"] is not None:
             first_stage = _read_first_stage(os.path.join(path, FIRST_STAGE_FILE), metadata)
+        previews = None
+        if metadata["format_version"] == FORMAT_VERSION:
+            previews = _read_previews(os.path.join(path, PREVIEWS_FILE), metadata)
         info = {key: metadata[key] for key in ("model", "processor", "first_stage")}
-        index = cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
-                    metadata["failures"], tensors["video_embeds"], first_stage)
-        if model is not None:
-            index.attach(model, processor, force=force)
-        return index
+        return cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
+                   metadata["failures"], tensors["video_embeds"], first_stage, previews)
 
 
 def _read_embeddings(file: str, metadata: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -504,6 +550,20 @@ def _read_embeddings(file: str, metadata: dict[str, Any]) -> dict[str, torch.Ten
             raise CorruptIndexError(f"{file} holds {name} of shape {tuple(tensors[name].shape)}, {METADATA_FILE} "
                                     f"describes {shape}; rebuild the index")
     return tensors
+
+
+def _read_previews(file: str, metadata: dict[str, Any]) -> VideoPreviews:
+    """The previews of `previews.safetensors`, checked against the video and frame counts `index.json` records."""
+    try:
+        previews = VideoPreviews.load(file)
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise CorruptIndexError(f"{file} cannot be read ({error!r}); rebuild the index") from error
+    shape = (metadata["num_videos"], metadata["num_frames"])
+    if len(previews) != shape[0] or tuple(previews.frame_times.shape) != shape:
+        raise CorruptIndexError(f"{file} holds previews of {len(previews)} videos with frame times of shape "
+                                f"{tuple(previews.frame_times.shape)}, {METADATA_FILE} describes {shape}; rebuild the "
+                                "index")
+    return previews
 
 
 def _read_first_stage(file: str, metadata: dict[str, Any]):
