@@ -83,6 +83,7 @@ class TrainArguments:
     audio_cache: str | None = None
     frame_cache: str | None = None
     cache_only: bool = False
+    encoder_precision: str = "fp32"
     num_workers: int = 0
     seed: int = 42
     max_train_steps: int | None = None
@@ -201,14 +202,15 @@ def evaluate_split(args, accelerator, model, processor, split: str, caches) -> d
     return evaluate_retrieval(
         accelerator.unwrap_model(model), processor, videos, batch_size=args.eval_batch_size,
         num_workers=args.num_workers, frame_cache=caches.get("frames"), audio_cache=caches.get("audio"),
-        device=accelerator.device,
+        device=accelerator.device, encoder_precision=args.encoder_precision,
     )
 
 
 def open_caches(args, accelerator, model, processor, video_views) -> dict:
     """The main process builds whatever cache is missing; the others open the result."""
     kwargs = dict(frame_cache=args.frame_cache, audio_cache=args.audio_cache, batch_size=args.eval_batch_size,
-                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict)
+                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict,
+                  encoder_precision=args.encoder_precision)
     if accelerator.is_main_process:
         caches = prepare_feature_caches(model, processor, video_views, **kwargs)
     accelerator.wait_for_everyone()

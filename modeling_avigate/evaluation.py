@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare_for_inference
 from .feature_cache import FeatureCache
 from .modeling_avigate import AvigateModel
 from .retrieval_metrics import text_video_retrieval_metrics
@@ -63,16 +64,18 @@ def evaluate_retrieval(
     device: torch.device | str = "cpu",
     dual_softmax_temperature: float | None = None,
     return_details: bool = False,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> dict:
     """Text→video and video→text R@1/5/10, MdR, MnR over a benchmark's `videos` view (one row per video with its
     `captions`). One caption per video gives the one-to-one protocol; several give the multi-caption protocol.
 
     With `return_details=True` the result also holds the score matrix, the caption→video index and every video's
     gates, for analyses split by clip kind. `dual_softmax_temperature` turns on the (labelled) dual-softmax
-    re-normalisation; it is off by default.
+    re-normalisation; it is off by default. `encoder_precision` (`"fp32"`, `"int8"` on CPU, `"bf16"` on GPU) sets the
+    precision of the frozen vision and audio encoders while the videos are embedded.
     """
     dataset = VideoFeatureDataset(videos["video_id"], videos["video"], processor, frame_cache, audio_cache)
-    embedded = embed_videos(model, dataset, batch_size, num_workers, device)
+    embedded = embed_videos(prepare_for_inference(model, encoder_precision), dataset, batch_size, num_workers, device)
     position = {video_id: index for index, video_id in enumerate(embedded["video_id"])}
     captions, caption_video = [], []
     for video_id, video_captions in zip(videos["video_id"], videos["captions"]):

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .evaluation import embed_texts
+from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare_for_inference
 from .modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
 from .processors import AvigateCollator, AvigateVideoDataset
 from .training import replace_directory_atomically
@@ -453,6 +454,7 @@ class VideoIndex:
         first_stage: FirstStage | None = None,
         shortlist_size: int = 256,
         progress: bool = True,
+        encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
     ) -> "VideoIndex":
         """Embed `videos` (a folder, a list of paths or a `datasets.Dataset` with a `video` column).
 
@@ -465,6 +467,8 @@ class VideoIndex:
             first_stage: optional faiss first stage (`"flat"`, `"pq"`, `"hnsw"`, `"ivf"`) over the global embeddings.
             shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
             progress: show a progress bar.
+            encoder_precision: `"fp32"`, `"int8"` (CPU) or `"bf16"` (GPU) for the frozen vision and audio encoders
+                (see `modeling_avigate.fast_inference.prepare_for_inference`).
 
         Files that fail to decode are skipped, logged and listed in `failures`.
         """
@@ -472,7 +476,7 @@ class VideoIndex:
         info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
         index = cls([], *cls._empty_tensors(model, processor), info)
         index.attach(model, processor)
-        index._embed_and_append(paths, batch_size, num_workers, progress)
+        index._embed_and_append(paths, batch_size, num_workers, progress, encoder_precision)
         if first_stage is not None:
             index.build_first_stage(first_stage, shortlist_size)
         return index
@@ -483,9 +487,10 @@ class VideoIndex:
         return (torch.empty(0, num_frames, dim, dtype=torch.float16), torch.empty(0, num_frames, dtype=torch.bool),
                 torch.empty(0, dtype=torch.bool))
 
-    def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool) -> None:
+    def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool,
+                          encoder_precision: EncoderPrecision) -> None:
         model, processor = self._require_model()
-        model.eval()
+        model = prepare_for_inference(model, encoder_precision)
         device = model.device
         loader = DataLoader(AvigateVideoDataset(processor, paths, on_error="skip"), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=AvigateCollator(processor))
@@ -528,7 +533,8 @@ class VideoIndex:
         if self.first_stage is not None:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
 
-    def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True) -> list[str]:
+    def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True,
+            encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION) -> list[str]:
         """Embed and append the videos not yet in the index (by absolute path); returns the paths it embedded.
         Old videos are not re-embedded, and files that failed before are tried again."""
         known = set(self.paths)
@@ -536,7 +542,7 @@ class VideoIndex:
         retried = set(paths)
         self.failures = [failure for failure in self.failures if failure["path"] not in retried]
         before = len(self)
-        self._embed_and_append(paths, batch_size, num_workers, progress)
+        self._embed_and_append(paths, batch_size, num_workers, progress, encoder_precision)
         return self.paths[before:]
 
     @classmethod
@@ -807,6 +813,7 @@ def build_sharded(
     first_stage: FirstStage | None = None,
     shortlist_size: int = 256,
     progress: bool = True,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> VideoIndex | None:
     """Build and save an index with every process of an `accelerate launch` / `torchrun` job (one process works
     too): process `r` of `W` embeds files `r, r+W, ...`, writes its shard to `OUTPUT.shards/`, and the main process
@@ -821,7 +828,8 @@ def build_sharded(
     output_dir = os.path.abspath(os.fspath(output_dir))
     model.to(state.device)
     shard = VideoIndex.build(model, processor, paths[state.process_index :: state.num_processes], batch_size,
-                             num_workers, progress=progress and state.is_local_main_process)
+                             num_workers, progress=progress and state.is_local_main_process,
+                             encoder_precision=encoder_precision)
     if state.num_processes == 1:
         merged = shard
     else:

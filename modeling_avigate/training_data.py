@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare_for_inference
 from .feature_cache import FeatureCache, FeatureCacheWriter, tensor_fingerprint
 
 
@@ -157,10 +158,14 @@ def frame_cache_fingerprint(processor) -> str:
     return tensor_fingerprint({}, {"frames": processor.to_dict()})
 
 
-def audio_cache_fingerprint(model, processor) -> str:
-    """The frozen AST's states depend on its weights (all but the trainable final LayerNorm) and the fbank settings."""
+def audio_cache_fingerprint(model, processor, encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION) -> str:
+    """The frozen AST's states depend on its weights (all but the trainable final LayerNorm), the fbank settings and
+    the precision it ran at (fp32 caches keep the fingerprint they had before precisions existed)."""
     weights = {name: tensor for name, tensor in model.audio_model.state_dict().items() if not name.startswith("layernorm.")}
-    return tensor_fingerprint(weights, {"audio": processor.feature_extractor.to_dict()})
+    settings = {"audio": processor.feature_extractor.to_dict()}
+    if encoder_precision != "fp32":
+        settings["encoder_precision"] = encoder_precision
+    return tensor_fingerprint(weights, settings)
 
 
 @torch.no_grad()
@@ -175,15 +180,17 @@ def prepare_feature_caches(
     device: torch.device | str = "cpu",
     strict: bool = False,
     open_only: bool = False,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> dict[str, FeatureCache]:
     """Open the requested caches, building the missing ones in a single decoding pass over every video.
 
     `frames` holds normalised frames, masks and `has_audio` (fp16); `audio` holds the frozen AST's token states
-    before its final LayerNorm and `has_audio`. With `open_only` nothing is built (other processes of a run).
+    before its final LayerNorm and `has_audio`, computed at `encoder_precision` (`"fp32"`, `"int8"` on CPU, `"bf16"`
+    on GPU; part of the cache's fingerprint). With `open_only` nothing is built (other processes of a run).
     """
     wanted = {kind: (directory, fingerprint) for kind, directory, fingerprint in (
         ("frames", frame_cache, frame_cache_fingerprint(processor) if frame_cache else None),
-        ("audio", audio_cache, audio_cache_fingerprint(model, processor) if audio_cache else None),
+        ("audio", audio_cache, audio_cache_fingerprint(model, processor, encoder_precision) if audio_cache else None),
     ) if directory}
     caches, missing = {}, {}
     for kind, (directory, fingerprint) in wanted.items():
@@ -199,14 +206,14 @@ def prepare_feature_caches(
     writers = {kind: FeatureCacheWriter(directory, len(video_ids), fingerprint)
                for kind, (directory, fingerprint) in missing.items()}
     was_training = model.training
-    model.eval()
+    encoder = prepare_for_inference(model, encoder_precision)
     dataset = VideoFeatureDataset(video_ids, paths, processor)
     for batch in video_batches(dataset, batch_size, num_workers, f"caching {' and '.join(missing)}", strict):
         if "frames" in writers:
             writers["frames"].add(batch["video_id"], {name: batch[name] for name in ("pixel_values", "video_mask",
                                                                                      "has_audio")})
         if "audio" in writers:
-            hidden = model.get_audio_hidden_states(batch["input_values"].to(device))
+            hidden = encoder.get_audio_hidden_states(batch["input_values"].to(device))
             writers["audio"].add(batch["video_id"], {"audio_hidden_states": hidden, "has_audio": batch["has_audio"]})
     model.train(was_training)
     caches.update({kind: writer.close() for kind, writer in writers.items()})
