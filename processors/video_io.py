@@ -229,6 +229,8 @@ def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -
         if not container.streams.video:
             raise ValueError("the file has no video stream")
         video = container.streams.video[0]
+        # Stream attributes read after the container closes read freed memory (PyAV #1137): keep a plain copy.
+        video_time_base = float(video.time_base)
         audio = container.streams.audio[0] if container.streams.audio else None
         streams = [stream for stream in (video, audio) if stream is not None]
         decode_audio = audio is not None and read_audio
@@ -259,7 +261,7 @@ def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -
             raise RuntimeError(
                 f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
             )
-    times = np.asarray(video_pts, dtype=np.float64) * float(video.time_base)
+    times = np.asarray(video_pts, dtype=np.float64) * video_time_base
     if not pieces:
         return times, None
     return times, resample_audio(np.concatenate(pieces), native_rate, sampling_rate)
