@@ -37,14 +37,16 @@ STAGES = ("decode + rest", "fbank", "AST", "ViT", "fusion")
 CAPTION_WORDS = "a man sings with music in a red car".split()
 
 
-def write_clips(folder: str, count: int, size: str) -> list[str]:
-    """`count` clips of 10 s (full) or 1 s (tiny) with a different tone and some noise each."""
+def write_clips(folder: str, count: int, size: str, seconds: float | None = None) -> list[str]:
+    """`count` 320x240 clips of `seconds` (default 10 s for the full model, 1 s for the tiny one) with a different
+    tone and some noise each."""
     import numpy as np
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     from media import tone, write_test_video
 
-    seconds, rate = (10.0, 44100) if size == "full" else (1.0, 16000)
+    seconds = seconds or (10.0 if size == "full" else 1.0)
+    rate = 44100 if size == "full" else 16000
     rng = np.random.default_rng(0)
     paths = []
     for index in range(count):
