@@ -13,8 +13,9 @@ finished DataLoader workers, all threads) is printed too because it is far less 
 machine, and with one thread per process it is what an idle machine's wall time would be. Per-stage CPU seconds per
 video come from forward hooks (AST: patch embedding → last layer; ViT: the vision tower; fusion: the audio
 resampler and the fusion transformer) and a timer around the fbank extractor; "decode + rest" is the end-to-end CPU
-time minus those (decoding, frame scaling, collation, copies). The one-off `prepare_for_inference` time (quantising or casting the encoders) is shown
-on its own and left out of videos/s. Stage times are means over the clips (the index embeds them in batches).
+time minus those (decoding, frame scaling, collation, copies). The one-off `prepare_for_inference` time (quantising
+or casting the encoders) is shown on its own and left out of videos/s and CPU s/video. Stage times are means over the
+clips (the index embeds them in batches).
 Accuracy: cosine of every real frame embedding to the naive fp32 one.
 
     python benchmarks/bench_embed.py                      # short: 4 clips per method (about 3 minutes idle)

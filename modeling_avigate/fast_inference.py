@@ -111,7 +111,8 @@ def prepare_for_inference(model: AvigateModel, precision: EncoderPrecision = DEF
     >>> fast = prepare_for_inference(model, "int8")
     >>> fast.vision_model.encoder.layers[0].mlp.fc1.weight().dtype, fast.text_model is model.text_model
     (torch.qint8, True)
-    >>> fast.get_video_features(torch.randn(1, 3, 3, 32, 32), input_values=torch.randn(1, 1024, 128)).pooler_output.shape
+    >>> outputs = fast.get_video_features(torch.randn(1, 3, 3, 32, 32), input_values=torch.randn(1, 1024, 128))
+    >>> outputs.pooler_output.shape
     torch.Size([1, 32])
     ```
     """

@@ -145,3 +145,20 @@ def test_int8_index_is_close_to_fp32_and_keeps_the_model_fingerprint(tmp_path):
     cosine = nn.functional.cosine_similarity(int8.frame_embeds[real].float(), fp32.frame_embeds[real].float(), dim=-1)
     assert cosine.min() > 0.99
     int8.check_model(model, processor)
+
+
+def test_cli_index_passes_the_precision_through(tmp_path):
+    from modeling_avigate.cli import main
+
+    processor, model = tiny_processor_and_model(tmp_path)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    folder = str(tmp_path / "videos")
+    write_clips(folder, 3)
+    assert main(["index", folder, "--model", str(tmp_path / "model"), "--out", str(tmp_path / "gallery"),
+                 "--num-workers", "0", "--device", "cpu", "--encoder-precision", "int8"]) == 0
+    saved = VideoIndex.load(tmp_path / "gallery")
+    int8 = VideoIndex.build(model, processor, folder, progress=False, encoder_precision="int8")
+    fp32 = VideoIndex.build(model, processor, folder, progress=False)
+    assert torch.equal(saved.frame_embeds, int8.frame_embeds)
+    assert not torch.equal(saved.frame_embeds, fp32.frame_embeds)
