@@ -48,12 +48,17 @@ def quantize_linear_int8(module: nn.Module) -> nn.Module:
     (torch.qint8, torch.Size([1, 2]))
     ```
     """
+    # The copy shares the float linear weights instead of duplicating them (most of an encoder's memory): quantising
+    # reads them and replaces each layer of the copy, so the original's weights are never written.
+    shared = {id(tensor): tensor for layer in module.modules() if isinstance(layer, nn.Linear)
+              for tensor in layer.parameters()}
+    copied = copy.deepcopy(module, shared)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=False)
+        return quantize_dynamic(copied, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _bfloat16_if_float(value):
