@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         # import torch.
         command.add_argument("--encoder-precision", choices=("fp32", "int8", "bf16"), default="fp32",
                              help="precision of the frozen vision and audio encoders while embedding videos: 'int8' "
-                                  "(CPU dynamic quantisation, about 2.4x faster) or 'bf16' (GPU) (default fp32)")
+                                  "(CPU dynamic quantisation, about 1.9x less CPU time per video) or 'bf16' (GPU) "
+                                  "(default fp32)")
 
     index = commands.add_parser(
         "index", help="embed a folder of videos into an index",
