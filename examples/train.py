@@ -123,6 +123,10 @@ class TrainArguments:
     audio_cache: str | None = field(default=None, metadata={"help": "folder of the frozen AST's cached states"})
     frame_cache: str | None = field(default=None, metadata={"help": "folder of cached decoded frames"})
     cache_only: bool = field(default=False, metadata={"help": "build the caches and exit"})
+    encoder_precision: str = field(
+        default="fp32", metadata={"help": "precision of the frozen vision and audio encoders while caching and "
+                                          "evaluating: fp32, int8 (CPU) or bf16 (GPU)"}
+    )
     num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     seed: int = field(default=42, metadata={"help": "random seed"})
     max_train_steps: int | None = field(default=None, metadata={"help": "stop after this many optimiser steps"})
@@ -448,7 +452,8 @@ def build_data(run: TrainingRun) -> None:
     all_videos = [load_benchmark(args.benchmark, args.data_dir, split, view="videos", **args.benchmark_kwargs)
                   for split in {args.train_split, args.selection_split or args.test_split, args.test_split}]
     kwargs = dict(frame_cache=args.frame_cache, audio_cache=args.audio_cache, batch_size=args.eval_batch_size,
-                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict)
+                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict,
+                  encoder_precision=args.encoder_precision)
     if accelerator.is_main_process:
         run.caches = prepare_feature_caches(run.model, run.processor, all_videos, **kwargs)
     accelerator.wait_for_everyone()
@@ -534,7 +539,7 @@ def evaluate_split(run: TrainingRun, model: torch.nn.Module, split: str) -> dict
     return evaluate_retrieval(
         run.accelerator.unwrap_model(model), run.processor, videos, batch_size=args.eval_batch_size,
         num_workers=args.num_workers, frame_cache=run.caches.get("frames"), audio_cache=run.caches.get("audio"),
-        device=run.accelerator.device,
+        device=run.accelerator.device, encoder_precision=args.encoder_precision,
     )
 
 
