@@ -54,6 +54,7 @@ from modeling_avigate.data import load_benchmark
 from modeling_avigate.data.synthetic import synthetic_tokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor
 from modeling_avigate.evaluation import evaluate_retrieval
+from modeling_avigate.fast_inference import EncoderPrecision
 from modeling_avigate.folders import (
     MARKER_FILE,
     FolderOwnershipError,
@@ -123,7 +124,7 @@ class TrainArguments:
     audio_cache: str | None = field(default=None, metadata={"help": "folder of the frozen AST's cached states"})
     frame_cache: str | None = field(default=None, metadata={"help": "folder of cached decoded frames"})
     cache_only: bool = field(default=False, metadata={"help": "build the caches and exit"})
-    encoder_precision: str = field(
+    encoder_precision: EncoderPrecision = field(
         default="fp32", metadata={"help": "precision of the frozen vision and audio encoders while caching and "
                                           "evaluating: fp32, int8 (CPU) or bf16 (GPU)"}
     )
@@ -165,6 +166,9 @@ RUN_INDEPENDENT_ARGUMENTS = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "save_total_limit", "stop_after_epochs",
     "cache_only", "num_workers", "eval_batch_size", "report_to", "audio_cache", "frame_cache", "strict",
 })
+# Arguments added after run records existed, with the value every earlier run had: a record without one is read
+# as holding that value.
+ADDED_SETTINGS = {"encoder_precision": "fp32"}
 RUN_RECORD = "train_args.json"
 METRICS_FILE = "metrics.json"
 
@@ -263,7 +267,7 @@ def recorded_run_differences(args: TrainArguments) -> list[str] | None:
         recorded = json.load(handle)
     current = run_settings(args)
     return sorted(key for key in current.keys() | (recorded.keys() - RUN_INDEPENDENT_ARGUMENTS)
-                  if current.get(key) != recorded.get(key))
+                  if current.get(key) != recorded.get(key, ADDED_SETTINGS.get(key)))
 
 
 def plan_output_dir(args: TrainArguments) -> str | None:
