@@ -20,7 +20,7 @@ Usage:
 python benchmarks/bench_train.py                                  # full size, CPU, batch 2, the four configurations
 python benchmarks/bench_train.py --batch-sizes 2 4 --configs sdpa/ast sdpa/cache
 python benchmarks/bench_train.py --size tiny --steps 3 --warmup 1  # seconds: a smoke test of the script itself
-bash benchmarks/gpu_train.sh                                      # the GPU preset (bf16, batch 32, checkpointing)
+bash benchmarks/gpu.sh                                            # every GPU measurement in one call (bench_gpu.py)
 ```
 
 Prints a markdown table (median step time over `--steps` measured steps after `--warmup` untimed ones, samples/s,

@@ -54,6 +54,7 @@ from modeling_avigate.data import load_benchmark
 from modeling_avigate.data.synthetic import synthetic_tokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor, MediaError
 from modeling_avigate.evaluation import evaluate_retrieval
+from modeling_avigate.fast_inference import EncoderPrecision
 from modeling_avigate.folders import (
     MARKER_FILE,
     FolderOwnershipError,
@@ -123,6 +124,10 @@ class TrainArguments:
     audio_cache: str | None = field(default=None, metadata={"help": "folder of the frozen AST's cached states"})
     frame_cache: str | None = field(default=None, metadata={"help": "folder of cached decoded frames"})
     cache_only: bool = field(default=False, metadata={"help": "build the caches and exit"})
+    encoder_precision: EncoderPrecision = field(
+        default="fp32", metadata={"help": "precision of the frozen vision and audio encoders while caching and "
+                                          "evaluating: fp32, int8 (CPU) or bf16 (GPU)"}
+    )
     num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     seed: int = field(default=42, metadata={"help": "random seed"})
     max_train_steps: int | None = field(default=None, metadata={"help": "stop after this many optimiser steps"})
@@ -161,6 +166,9 @@ RUN_INDEPENDENT_ARGUMENTS = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "save_total_limit", "stop_after_epochs",
     "cache_only", "num_workers", "eval_batch_size", "report_to", "audio_cache", "frame_cache", "strict",
 })
+# Arguments added after run records existed, with the value every earlier run had: a record without one is read
+# as holding that value.
+ADDED_SETTINGS = {"encoder_precision": "fp32"}
 RUN_RECORD = "train_args.json"
 METRICS_FILE = "metrics.json"
 
@@ -259,7 +267,7 @@ def recorded_run_differences(args: TrainArguments) -> list[str] | None:
         recorded = json.load(handle)
     current = run_settings(args)
     return sorted(key for key in current.keys() | (recorded.keys() - RUN_INDEPENDENT_ARGUMENTS)
-                  if current.get(key) != recorded.get(key))
+                  if current.get(key) != recorded.get(key, ADDED_SETTINGS.get(key)))
 
 
 def plan_output_dir(args: TrainArguments) -> str | None:
@@ -448,7 +456,8 @@ def build_data(run: TrainingRun) -> None:
     all_videos = [load_benchmark(args.benchmark, args.data_dir, split, view="videos", **args.benchmark_kwargs)
                   for split in {args.train_split, args.selection_split or args.test_split, args.test_split}]
     kwargs = dict(frame_cache=args.frame_cache, audio_cache=args.audio_cache, batch_size=args.eval_batch_size,
-                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict)
+                  num_workers=args.num_workers, device=accelerator.device, strict=args.strict,
+                  encoder_precision=args.encoder_precision)
     if accelerator.is_main_process:
         run.caches = prepare_feature_caches(run.model, run.processor, all_videos, **kwargs)
     accelerator.wait_for_everyone()
@@ -534,7 +543,7 @@ def evaluate_split(run: TrainingRun, model: torch.nn.Module, split: str) -> dict
     return evaluate_retrieval(
         run.accelerator.unwrap_model(model), run.processor, videos, batch_size=args.eval_batch_size,
         num_workers=args.num_workers, frame_cache=run.caches.get("frames"), audio_cache=run.caches.get("audio"),
-        device=run.accelerator.device,
+        device=run.accelerator.device, encoder_precision=args.encoder_precision,
     )
 
 

@@ -60,7 +60,7 @@ def _index(args: argparse.Namespace) -> None:
     model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     index = build_sharded(model, processor, paths, args.out, batch_size=args.batch_size,
                           num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist,
-                          strict=args.strict)
+                          strict=args.strict, encoder_precision=args.encoder_precision)
     if index is not None:
         print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files"
                                                                 if index.failures else ""))
@@ -146,7 +146,8 @@ def _eval(args: argparse.Namespace) -> None:
     model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     videos = load_benchmark(args.benchmark, args.data_dir, args.split, view="videos")
     metrics = evaluate_retrieval(model, processor, videos, batch_size=args.batch_size, num_workers=args.num_workers,
-                                 dual_softmax_temperature=args.dual_softmax_temperature, strict=args.strict)
+                                 dual_softmax_temperature=args.dual_softmax_temperature, strict=args.strict,
+                                 encoder_precision=args.encoder_precision)
     print(json.dumps({"benchmark": args.benchmark, "split": args.split, **metrics}, indent=1))
 
 
@@ -173,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--revision", help="Hub revision of --model")
         command.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
+    def precision_option(command: argparse.ArgumentParser) -> None:
+        # Literal choices (the values of `fast_inference.ENCODER_PRECISIONS`) so that building the parser does not
+        # import torch.
+        command.add_argument("--encoder-precision", choices=("fp32", "int8", "bf16"), default="fp32",
+                             help="precision of the frozen vision and audio encoders while embedding videos: 'int8' "
+                                  "(CPU dynamic quantisation, about 1.9x less CPU time per video) or 'bf16' (GPU) "
+                                  "(default fp32)")
+
     index = commands.add_parser(
         "index", help="embed a folder of videos into an index",
         description="Embed every video under VIDEO_DIR (recursively) and write an index folder. Unreadable files are "
@@ -191,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--shortlist", type=int, default=256, help="first-stage candidates per query (default 256)")
     index.add_argument("--strict", action="store_true",
                        help="stop at the first unusable video file instead of skipping and listing it")
+    precision_option(index)
     index.set_defaults(run=_index)
 
     search = commands.add_parser("search", help="rank the indexed videos for a text query",
@@ -249,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="stop at the first unusable video file instead of skipping and listing it")
     evaluate.add_argument("--dual-softmax-temperature", type=float,
                           help="turn on dual-softmax re-normalisation (labelled '+dsl' in the output)")
+    precision_option(evaluate)
     evaluate.set_defaults(run=_eval)
     for name, (_, summary) in HUB_COMMANDS.items():
         commands.add_parser(name, help=summary + f" (see 'avigate {name} --help')", add_help=False)

@@ -2,6 +2,7 @@
 
 import torch
 
+from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision
 from .feature_cache import FeatureCache
 from .modeling_avigate import AvigateModel
 from .pipeline import embed_videos
@@ -47,13 +48,15 @@ def evaluate_retrieval(
     return_details: bool = False,
     strict: bool = False,
     progress: bool = True,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> dict:
     """Text→video and video→text R@1/5/10, MdR, MnR over a benchmark's `videos` view (one row per video with its
     `captions`). One caption per video gives the one-to-one protocol; several give the multi-caption protocol.
 
     With `return_details=True` the result also holds the score matrix, the caption→video index and every video's
     gates, for analyses split by clip kind. `dual_softmax_temperature` turns on the (labelled) dual-softmax
-    re-normalisation; it is off by default.
+    re-normalisation; it is off by default. `encoder_precision` (`"fp32"`, `"int8"` on CPU, `"bf16"` on GPU) sets the
+    precision of the frozen vision and audio encoders while the videos are embedded.
 
     Videos whose file cannot be used are skipped with their captions and listed in `skipped_videos` (path and
     reason); `strict=True` raises the first one's `MediaError` instead. The model runs on its own device (`device`,
@@ -62,7 +65,8 @@ def evaluate_retrieval(
     if device is not None:
         model.to(device)
     embedded = embed_gallery(model, processor, videos, batch_size=batch_size, num_workers=num_workers, strict=strict,
-                             progress=progress, frame_cache=frame_cache, audio_cache=audio_cache)
+                             progress=progress, frame_cache=frame_cache, audio_cache=audio_cache,
+                             encoder_precision=encoder_precision)
     position = {video_id: index for index, video_id in enumerate(embedded["video_id"])}
     captions, caption_video = [], []
     for video_id, video_captions in zip(videos["video_id"], videos["captions"]):

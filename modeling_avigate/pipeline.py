@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers.feature_extraction_utils import BatchFeature
 
+from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare_for_inference
 from .feature_cache import FeatureCache, FeatureCacheWriter
 from .fingerprints import tensor_fingerprint
 from .modeling_avigate import AvigateModel, AvigateVideoOutput
@@ -243,11 +244,14 @@ def embed_videos(
     frame_cache: FeatureCache | None = None,
     audio_cache: FeatureCache | None = None,
     desc: str = "embedding videos",
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> Iterator[EmbeddedBatch]:
     """Embed `videos` (paths, or rows with a `video` column) with `model.get_video_features`, batch by batch.
 
     The model runs in eval mode on its own device and dtype. Unusable files are skipped and listed (see
-    [`video_batches`]); `strict=True` raises the first one's [`MediaError`].
+    [`video_batches`]); `strict=True` raises the first one's [`MediaError`]. `encoder_precision` (`"fp32"`, `"int8"`
+    on CPU, `"bf16"` on GPU) sets the precision of the frozen vision and audio encoders (see
+    [`~fast_inference.prepare_for_inference`]); `model` itself is left unchanged.
 
     Example (`model` and `processor` loaded beforehand):
 
@@ -258,10 +262,12 @@ def embed_videos(
     ...         embeds.append(batch.outputs.pooler_output.cpu())
     ```
     """
-    model.eval()
+    # Inputs meet the caller's model's device and dtype; the encoder copies cast what they need themselves.
+    device, dtype = model.device, model.dtype
+    model = prepare_for_inference(model, encoder_precision)
     batches = video_batches(
         processor, videos, batch_size=batch_size, num_workers=num_workers, strict=strict, progress=progress,
-        device=model.device, dtype=model.dtype, frame_cache=frame_cache, audio_cache=audio_cache, desc=desc,
+        device=device, dtype=dtype, frame_cache=frame_cache, audio_cache=audio_cache, desc=desc,
     )
     for batch in batches:
         outputs = None if batch.inputs is None else model.get_video_features(**batch.inputs)
@@ -343,11 +349,17 @@ def frame_cache_fingerprint(processor: AvigateProcessor) -> str:
     return tensor_fingerprint({}, {"frames": processor.to_dict()})
 
 
-def audio_cache_fingerprint(model: AvigateModel, processor: AvigateProcessor) -> str:
-    """The frozen AST's states depend on its weights (all but the trainable final LayerNorm) and the fbank settings."""
+def audio_cache_fingerprint(
+    model: AvigateModel, processor: AvigateProcessor, encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION
+) -> str:
+    """The frozen AST's states depend on its weights (all but the trainable final LayerNorm), the fbank settings and
+    the precision it ran at (fp32 caches keep the fingerprint they had before precisions existed)."""
     weights = {name: tensor for name, tensor in model.audio_model.state_dict().items()
                if not name.startswith("layernorm.")}
-    return tensor_fingerprint(weights, {"audio": processor.feature_extractor.to_dict()})
+    settings = {"audio": processor.feature_extractor.to_dict()}
+    if encoder_precision != "fp32":
+        settings["encoder_precision"] = encoder_precision
+    return tensor_fingerprint(weights, settings)
 
 
 @torch.no_grad()
@@ -362,16 +374,18 @@ def prepare_feature_caches(
     device: torch.device | str = "cpu",
     strict: bool = False,
     open_only: bool = False,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> dict[str, FeatureCache]:
     """Open the requested caches, building the missing ones in a single decoding pass over every video.
 
     `frames` holds normalised frames, masks and `has_audio` (fp16); `audio` holds the frozen AST's token states
-    before its final LayerNorm and `has_audio`. Unusable files are skipped and listed (they stay out of the cache);
+    before its final LayerNorm and `has_audio`, computed at `encoder_precision` (`"fp32"`, `"int8"` on CPU, `"bf16"`
+    on GPU; part of the cache's fingerprint when not fp32). Unusable files are skipped and listed (they stay out of the cache);
     `strict=True` stops at the first. With `open_only` nothing is built (other processes of a run).
     """
     wanted = {kind: (directory, fingerprint) for kind, directory, fingerprint in (
         ("frames", frame_cache, frame_cache_fingerprint(processor) if frame_cache else None),
-        ("audio", audio_cache, audio_cache_fingerprint(model, processor) if audio_cache else None),
+        ("audio", audio_cache, audio_cache_fingerprint(model, processor, encoder_precision) if audio_cache else None),
     ) if directory}
     caches, missing = {}, {}
     for kind, (directory, fingerprint) in wanted.items():
@@ -387,7 +401,7 @@ def prepare_feature_caches(
     writers = {kind: FeatureCacheWriter(directory, len(rows["video"]), fingerprint)
                for kind, (directory, fingerprint) in missing.items()}
     was_training = model.training
-    model.eval()
+    encoder = prepare_for_inference(model, encoder_precision)
     for batch in video_batches(processor, rows, batch_size=batch_size, num_workers=num_workers, strict=strict,
                                device=device, desc=f"caching {' and '.join(missing)}"):
         if batch.inputs is None:
@@ -397,7 +411,7 @@ def prepare_feature_caches(
             writers["frames"].add(video_ids, {name: batch.inputs[name].cpu() for name in ("pixel_values",
                                                                                           "video_mask", "has_audio")})
         if "audio" in writers:
-            hidden = model.get_audio_hidden_states(batch.inputs["input_values"].to(model.dtype))
+            hidden = encoder.get_audio_hidden_states(batch.inputs["input_values"].to(model.dtype))
             writers["audio"].add(video_ids, {"audio_hidden_states": hidden, "has_audio": batch.inputs["has_audio"]})
     model.train(was_training)
     caches.update({kind: writer.close() for kind, writer in writers.items()})

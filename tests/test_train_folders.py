@@ -256,6 +256,29 @@ def test_run_record_decides_what_this_run_is(tmp_path):
     assert json.loads((output_dir / "train_args.json").read_text())["seed"] == 7
 
 
+def test_a_run_recorded_before_encoder_precision_existed_is_still_this_run_at_fp32(tmp_path):
+    output_dir = tmp_path / "run"
+    args = train_script.parse_arguments(arguments_for(output_dir))
+    train_script.claim_output_dir(args)
+    fake_checkpoint(output_dir, 1, 1.0)
+    record_path = output_dir / "train_args.json"
+    record = json.loads(record_path.read_text())
+    assert record["encoder_precision"] == "fp32"
+    del record["encoder_precision"]  # as written before the option existed: every such run embedded at fp32
+    record_path.write_text(json.dumps(record))
+    assert train_script.plan_output_dir(args) == checkpoint_dir(str(output_dir), 1)
+
+    int8 = train_script.parse_arguments(arguments_for(output_dir, "--encoder_precision", "int8"))
+    with pytest.raises(FolderOwnershipError, match=r"holds another run \(its train_args.json differs in "
+                                                   r"encoder_precision\)"):
+        train_script.plan_output_dir(int8)
+    train_script.claim_output_dir(train_script.parse_arguments(arguments_for(
+        output_dir, "--encoder_precision", "int8", "--overwrite_output_dir", "true")))
+    assert json.loads((output_dir / "train_args.json").read_text())["encoder_precision"] == "int8"
+    with pytest.raises(FolderOwnershipError, match="differs in encoder_precision"):
+        train_script.plan_output_dir(args)
+
+
 @pytest.mark.parametrize("case", ["frame_cache", "audio_cache", "output_dir", "output_dir of another run"])
 def test_users_files_are_refused_with_one_line_and_left_byte_identical(synthetic_dir, tmp_path, case):
     target = tmp_path / "target"

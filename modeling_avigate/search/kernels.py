@@ -61,14 +61,14 @@ def exact_search(
     k = min(k, num_videos)
     chunk = max(1, chunk_elements // max(1, num_queries * num_frames))
     best_scores = text_embeds.new_empty(num_queries, 0)
-    best_ids = torch.empty(num_queries, 0, dtype=torch.long)
+    best_ids = torch.empty(num_queries, 0, dtype=torch.long, device=text_embeds.device)
     for start in range(0, num_videos, chunk):
         stop = min(start + chunk, num_videos)
         scores = multi_grained_similarity(
             text_embeds, video_embeds[start:stop].float(), frame_embeds[start:stop].float(), video_mask[start:stop],
             logit_scale, lse_temperature, chunk_elements,
         )
-        ids = torch.arange(start, stop).expand(num_queries, -1)
+        ids = torch.arange(start, stop, device=scores.device).expand(num_queries, -1)
         best_scores, best_ids = _merge_top_k(best_scores, best_ids, scores, ids, k)
     return best_scores, best_ids
 

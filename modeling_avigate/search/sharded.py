@@ -4,6 +4,7 @@
 import os
 from collections.abc import Sequence
 
+from ..fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision
 from ..folders import check_output_separate, check_replaceable, remove_owned_folder, write_marker
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel
@@ -42,6 +43,7 @@ def build_sharded(
     shortlist_size: int = 256,
     progress: bool = True,
     strict: bool = False,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> VideoIndex | None:
     """Build and save an index with every process of an `accelerate launch` / `torchrun` job (one process works
     too): process `r` of `W` embeds files `r, r+W, ...`, writes its shard to `OUTPUT.shards/`, and the main process
@@ -61,7 +63,8 @@ def build_sharded(
     check_index_output(output_dir, [videos] if isinstance(videos, (str, os.PathLike)) else paths)
     model.to(state.device)
     shard = VideoIndex.build(model, processor, paths[state.process_index :: state.num_processes], batch_size,
-                             num_workers, progress=progress and state.is_local_main_process, strict=strict)
+                             num_workers, progress=progress and state.is_local_main_process, strict=strict,
+                             encoder_precision=encoder_precision)
     shard_dir = shards_path(output_dir)
     if state.num_processes == 1:
         merged = shard

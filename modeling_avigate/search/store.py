@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision
 from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
 from ..folders import adopt_unmarked_folder, atomic_folder
 from ..media_files import resolve_videos
@@ -189,6 +190,7 @@ class VideoIndex:
         shortlist_size: int = 256,
         progress: bool = True,
         strict: bool = False,
+        encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
     ) -> "VideoIndex":
         """Embed `videos` (a folder, a list of paths or a `datasets.Dataset` with a `video` column).
 
@@ -201,6 +203,9 @@ class VideoIndex:
             first_stage: optional faiss first stage (`"flat"`, `"pq"`, `"hnsw"`, `"ivf"`) over the global embeddings.
             shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
             progress: show a progress bar.
+            strict: raise the first unusable file's `MediaError` instead of skipping it.
+            encoder_precision: `"fp32"`, `"int8"` (CPU) or `"bf16"` (GPU) for the frozen vision and audio encoders
+                (see `modeling_avigate.fast_inference.prepare_for_inference`).
 
         Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `strict=True`
         the first one raises its `MediaError`.
@@ -209,7 +214,7 @@ class VideoIndex:
         info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
         index = cls([], *cls._empty_tensors(model, processor), info)
         index.attach(model, processor)
-        index._embed_and_append(paths, batch_size, num_workers, progress, strict)
+        index._embed_and_append(paths, batch_size, num_workers, progress, strict, encoder_precision)
         if first_stage is not None:
             index.build_first_stage(first_stage, shortlist_size)
         return index
@@ -221,11 +226,13 @@ class VideoIndex:
                 torch.empty(0, dtype=torch.bool))
 
     def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool,
-                          strict: bool = False) -> None:
+                          strict: bool = False,
+                          encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION) -> None:
         model, processor = self._require_model()
         frames, masks, audio, gates, entries, failures = [], [], [], [], [], []
         for batch in embed_videos(model, processor, paths, batch_size=batch_size, num_workers=num_workers,
-                                  strict=strict, progress=progress, desc="indexing videos"):
+                                  strict=strict, progress=progress, desc="indexing videos",
+                                  encoder_precision=encoder_precision):
             failures.extend({"path": item.path, "error": item.reason} for item in batch.skipped)
             if batch.outputs is not None:
                 frames.append(batch.outputs.last_hidden_state.to("cpu", torch.float16))
@@ -257,7 +264,7 @@ class VideoIndex:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
 
     def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True,
-            strict: bool = False) -> list[str]:
+            strict: bool = False, encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION) -> list[str]:
         """Embed and append the videos not yet in the index (by absolute path); returns the paths it embedded.
         Old videos are not re-embedded, and files that failed before are tried again."""
         known = set(self.paths)
@@ -265,7 +272,7 @@ class VideoIndex:
         retried = set(paths)
         self.failures = [failure for failure in self.failures if failure["path"] not in retried]
         before = len(self)
-        self._embed_and_append(paths, batch_size, num_workers, progress, strict)
+        self._embed_and_append(paths, batch_size, num_workers, progress, strict, encoder_precision)
         return self.paths[before:]
 
     @classmethod

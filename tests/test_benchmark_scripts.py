@@ -1,0 +1,71 @@
+"""The GPU script and the embedding benchmark run end to end on the CPU with their smallest sizes, and the GPU script
+refuses at once, with a clear message, on a machine without a GPU."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(command: list[str], tmp_path: Path, **environment) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, **environment}
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+
+def table_rows(markdown: str, heading: str) -> list[list[str]]:
+    """Data rows of the first table after `heading`, as lists of cells."""
+    section = markdown.split(heading, 1)[1].split("\n### ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU: the refusal cannot happen")
+def test_gpu_script_without_a_gpu_fails_fast_with_a_clear_message(tmp_path):
+    result = run(["bash", str(REPO / "benchmarks" / "gpu.sh")], tmp_path, OUT=str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "no NVIDIA GPU" in result.stderr and "--dry-run" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_measures_every_section(tmp_path):
+    out = tmp_path / "out"
+    result = run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry-run"], tmp_path, OUT=str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "gpu_benchmarks.md").read_text()
+
+    training = table_rows(report, "### Training step")
+    assert [(row[0], row[1], row[2]) for row in training] == [
+        (batch, audio, checkpointing) for checkpointing in ("off", "on") for audio in ("ast", "cache")
+        for batch in ("2", "4")]
+    for row in training:
+        step, samples_per_s, flops = float(row[3]), float(row[4]), float(row[6])
+        assert step > 0 and flops > 0
+        assert samples_per_s == pytest.approx(int(row[0]) / step, rel=0.02, abs=0.06)  # printed to 0.1
+    embedding = table_rows(report, "### Embedding throughput")
+    assert [row[1] for row in embedding] == ["fp32", "bf16", "bf16"]
+    assert all(float(row[2]) > 0 for row in embedding)
+    search = table_rows(report, "### Search")
+    assert [row[0] for row in search] == ["1", "32"]
+    assert float(search[1][2]) == pytest.approx(float(search[1][1]) / 32, rel=0.02)
+    assert "failed" not in report and "skipped" not in report
+
+
+@pytest.mark.slow
+def test_embedding_benchmark_runs_and_compares_with_the_naive_baseline(tmp_path):
+    result = run([sys.executable, str(REPO / "benchmarks" / "bench_embed.py"), "--size", "tiny", "--videos", "2",
+                  "--methods", "naive", "index/int8"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row[0]: row for row in table_rows(result.stdout, "tiny model")}
+    assert set(rows) == {"naive", "index/int8"}
+    assert rows["naive"][2] == "1.00"
+    # The int8 index stays close to the naive fp32 embeddings of the same clips.
+    mean, low = (float(value) for value in re.findall(r"[0-9.]+", rows["index/int8"][-2]))
+    assert 0.99 < low <= mean <= 1.0
