@@ -176,7 +176,7 @@ def test_index_videos_prefers_mp4(tmp_path, clips):
 def tiny_synthetic(tmp_path_factory):
     from modeling_avigate.data import generate_synthetic_benchmark
 
-    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), sizes={"train": 8, "test": 4})
+    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), sizes={"train": 8, "test": 6})
 
 
 def test_export_parquet_round_trips_with_load_dataset(tiny_synthetic, tmp_path):
@@ -184,7 +184,7 @@ def test_export_parquet_round_trips_with_load_dataset(tiny_synthetic, tmp_path):
     pairs = load_dataset(folder, split="train")  # `pairs` is the default config
     videos = load_dataset(folder, "videos", split="test")
     assert pairs.num_rows == 8 and "video_bytes" not in pairs.column_names
-    assert videos.num_rows == 4 and all(not os.path.isabs(name) for name in videos["video"])
+    assert videos.num_rows == 6 and all(not os.path.isabs(name) for name in videos["video"])
     with open(os.path.join(tiny_synthetic, "videos", videos[0]["video"]), "rb") as handle:
         assert videos[0]["video_bytes"] == handle.read()
 
