@@ -17,8 +17,32 @@ import functools
 import importlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
+
+
+def accept_underscore_flags(argv: Sequence[str]) -> list[str]:
+    """Every option is spelled with dashes (`--eval-results`); the older underscore spellings (`--eval_results`) are
+    rewritten to them so scripts written for either keep working.
+
+    Example:
+
+    ```python
+    >>> accept_underscore_flags(["ckpt", "--eval_results=r.json", "--stage_only", "out_dir"])
+    ['ckpt', '--eval-results=r.json', '--stage-only', 'out_dir']
+    ```
+    """
+    return [re.sub(r"^--[A-Za-z0-9_-]+", lambda flag: flag.group(0).replace("_", "-"), argument)
+            for argument in argv]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _load_model_and_processor(name: str, revision: str | None, device: str | None):
@@ -47,11 +71,16 @@ def _index(args: argparse.Namespace) -> None:
 
 
 def _open_index(args: argparse.Namespace):
-    from .index import VideoIndex
+    from .index import IncompatibleModelError, VideoIndex
 
     built_by = VideoIndex.read_metadata(args.index)["model"]["name_or_path"]
     model, processor = _load_model_and_processor(args.model or built_by, args.revision, args.device)
-    return VideoIndex.load(args.index, model=model, processor=processor, force=args.force, verify=not args.no_verify)
+    try:
+        return VideoIndex.load(args.index, model=model, processor=processor, force=args.force,
+                               verify=not args.no_verify)
+    except IncompatibleModelError as error:
+        # The library's message names its keyword argument; on the command line the switch is --force.
+        raise IncompatibleModelError(str(error).replace("force=True", "--force")) from None
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -85,8 +114,9 @@ def _eval(args: argparse.Namespace) -> None:
     from .data import load_benchmark
     from .evaluation import evaluate_retrieval
 
-    model, processor = _load_model_and_processor(args.model, args.revision, args.device)
+    # The benchmark's files are checked before the (possibly downloaded) model is loaded.
     videos = load_benchmark(args.benchmark, args.data_dir, args.split, view="videos")
+    model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     metrics = evaluate_retrieval(model, processor, videos, batch_size=args.batch_size, num_workers=args.num_workers,
                                  device=model.device, dual_softmax_temperature=args.dual_softmax_temperature)
     print(json.dumps({"benchmark": args.benchmark, "split": args.split, **metrics}, indent=1))
@@ -135,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Rank the videos of INDEX for QUERY by AVIGATE's multi-grained score.")
     search.add_argument("index", metavar="INDEX", help="index folder written by 'avigate index'")
     search.add_argument("query", metavar="QUERY", help="the text to search for")
-    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("-k", type=positive_int, default=10, help="number of results (default 10)")
     search.add_argument("--json", action="store_true", help="print results as JSON")
     search.add_argument("--exact", action="store_true", help="scan every video even if the index has a first stage")
     search.add_argument("--force", action="store_true", help="query with a model that did not build the index")
@@ -170,9 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `avigate` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = accept_underscore_flags(argv)
     if argv and argv[0] in HUB_COMMANDS:
         command = argv[0]
-        run = functools.partial(importlib.import_module(HUB_COMMANDS[command][0]).main, argv[1:])
+        run = functools.partial(importlib.import_module(HUB_COMMANDS[command][0]).main, argv[1:],
+                                prog=f"avigate {command}")
     else:
         args = build_parser().parse_args(argv)
         command, run = args.command, functools.partial(args.run, args)
