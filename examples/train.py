@@ -39,6 +39,7 @@ from modeling_avigate.data import load_benchmark
 from modeling_avigate.data.synthetic import synthetic_tokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor
 from modeling_avigate.evaluation import evaluate_retrieval
+from modeling_avigate.hub.model_card import TRAIN_ARGS_FILE, write_model_card
 from modeling_avigate.training import (
     LearningRates,
     NonFiniteLossError,
@@ -364,6 +365,10 @@ def train(args: TrainArguments) -> dict:
         card_record = {key: result[key] for key in CARD_RECORD_KEYS}
         with open(os.path.join(best_dir, "eval_results.json"), "w") as handle:
             json.dump(card_record, handle, indent=2)
+        # The model card describes this run from its own arguments (initialisation, audio weights, recipe).
+        with open(os.path.join(best_dir, TRAIN_ARGS_FILE), "w") as handle:
+            json.dump(dataclasses.asdict(args), handle, indent=2)
+        write_model_card(best_dir)
         logger.info("best epoch %d (selected on %s); %s text→video %s", state["best_epoch"], selection,
                     args.test_split, final["text_to_video"])
     accelerator.end_training()
