@@ -112,14 +112,16 @@ def cache_arguments(cache_dir: str, seed: int, frames: bool = True) -> list[str]
     ]
 
 
-def build_caches(data_dir: str, cache_dir: str, seeds: list[int], jobs: int, log_dir: str) -> None:
+def build_caches(data_dir: str, cache_dir: str, seeds: list[int], jobs: int, log_dir: str, started: float) -> None:
     """Build the frame cache and each seed's audio cache before any training run, so parallel runs only read them
-    (two processes building one cache would race)."""
+    (two processes building one cache would race); a line per finished cache."""
 
     def build(seed: int) -> None:
         arguments = ["--data_dir", data_dir, "--cache_only", "true", "--seed", str(seed),
                      *cache_arguments(cache_dir, seed, frames=seed == seeds[0])]
         launch_train(arguments, os.path.join(log_dir, f"cache-seed{seed}.log"))
+        print(f"{elapsed(started)} cached {'frames and ' if seed == seeds[0] else ''}seed {seed}'s audio features",
+              flush=True)
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(build, seeds))
@@ -385,7 +387,7 @@ def main(argv=None) -> None:
     runs_dir = os.path.join(args.output_dir, "runs")
     print(f"{elapsed(started)} 2/5 caching decoded frames and the frozen audio encoder's features for seeds {seeds} "
           f"in {cache_dir}", flush=True)
-    build_caches(data_dir, cache_dir, seeds, args.jobs, runs_dir)
+    build_caches(data_dir, cache_dir, seeds, args.jobs, runs_dir, started)
     print(f"{elapsed(started)} 3/5 training {len(MODES)} gate modes × {len(seeds)} seeds, {epochs} epochs each, "
           f"{args.jobs} at a time (logs: {runs_dir}/*.log)", flush=True)
     train_runs(data_dir, runs_dir, cache_dir, seeds, epochs, args.jobs, started)
