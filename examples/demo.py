@@ -336,9 +336,9 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
             style = styles[index % len(styles)]
             label = f"{MODES[mode]}, seed {run['seed']}"
             loss_axis.plot(epochs, [record["loss"] for record in run["history"]], color=color, linestyle=style,
-                           label=label, alpha=0.8)
+                           label=label, alpha=0.8, marker=".")
             recall_axis.plot(epochs, [record.get("t2v_R@1", np.nan) for record in run["history"]], color=color,
-                             linestyle=style, label=label, alpha=0.8)
+                             linestyle=style, label=label, alpha=0.8, marker=".")
     loss_axis.set(title="training loss (one line per run)", xlabel="epoch", ylabel="contrastive loss, last step")
     recall_axis.set(title="validation text→video R@1 (one line per run)", xlabel="epoch", ylabel="R@1 (%)")
     recall_axis.legend(title="model, seed (line style)", fontsize=7, loc="lower right")

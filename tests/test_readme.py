@@ -107,12 +107,15 @@ def test_synthetic_training_commands_run_in_order(tmp_path):
                     in block]
     lines = commands(synthetic)
     assert lines[0] == "python -m modeling_avigate.data outputs/synthetic_data"
+    # the README's programs from this environment; `accelerate launch` with its defaults written out (no config file)
+    programs = {("python",): [sys.executable],
+                ("accelerate", "launch"): [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+                                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+                                           "no"]}
     for line in lines:
         argv = shlex.split(line)
-        executable = {"python": [sys.executable], "accelerate": [sys.executable, "-m", "accelerate.commands.launch",
-                                                                 "--num_processes", "1", "--num_machines", "1",
-                                                                 "--mixed_precision", "no", "--dynamo_backend", "no"]}
-        argv = executable[argv[0]] + argv[1:]
+        program = next(key for key in programs if tuple(argv[: len(key)]) == key)
+        argv = programs[program] + argv[len(program):]
         argv = [os.path.join(REPO, part) if part.startswith("examples/") else part for part in argv]
         if "train.py" in line:
             argv += ["--epochs", "1", "--report_to", "null"]
