@@ -10,7 +10,11 @@ VIDEO = ["av>=12"]  # kept as an extra name for users who list it; PyAV is a cor
 TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "matplotlib>=3.7"]
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
-TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0"]
+# parameterized: transformers' common test mixins (fetched by tests/transformers_common.py) import it.
+TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0", "parameterized>=0.9"]
+# benchmarks/bench_processor.py's comparison decoder; it also needs FFmpeg's shared libraries (Debian: ffmpeg), and
+# should be installed with --no-deps next to an existing torch.
+BENCH = ["torchcodec==0.13.0"]
 
 setup(
     name="modeling-avigate",
@@ -23,6 +27,7 @@ setup(
     packages=[
         "modeling_avigate",
         "modeling_avigate.data",
+        "modeling_avigate.search",
         "modeling_avigate.processors",
         "modeling_avigate.hub",
     ],
@@ -48,6 +53,7 @@ setup(
         "train": TRAIN,
         "eval": EVAL,
         "retrieval": RETRIEVAL,
+        "bench": BENCH,
         "test": TEST + TRAIN + EVAL + RETRIEVAL,
         "all": TRAIN + EVAL + RETRIEVAL,
     },

@@ -1,9 +1,21 @@
-"""Throughput of AvigateProcessor on one core, against a naive PyAV + PIL + ASTFeatureExtractor loader.
+"""Throughput of AvigateProcessor on one core, against a naive PyAV + PIL + ASTFeatureExtractor loader, and its
+decoding stages against torchcodec (the PyTorch-native FFmpeg decoder) on the same clips in the same run.
 
 Clips: 10 s, 320x240, 30 fps h264 with a 44.1 kHz stereo aac sound track (written with PyAV into a temporary
-folder). Each pipeline turns a clip and a caption into 12 frames of 224x224 and a [1024, 128] fbank. Both run in
-this process on the same files; the figures are medians over clips and repeats. "Per core" uses the CPU time of the
-process (all its threads), which a busy shared machine disturbs far less than wall time; both are printed.
+folder). Each pipeline turns a clip and a caption into 12 frames of 224x224 and a [1024, 128] fbank. All run in
+this process on the same files, interleaved; the figures are medians over clips and repeats. "Per core" uses the CPU
+time of the process (all its threads), which a busy shared machine disturbs far less than wall time; both are
+printed, with the load average.
+
+Stages compared (CPU ms per clip):
+- frames: 12 uniformly sampled frames as 224x224 uint8. Ours: timestamps from the demuxer, decode, FFmpeg scaler on
+  the chosen frames. Naive: every frame to PIL, PIL resize and crop. torchcodec: `VideoDecoder` (exact seek mode,
+  one FFmpeg thread) with its `Resize` + `CenterCrop` decoder transforms, `get_frames_at` on the same indices.
+- audio: the whole sound track as mono 16 kHz float32. Ours: `_scan` (which also collects the video timestamps).
+  Naive: PyAV's resampler on every decoded frame. torchcodec: `AudioDecoder(sample_rate=16000, num_channels=1)`.
+
+torchcodec needs FFmpeg's shared libraries (`apt-get install ffmpeg`) and `pip install --no-deps torchcodec==0.13.0`;
+without them its rows say why they are missing.
 
     python benchmarks/bench_processor.py --clips 4 --repeats 3
 """
@@ -16,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
+import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -29,7 +42,13 @@ from transformers import ASTFeatureExtractor, CLIPImageProcessorPil  # noqa: E40
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: E402
 
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, sample_frame_indices  # noqa: E402
-from modeling_avigate.processors.video_io import FrameResizer, _decode_frames, _scan  # noqa: E402
+from modeling_avigate.processors.video_io import (  # noqa: E402
+    DEFAULT_MAX_AUDIO_SAMPLES,
+    DEFAULT_MAX_PIXELS,
+    FrameResizer,
+    _decode_frames,
+    _scan,
+)
 from modeling_avigate.vocab import write_word_level_clip_vocab  # noqa: E402
 
 
@@ -42,23 +61,8 @@ CAPTION = "a man sings with music in a red car"
 
 def naive(path: str, extractor: ASTFeatureExtractor, tokenizer) -> dict[str, np.ndarray]:
     """What a first loader looks like: every frame to PIL, PIL resize and crop, AST's extractor on the track."""
-    with av.open(path) as container:
-        images = [frame.to_image() for frame in container.decode(video=0)]
-    with av.open(path) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        waveform = np.concatenate(
-            [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)]
-        )
-    frames = []
-    for image in images:
-        width, height = image.size
-        scale = 224 / min(width, height)
-        resized = image.resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
-        left, top = (resized.width - 224) // 2, (resized.height - 224) // 2
-        frames.append(np.asarray(resized.crop((left, top, left + 224, top + 224))))
-    chosen = np.stack([frames[i] for i in np.linspace(0, len(frames) - 1, 12).astype(int)])
-    pixels = (chosen / 255.0 - np.asarray(OPENAI_CLIP_MEAN)) / np.asarray(OPENAI_CLIP_STD)
-    fbank = extractor(waveform, sampling_rate=16000, return_tensors="np")["input_values"]
+    pixels = (naive_frames(path) / 255.0 - np.asarray(OPENAI_CLIP_MEAN)) / np.asarray(OPENAI_CLIP_STD)
+    fbank = extractor(naive_audio(path), sampling_rate=16000, return_tensors="np")["input_values"]
     return {"pixel_values": pixels, "input_values": fbank, "input_ids": tokenizer([CAPTION])["input_ids"]}
 
 
@@ -69,20 +73,121 @@ def stages(path: str, processor: AvigateProcessor) -> dict[str, float]:
     av.open(path).close()  # opening probes the streams
     timings["open"] = time.process_time() - start
     start = time.process_time()
-    times, waveform = _scan(path, True, 16000, "mix")
+    scan = _scan(path, True, 16000, "mix", DEFAULT_MAX_PIXELS, DEFAULT_MAX_AUDIO_SAMPLES)
     timings["audio (demux + decode + resample)"] = time.process_time() - start
     start = time.process_time()
-    indices = sample_frame_indices(np.sort(times), processor.num_frames)
-    frames = _decode_frames(path, np.sort(times)[indices], FrameResizer(224, (224, 224)), 1)
+    times = np.sort(scan.times)
+    indices = sample_frame_indices(times, processor.num_frames)
+    frames, _, _ = _decode_frames(path, times[indices], FrameResizer(224, (224, 224)), 1, DEFAULT_MAX_PIXELS)
     processor._normalize_frames(frames)
     timings["frames (decode + scale + normalise)"] = time.process_time() - start
     start = time.process_time()
-    processor.feature_extractor(waveform, sampling_rate=16000)
+    processor.feature_extractor(scan.audio, sampling_rate=16000)
     timings["fbank"] = time.process_time() - start
     start = time.process_time()
     processor(text=[CAPTION])
     timings["tokenise"] = time.process_time() - start
     return timings
+
+
+def ours_frames(path: str) -> np.ndarray:
+    times = np.sort(_scan(path, False, 16000, "mix", DEFAULT_MAX_PIXELS, DEFAULT_MAX_AUDIO_SAMPLES).times)
+    wanted = times[sample_frame_indices(times, 12)]
+    return _decode_frames(path, wanted, FrameResizer(224, (224, 224)), 1, DEFAULT_MAX_PIXELS)[0]
+
+
+def ours_audio(path: str) -> np.ndarray:
+    return _scan(path, True, 16000, "mix", DEFAULT_MAX_PIXELS, DEFAULT_MAX_AUDIO_SAMPLES).audio
+
+
+def naive_frames(path: str) -> np.ndarray:
+    with av.open(path) as container:
+        images = [frame.to_image() for frame in container.decode(video=0)]
+    frames = []
+    for image in images:
+        width, height = image.size
+        scale = 224 / min(width, height)
+        resized = image.resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
+        left, top = (resized.width - 224) // 2, (resized.height - 224) // 2
+        frames.append(np.asarray(resized.crop((left, top, left + 224, top + 224))))
+    return np.stack([frames[i] for i in np.linspace(0, len(frames) - 1, 12).astype(int)])
+
+
+def naive_audio(path: str) -> np.ndarray:
+    with av.open(path) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+        return np.concatenate(
+            [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+        )
+
+
+def torchcodec_stages() -> tuple[dict, str | None]:
+    """The torchcodec frame and audio stages, or the reason they cannot run here."""
+    try:
+        from torchcodec.decoders import AudioDecoder, VideoDecoder
+        from torchcodec.transforms import CenterCrop, Resize
+    except (ImportError, OSError, RuntimeError) as error:
+        return {}, f"torchcodec unavailable: {type(error).__name__}: {str(error).splitlines()[0]}"
+
+    def frames(path: str) -> np.ndarray:
+        probe = VideoDecoder(path, seek_mode="approximate")
+        height, width = probe.metadata.height, probe.metadata.width
+        size = (224, int(224 * width / height)) if height <= width else (int(224 * height / width), 224)
+        decoder = VideoDecoder(path, num_ffmpeg_threads=1, seek_mode="exact",
+                               transforms=[Resize(size), CenterCrop((224, 224))])
+        indices = np.linspace(0, decoder.metadata.num_frames - 1, 12).astype(int).tolist()
+        return decoder.get_frames_at(indices).data.numpy()
+
+    def audio(path: str) -> np.ndarray:
+        return AudioDecoder(path, sample_rate=16000, num_channels=1).get_all_samples().data.numpy()[0]
+
+    return {"frames": frames, "audio": audio}, None
+
+
+def compare_stages(clips: list[str], repeats: int) -> None:
+    """CPU ms per clip of each decoding stage: ours, naive, torchcodec, interleaved on the same clips."""
+    codec, reason = torchcodec_stages()
+    contenders = {
+        "frames": {"ours": ours_frames, "naive": naive_frames, "torchcodec": codec.get("frames")},
+        "audio": {"ours": ours_audio, "naive": naive_audio, "torchcodec": codec.get("audio")},
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    outputs: dict[tuple[str, str], np.ndarray] = {}
+    for _ in range(repeats):
+        for path in clips:
+            for stage, runs in contenders.items():
+                for name, run in runs.items():
+                    if run is None:
+                        continue
+                    start = time.process_time()
+                    outputs[stage, name] = run(path)
+                    results.setdefault((stage, name), []).append(time.process_time() - start)
+    print(f"\ndecoding stages, median CPU ms/clip (ratio to ours); load average {load_average()}")
+    print(f"{'stage':8s} {'ours':>10s} {'naive':>18s} {'torchcodec':>18s}")
+    for stage, runs in contenders.items():
+        ours = statistics.median(results[stage, "ours"])
+        cells = [f"{1e3 * ours:10.1f}"]
+        for name in ("naive", "torchcodec"):
+            if (stage, name) in results:
+                other = statistics.median(results[stage, name])
+                cells.append(f"{1e3 * other:10.1f} ({other / ours:4.2f}x)")
+            else:
+                cells.append(f"{'n/a':>18s}")
+        print(f"{stage:8s} {' '.join(cells)}")
+    if reason:
+        print(reason)
+    else:
+        difference = np.abs(outputs["frames", "torchcodec"].transpose(0, 2, 3, 1).astype(float)
+                            - outputs["frames", "ours"].astype(float)).mean()
+        print(f"mean |torchcodec - ours| on the last clip's frames: {difference:.2f} (0-255; its Resize filter is not "
+              "the image processor's bicubic)")
+        lengths = (outputs["audio", "torchcodec"].size, outputs["audio", "ours"].size)
+        print(f"audio samples torchcodec / ours on the last clip: {lengths[0]} / {lengths[1]} (FFmpeg's own downmix "
+              "vs our channel mean)")
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -120,7 +225,10 @@ def main() -> None:
                     wall[name].append(time.perf_counter() - start_wall)
                 for stage, seconds in stages(path, processor).items():
                     breakdown.setdefault(stage, []).append(seconds)
+        compare_stages(clips, args.repeats)
 
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{load_average()} (a shared machine's load inflates wall times)")
     print(f"\n{'pipeline':40s} {'CPU ms/video':>13s} {'videos/s/core':>14s} {'wall ms/video':>14s}")
     for name in pipelines:
         cpu_median, wall_median = statistics.median(cpu[name]), statistics.median(wall[name])

@@ -1,5 +1,5 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
-"""Search latency, memory and two-stage recall of `modeling_avigate.index` on synthetic unit vectors.
+"""Search latency, memory and two-stage recall of `modeling_avigate.search` on synthetic unit vectors.
 
 Galleries of N videos × T frames × D dims (fp16 frames, fp32 global embeddings, as `VideoIndex` stores them) are
 scored with the exact chunked scan (`exact_search`) and with a faiss first stage over the global embeddings plus the
@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 import torch
 
-from modeling_avigate.index import build_first_stage, exact_search, rerank_candidates, shortlist
+from modeling_avigate.search import build_first_stage, exact_search, rerank_candidates, shortlist
 from modeling_avigate.modeling_avigate import pool_video_embeds
 
 

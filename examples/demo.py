@@ -50,9 +50,10 @@ from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark
 from modeling_avigate.data.synthetic import AUDIO_INFORMATIVE, AUDIO_NOISE, KINDS
 from modeling_avigate.evaluation import embed_texts, evaluate_retrieval
 from modeling_avigate.feature_cache import FeatureCache
-from modeling_avigate.hub.model_card import TRAIN_ARGS_FILE, write_model_card
+from modeling_avigate.folders import MARKER_FILE, atomic_folder
+from modeling_avigate.hub.model_card import write_model_card
 from modeling_avigate.retrieval_metrics import retrieval_metrics
-from modeling_avigate.training import latest_checkpoint
+from modeling_avigate.training import BEST_MODEL_KIND, latest_checkpoint
 
 
 EXAMPLES = os.path.dirname(os.path.abspath(__file__))
@@ -143,8 +144,9 @@ def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], e
     def train(mode_and_seed: tuple[str, int]) -> None:
         mode, seed = mode_and_seed
         run_dir = os.path.join(runs_dir, f"{mode}-seed{seed}")
+        # A rerun retrains: `--overwrite_output_dir` replaces only the checkpoints an earlier demo run left there.
         arguments = ["--data_dir", data_dir, "--output_dir", run_dir, "--gate_mode", mode, "--seed", str(seed),
-                     "--epochs", str(epochs), *cache_arguments(cache_dir, seed)]
+                     "--epochs", str(epochs), "--overwrite_output_dir", "true", *cache_arguments(cache_dir, seed)]
         launch_train(arguments, run_dir + ".log", on_epoch=one_epoch_done)
         with open(os.path.join(latest_checkpoint(run_dir), "trainer_state.json")) as handle:
             state = json.load(handle)
@@ -408,10 +410,11 @@ def main(argv=None) -> None:
     model_dir = os.path.join(args.output_dir, "avigate-synthetic")
     print(f"{elapsed(started)} 5/5 saving the AVIGATE model of seed {seeds[0]} with its card and plot to {model_dir}",
           flush=True)
-    shutil.rmtree(model_dir, ignore_errors=True)
+    # best/ holds the run's train_args.json, from which the card describes the training.
     best_dir = os.path.join(runs_dir, f"learned-seed{seeds[0]}", "best")
-    shutil.copytree(best_dir, model_dir)
-    shutil.copy(os.path.join(runs_dir, f"learned-seed{seeds[0]}", TRAIN_ARGS_FILE), model_dir)
+    # Replaces only the model folder a previous demo wrote (marked as a best model), never a folder of the user's.
+    with atomic_folder(model_dir, BEST_MODEL_KIND) as staging:
+        shutil.copytree(best_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER_FILE))
     write_model_card(model_dir, eval_results=os.path.join(model_dir, "eval_results.json"))
     plot_path = os.path.join(model_dir, "gates_and_training.png")
     plot(results, plot_path)

@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 
 from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.cli import accept_underscore_flags
+from modeling_avigate.hub.torchscript_tensors import read_torchscript_tensors
 from modeling_avigate.modeling_avigate import copy_clip_text_layers, copy_frame_positions
 
 
@@ -401,10 +402,10 @@ def _is_torchscript_archive(path: Path) -> bool:
 
 def load_original_state_dict(path: str | Path) -> StateDict:
     """
-    Load a state dict without unpickling arbitrary objects: `.safetensors` with safetensors, TorchScript archives
-    (OpenAI's `ViT-B-32.pt`) with `torch.jit.load` (TorchScript is deserialised by its own loader, not by pickle),
-    anything else with `torch.load(weights_only=True)`. A `{"state_dict": ...}` or `{"model": ...}` wrapper is
-    unwrapped.
+    Load a state dict without running code from the file: `.safetensors` with safetensors, TorchScript archives
+    (OpenAI's `ViT-B-32.pt`) with [`read_torchscript_tensors`] (their tensors only: `torch.jit.load` would run the
+    archive's code), anything else with `torch.load(weights_only=True)`. A `{"state_dict": ...}` or `{"model": ...}`
+    wrapper is unwrapped.
     """
     path = Path(path)
     if not path.is_file():
@@ -412,7 +413,7 @@ def load_original_state_dict(path: str | Path) -> StateDict:
     if path.suffix == ".safetensors":
         return load_file(path)
     if _is_torchscript_archive(path):
-        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        return read_torchscript_tensors(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the unpickler's message alone does not say which file failed

@@ -5,7 +5,7 @@ from transformers import AutoConfig, AutoModel
 from .configuration_avigate import AvigateConfig
 from .modeling_avigate import AvigateModel, AvigateOutput, AvigatePreTrainedModel, AvigateVideoOutput
 from .processors import AvigateFeatureExtractor, AvigateProcessor
-from .index import SearchResult, VideoIndex
+from .search import SearchResult, VideoIndex
 
 
 AutoConfig.register("avigate", AvigateConfig)

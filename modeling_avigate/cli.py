@@ -9,7 +9,8 @@ Examples:
     avigate info my_videos.avigate
     avigate eval --benchmark msrvtt --data-dir data/msrvtt --model user/avigate-msrvtt
 
-Errors (missing index, index built by another model, empty folder, ...) print one line and exit with status 1.
+Errors (missing index, index built by another model, empty folder, an output that overlaps the videos or would replace
+a folder that is not an index, a corrupt index file, ...) print one line and exit with status 1.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import functools
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -45,24 +47,41 @@ def positive_int(text: str) -> int:
     return value
 
 
+# A Hub repo id: `name` or `namespace/name`. Anything else (absolute, `./x`, `a/b/c`) can only be a local folder.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
 def _load_model_and_processor(name: str, revision: str | None, device: str | None):
     import torch
 
     from . import AvigateModel
     from .processors import AvigateProcessor
 
-    model = AvigateModel.from_pretrained(name, revision=revision).eval()
+    if not os.path.isdir(name) and not HUB_ID.fullmatch(name):
+        raise FileNotFoundError(f"model folder not found: {name}")
+    try:
+        model = AvigateModel.from_pretrained(name, revision=revision).eval()
+        processor = AvigateProcessor.from_pretrained(name, revision=revision)
+    except OSError as error:
+        if os.path.isdir(name):
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise FileNotFoundError(f"model folder not found: {name} (and no Hub repo of that name could be loaded: "
+                                f"{reason})") from error
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return model, AvigateProcessor.from_pretrained(name, revision=revision)
+    return model, processor
 
 
 def _index(args: argparse.Namespace) -> None:
-    from .index import build_sharded, resolve_videos
+    from .media_files import resolve_videos
+    from .search import build_sharded, check_index_output
 
     paths = resolve_videos(args.videos)  # fail on a missing or empty folder before loading the model
+    check_index_output(args.out, [args.videos])  # and on an output that would touch the videos or a foreign folder
     model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     index = build_sharded(model, processor, paths, args.out, batch_size=args.batch_size,
-                          num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist)
+                          num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist,
+                          strict=args.strict)
     if index is not None:
         print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files"
                                                                 if index.failures else ""))
@@ -71,16 +90,26 @@ def _index(args: argparse.Namespace) -> None:
 
 
 def _open_index(args: argparse.Namespace):
-    from .index import IncompatibleModelError, VideoIndex
+    """The index with its model attached: `--model` if given, else the model the index records, used only when its
+    fingerprints still match the index (a folder retrained in place, or a Hub repo updated since, is refused)."""
+    from .search import IncompatibleModelError, VideoIndex
 
-    built_by = VideoIndex.read_metadata(args.index)["model"]["name_or_path"]
-    model, processor = _load_model_and_processor(args.model or built_by, args.revision, args.device)
-    try:
-        return VideoIndex.load(args.index, model=model, processor=processor, force=args.force,
-                               verify=not args.no_verify)
-    except IncompatibleModelError as error:
-        # The library's message names its keyword argument; on the command line the switch is --force.
-        raise IncompatibleModelError(str(error).replace("force=True", "--force")) from None
+    index = VideoIndex.load(args.index, verify=not args.no_verify)  # a corrupt index fails before the model loads
+    recorded = index.info["model"]
+    if args.model is None and "weights_fingerprint" not in recorded:
+        raise ValueError(f"{args.index} was built from precomputed embeddings and records no model; pass --model")
+    name = args.model or recorded["name_or_path"]
+    revision = args.revision or (None if args.model else recorded.get("revision"))
+    model, processor = _load_model_and_processor(name, revision, args.device)
+    problems = [] if args.force else index.model_mismatches(model, processor)
+    if problems:
+        if args.model:
+            raise IncompatibleModelError(f"--model {name} did not build this index ({', '.join(problems)}); rebuild "
+                                         "the index with it, or pass --force to query anyway")
+        raise IncompatibleModelError(f"the model {name} recorded in the index no longer matches it "
+                                     f"({', '.join(problems)}); pass --model with the model that built the index, "
+                                     "rebuild the index, or pass --force to query anyway")
+    return index.attach(model, processor, force=True)
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -94,7 +123,7 @@ def _search(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from .index import VideoIndex
+    from .search import VideoIndex
 
     index = VideoIndex.load(args.index, verify=not args.no_verify)
     summary = {
@@ -118,7 +147,7 @@ def _eval(args: argparse.Namespace) -> None:
     videos = load_benchmark(args.benchmark, args.data_dir, args.split, view="videos")
     model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     metrics = evaluate_retrieval(model, processor, videos, batch_size=args.batch_size, num_workers=args.num_workers,
-                                 device=model.device, dual_softmax_temperature=args.dual_softmax_temperature)
+                                 dual_softmax_temperature=args.dual_softmax_temperature, strict=args.strict)
     print(json.dumps({"benchmark": args.benchmark, "split": args.split, **metrics}, indent=1))
 
 
@@ -152,13 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "merged.")
     index.add_argument("videos", metavar="VIDEO_DIR", help="folder of video files")
     model_options(index, required=True)
-    index.add_argument("--out", required=True, metavar="INDEX", help="index folder to write (replaced atomically)")
+    index.add_argument("--out", required=True, metavar="INDEX",
+                       help="index folder to write; replaced atomically, and only if it is an index (never inside, "
+                            "equal to or containing VIDEO_DIR)")
     index.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (default 8)")
     index.add_argument("--num-workers", type=int, default=2, help="decoding processes (default 2)")
     index.add_argument("--first-stage", choices=["flat", "pq", "hnsw", "ivf"],
                        help="faiss first stage over global embeddings for large galleries: 'pq' for millions of "
                             "videos (default: exact scan)")
     index.add_argument("--shortlist", type=int, default=256, help="first-stage candidates per query (default 256)")
+    index.add_argument("--strict", action="store_true",
+                       help="stop at the first unusable video file instead of skipping and listing it")
     index.set_defaults(run=_index)
 
     search = commands.add_parser("search", help="rank the indexed videos for a text query",
@@ -189,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(evaluate, required=True)
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--num-workers", type=int, default=2)
+    evaluate.add_argument("--strict", action="store_true",
+                          help="stop at the first unusable video file instead of skipping and listing it")
     evaluate.add_argument("--dual-softmax-temperature", type=float,
                           help="turn on dual-softmax re-normalisation (labelled '+dsl' in the output)")
     evaluate.set_defaults(run=_eval)

@@ -1,53 +1,35 @@
 """Retrieval evaluation (DESIGN §6): every text and every video is embedded once, then scored with `similarity`."""
 
-from collections.abc import Sequence
-
 import torch
-from tqdm.auto import tqdm
 
 from .feature_cache import FeatureCache
 from .modeling_avigate import AvigateModel
+from .pipeline import embed_videos
 from .retrieval_metrics import text_video_retrieval_metrics
-from .training_data import VideoFeatureDataset, video_batches
+from .text_embeddings import embed_texts
 
 
-@torch.no_grad()
-def embed_videos(
-    model: AvigateModel,
-    dataset: VideoFeatureDataset,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: torch.device | str = "cpu",
-) -> dict:
-    """Fused frame embeddings, masks and gates of every decodable video of `dataset`, in order, on the CPU."""
-    model.eval()
-    parts: dict[str, list] = {"video_id": [], "frame_embeds": [], "video_mask": [], "attn_gates": [], "ffn_gates": [],
-                              "has_audio": []}
-    for batch in video_batches(dataset, batch_size, num_workers, "embedding videos"):
-        inputs = {name: batch[name].to(device) for name in
-                  ("pixel_values", "video_mask", "input_values", "has_audio", "audio_hidden_states") if name in batch}
-        outputs = model.get_video_features(**inputs)
-        parts["video_id"].extend(batch["video_id"])
-        parts["frame_embeds"].append(outputs.last_hidden_state.float().cpu())
-        parts["video_mask"].append(outputs.video_mask.cpu())
-        parts["attn_gates"].append(outputs.attn_gates.float().cpu())
-        parts["ffn_gates"].append(outputs.ffn_gates.float().cpu())
-        parts["has_audio"].append(batch["has_audio"].bool().cpu())
-    return {name: values if name == "video_id" else torch.cat(values) for name, values in parts.items()}
-
-
-@torch.no_grad()
-def embed_texts(model: AvigateModel, processor, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised text embeddings `[Nt, D]` (float32, on the CPU); a progress bar only for several batches."""
-    model.eval()
-    embeds = []
-    batches = range(0, len(texts), batch_size)
-    for start in tqdm(batches, desc="embedding texts", leave=False, disable=len(batches) <= 1):
-        tokens = processor(text=list(texts[start : start + batch_size]), return_tensors="pt")
-        input_ids, attention_mask = tokens["input_ids"].to(model.device), tokens["attention_mask"].to(model.device)
-        outputs = model.get_text_features(input_ids, attention_mask)
-        embeds.append(outputs.pooler_output.float().cpu())
-    return torch.cat(embeds)
+def embed_gallery(model: AvigateModel, processor, videos, **kwargs) -> dict:
+    """Fused frame embeddings, masks, gates and `has_audio` of every usable video of `videos` (a `videos` view), in
+    order, on the CPU, with `video_id` and `skipped` (the [`SkippedVideo`]s). `kwargs` go to [`embed_videos`]."""
+    parts: dict[str, list] = {"frame_embeds": [], "video_mask": [], "attn_gates": [], "ffn_gates": [], "has_audio": []}
+    positions, skipped = [], []
+    for batch in embed_videos(model, processor, videos, **kwargs):
+        skipped.extend(batch.skipped)
+        if batch.outputs is None:
+            continue
+        positions.extend(batch.positions.tolist())
+        parts["frame_embeds"].append(batch.outputs.last_hidden_state.float().cpu())
+        parts["video_mask"].append(batch.outputs.video_mask.cpu())
+        parts["attn_gates"].append(batch.outputs.attn_gates.float().cpu())
+        parts["ffn_gates"].append(batch.outputs.ffn_gates.float().cpu())
+        parts["has_audio"].append(batch.has_audio)
+    if not positions:
+        raise ValueError(f"none of the {len(videos['video'])} videos could be used: {skipped[0] if skipped else ''}")
+    embedded = {name: torch.cat(values) for name, values in parts.items()}
+    embedded["video_id"] = [videos["video_id"][position] for position in positions]
+    embedded["skipped"] = skipped
+    return embedded
 
 
 @torch.no_grad()
@@ -60,9 +42,11 @@ def evaluate_retrieval(
     num_workers: int = 0,
     frame_cache: FeatureCache | None = None,
     audio_cache: FeatureCache | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     dual_softmax_temperature: float | None = None,
     return_details: bool = False,
+    strict: bool = False,
+    progress: bool = True,
 ) -> dict:
     """Text→video and video→text R@1/5/10, MdR, MnR over a benchmark's `videos` view (one row per video with its
     `captions`). One caption per video gives the one-to-one protocol; several give the multi-caption protocol.
@@ -70,9 +54,15 @@ def evaluate_retrieval(
     With `return_details=True` the result also holds the score matrix, the caption→video index and every video's
     gates, for analyses split by clip kind. `dual_softmax_temperature` turns on the (labelled) dual-softmax
     re-normalisation; it is off by default.
+
+    Videos whose file cannot be used are skipped with their captions and listed in `skipped_videos` (path and
+    reason); `strict=True` raises the first one's `MediaError` instead. The model runs on its own device (`device`,
+    when given, moves it there first).
     """
-    dataset = VideoFeatureDataset(videos["video_id"], videos["video"], processor, frame_cache, audio_cache)
-    embedded = embed_videos(model, dataset, batch_size, num_workers, device)
+    if device is not None:
+        model.to(device)
+    embedded = embed_gallery(model, processor, videos, batch_size=batch_size, num_workers=num_workers, strict=strict,
+                             progress=progress, frame_cache=frame_cache, audio_cache=audio_cache)
     position = {video_id: index for index, video_id in enumerate(embedded["video_id"])}
     captions, caption_video = [], []
     for video_id, video_captions in zip(videos["video_id"], videos["captions"]):
@@ -94,6 +84,7 @@ def evaluate_retrieval(
     result["test_time_renormalization"] = None if dual_softmax_temperature is None else "dual_softmax"
     result["num_videos"], result["num_captions"] = len(position), len(captions)
     result["num_skipped_videos"] = len(videos["video_id"]) - len(position)
+    result["skipped_videos"] = [{"path": item.path, "reason": item.reason} for item in embedded.pop("skipped")]
     if return_details:
         result.update(similarity=similarity, caption_video=caption_video, **embedded)
     return result

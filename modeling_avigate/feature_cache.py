@@ -4,29 +4,25 @@ AVIGATE keeps its AST encoder frozen, so the AST token states before the final L
 track: they are computed once per video and read back at every epoch (`--audio_cache`). The same container holds
 decoded, normalised frames (`--frame_cache`) for small benchmarks whose decoding would otherwise dominate a CPU run.
 Arrays are stored as fp16 `.npy` files and opened with `mmap_mode="r"`, so a cache larger than RAM still works.
+
+A cache folder carries the package's `feature_cache` marker (see `modeling_avigate.folders`): it is built in a marked
+staging folder and renamed into place, and a rebuild replaces only a folder with that marker (or an empty one), so a
+cache path pointing at a folder of the user's own files is refused before anything is written.
 """
 
-import hashlib
+import contextlib
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
 
+from .folders import atomic_folder, recover_interrupted_replace
+
 
 INDEX_FILE = "cache_index.json"
-
-
-def tensor_fingerprint(tensors: Mapping[str, torch.Tensor], extra: Mapping | None = None) -> str:
-    """SHA-256 over named tensors (and JSON-able settings): a cache built from other weights is refused."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    digest.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+FOLDER_KIND = "feature_cache"
 
 
 class FeatureCache:
@@ -78,6 +74,7 @@ class FeatureCache:
     @classmethod
     def open(cls, directory: str, fingerprint: str | None = None) -> "FeatureCache":
         """Open a cache read-only; with `fingerprint`, refuse one built from other weights or settings."""
+        recover_interrupted_replace(directory)
         index_path = os.path.join(directory, INDEX_FILE)
         if not os.path.isfile(index_path):
             raise FileNotFoundError(f"{directory} is not a feature cache (no {INDEX_FILE})")
@@ -96,19 +93,19 @@ class FeatureCacheWriter:
     """Fills a [`FeatureCache`] batch by batch; float tensors are stored as fp16. `num_rows` is an upper bound
     (videos that fail to decode leave their rows unused).
 
-    The cache is assembled in a staging folder and renamed into place by `close`, so an interrupted build leaves
-    nothing that `FeatureCache.open` would accept.
+    The cache is assembled in a marked staging folder beside `directory` and renamed into place by `close`, so an
+    interrupted build leaves nothing that `FeatureCache.open` would accept (the next build removes the leftover). A
+    `directory` that is neither absent, empty nor a feature cache raises `FolderOwnershipError` here, before any work.
     """
 
     def __init__(self, directory: str, num_rows: int, fingerprint: str):
         self.directory = directory
         self.num_rows = num_rows
         self.fingerprint = fingerprint
-        self.staging = directory.rstrip("/") + ".partial"
         self.rows: dict[str, int] = {}
         self.arrays: dict[str, np.ndarray] = {}
-        shutil.rmtree(self.staging, ignore_errors=True)
-        os.makedirs(self.staging)
+        self._folder = contextlib.ExitStack()
+        self.staging = self._folder.enter_context(atomic_folder(directory, FOLDER_KIND))
 
     def add(self, video_ids: list[str], features: Mapping[str, torch.Tensor]) -> None:
         start = len(self.rows)
@@ -131,7 +128,5 @@ class FeatureCacheWriter:
             array.flush()
         with open(os.path.join(self.staging, INDEX_FILE), "w") as handle:
             json.dump({"fingerprint": self.fingerprint, "rows": self.rows, "arrays": sorted(self.arrays)}, handle)
-        if os.path.exists(self.directory):
-            shutil.rmtree(self.directory)
-        os.replace(self.staging, self.directory)
+        self._folder.close()
         return FeatureCache.open(self.directory, self.fingerprint)

@@ -24,8 +24,8 @@ Example:
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 
 
@@ -130,7 +130,8 @@ def clean_leftovers(directory: str | os.PathLike) -> None:
         return
     for entry in os.listdir(parent):
         path = os.path.join(parent, entry)
-        staged = entry.startswith(f".{name}{STAGING_INFIX}") and is_owned(path, STAGING_KIND)
+        # A staging folder is marked as staging, or already as its final kind when the kill came during the replace.
+        staged = entry.startswith(f".{name}{STAGING_INFIX}") and read_marker(path) is not None
         parked = entry == f".{name}{PREVIOUS_SUFFIX}" and read_marker(path) is not None
         if staged or parked:
             shutil.rmtree(path, ignore_errors=True)
@@ -156,6 +157,18 @@ def replace_folder(staging: str | os.PathLike, directory: str | os.PathLike, kin
         shutil.rmtree(parked)
 
 
+def make_staging_dir(parent: str, name: str) -> str:
+    """A new empty `.NAME.tmp-XXXXXXXX` folder in `parent`, with the permissions the user's umask gives any folder
+    (`tempfile.mkdtemp` would make it, and so the finished folder, private to its owner)."""
+    while True:
+        staging = os.path.join(parent, f".{name}{STAGING_INFIX}{secrets.token_hex(4)}")
+        try:
+            os.mkdir(staging)
+            return staging
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_folder(directory: str | os.PathLike, kind: str, format_version: int = 1) -> Iterator[str]:
     """Yield a marked staging folder beside `directory`; on success it replaces `directory` (see
@@ -166,7 +179,7 @@ def atomic_folder(directory: str | os.PathLike, kind: str, format_version: int =
     check_replaceable(directory, kind)
     parent, name = _siblings(directory)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}{STAGING_INFIX}", dir=parent)
+    staging = make_staging_dir(parent, name)
     write_marker(staging, STAGING_KIND)
     try:
         yield staging

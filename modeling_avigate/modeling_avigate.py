@@ -13,7 +13,8 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, logging
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_avigate import AvigateConfig
 
@@ -35,8 +36,8 @@ def l2_normalize(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def masked_mean(frames: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `frames` `[N, T, D]` over the real frames of `video_mask` `[N, T]`."""
-    weights = video_mask.to(frames.dtype).unsqueeze(-1)
+    """Mean of `frames` `[N, T, D]` over the real (nonzero) frames of `video_mask` `[N, T]`."""
+    weights = video_mask.bool().to(frames.dtype).unsqueeze(-1)
     return (frames * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
@@ -134,6 +135,11 @@ def avigate_contrastive_loss(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def nested_to_tuple(output: ModelOutput) -> tuple:
+    """`output.to_tuple()` with nested outputs (`*_model_output`) turned into tuples too, as `CLIPOutput` does."""
+    return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in output.values())
+
+
 @dataclass
 class AvigateVideoOutput(ModelOutput):
     r"""
@@ -150,6 +156,22 @@ class AvigateVideoOutput(ModelOutput):
     visual_embeds (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
         Audio-free global embedding before fusion (normalised frame features with position embedding, averaged and
         renormalised); the adaptive margin compares videos with it.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        The CLIP vision tower's hidden states (embeddings, then every layer), one row per *real* frame of the batch:
+        each `(num_real_frames, num_patches + 1, vision_hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        The vision tower's attention weights per layer, `(num_real_frames, num_heads, num_patches + 1, num_patches + 1)`.
+    audio_model_output (`BaseModelOutputWithPooling`, *optional*):
+        [`~AvigateModel.get_audio_features`]' output when the audio came as `input_values` (not as cached
+        `audio_hidden_states`).
+    fusion_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        Frames entering the gated fusion transformer, then the output of every fusion layer, each
+        `(batch_size, num_frames, projection_dim)`.
+    fusion_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Frame self-attention weights of every fusion layer, `(batch_size, num_heads, num_frames, num_frames)`.
+    fusion_cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Frame-to-audio cross-attention weights of every fusion layer, `(batch_size, num_heads, num_frames,
+        num_audio_queries)`; absent without audio.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -158,6 +180,15 @@ class AvigateVideoOutput(ModelOutput):
     attn_gates: torch.FloatTensor | None = None
     ffn_gates: torch.FloatTensor | None = None
     visual_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_model_output: BaseModelOutputWithPooling | None = None
+    fusion_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    fusion_attentions: tuple[torch.FloatTensor, ...] | None = None
+    fusion_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+    def to_tuple(self) -> tuple:
+        return nested_to_tuple(self)
 
 
 @dataclass
@@ -177,6 +208,10 @@ class AvigateOutput(ModelOutput):
     visual_embeds (`torch.FloatTensor` of shape `(video_batch_size, projection_dim)`): audio-free video embeddings.
     logit_scale (`torch.FloatTensor` of shape `()`): σ, exponentiated and clamped; returned so a training step that
         gathers embeddings across processes computes its loss from `forward`'s outputs alone.
+    text_model_output (`BaseModelOutputWithPooling`): [`~AvigateModel.get_text_features`]' output (the text tower's
+        hidden states and attentions when asked).
+    video_model_output (`AvigateVideoOutput`): [`~AvigateModel.get_video_features`]' output (vision tower, audio
+        tower and fusion hidden states and attentions when asked).
     """
 
     loss: torch.FloatTensor | None = None
@@ -190,6 +225,11 @@ class AvigateOutput(ModelOutput):
     ffn_gates: torch.FloatTensor | None = None
     visual_embeds: torch.FloatTensor | None = None
     logit_scale: torch.FloatTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    video_model_output: AvigateVideoOutput | None = None
+
+    def to_tuple(self) -> tuple:
+        return nested_to_tuple(self)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -244,7 +284,8 @@ class AvigateAttention(nn.Module):
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(output, attention weights)`; the weights are `None` unless the eager implementation computes them."""
         key_value_states = hidden_states if key_value_states is None else key_value_states
         batch_size = hidden_states.shape[0]
         queries = self.q_proj(hidden_states).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
@@ -253,8 +294,8 @@ class AvigateAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, _ = attention_interface(self, queries, keys, values, attention_mask, scaling=self.scale)
-        return self.out_proj(attn_output.reshape(batch_size, -1, self.embed_dim))
+        attn_output, attn_weights = attention_interface(self, queries, keys, values, attention_mask, scaling=self.scale)
+        return self.out_proj(attn_output.reshape(batch_size, -1, self.embed_dim)), attn_weights
 
 
 class AvigateMLP(nn.Module):
@@ -297,8 +338,8 @@ class AvigateResamplerLayer(GradientCheckpointingLayer):
         self.mlp = AvigateMLP(config)
 
     def forward(self, queries: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
-        queries = queries + self.self_attn(self.layer_norm1(queries))
-        queries = queries + self.cross_attn(self.layer_norm_cross(queries), self.layer_norm_cross(audio_tokens))
+        queries = queries + self.self_attn(self.layer_norm1(queries))[0]
+        queries = queries + self.cross_attn(self.layer_norm_cross(queries), self.layer_norm_cross(audio_tokens))[0]
         return queries + self.mlp(self.layer_norm2(queries))
 
 
@@ -353,22 +394,42 @@ class AvigateFusionLayer(GradientCheckpointingLayer):
         frame_attention_bias: torch.Tensor,
         audio: torch.Tensor | None,
         audio_present: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """`(frames, attn_gate, ffn_gate, self-attention weights, cross-attention weights)`."""
+        cross_weights = None
         if audio is None:
             attn_gate = ffn_gate = frames.new_zeros(frames.shape[0])
         else:
             attn_gate, ffn_gate = self.gates(frames, video_mask, audio)
             attn_gate, ffn_gate = attn_gate * audio_present, ffn_gate * audio_present
             # The audio memory is deliberately not normalised (as in the paper's reference implementation).
-            frames = frames + attn_gate[:, None, None] * self.cross_attn(self.layer_norm_cross(frames), audio)
+            cross_output, cross_weights = self.cross_attn(self.layer_norm_cross(frames), audio)
+            frames = frames + attn_gate[:, None, None] * cross_output
             frames = frames + ffn_gate[:, None, None] * self.cross_ffn(self.layer_norm_ffn(frames))
-        frames = frames + self.self_attn(self.layer_norm1(frames), attention_mask=frame_attention_bias)
+        self_output, self_weights = self.self_attn(self.layer_norm1(frames), attention_mask=frame_attention_bias)
+        frames = frames + self_output
         frames = frames + self.mlp(self.layer_norm2(frames))
-        return frames, attn_gate, ffn_gate
+        return frames, attn_gate, ffn_gate, self_weights, cross_weights
+
+
+@dataclass
+class AvigateFusionOutput(ModelOutput):
+    r"""
+    Output of [`AvigateFusionTransformer`]: fused frames, the gates of every layer and, when asked, every layer's
+    frames and attention weights (see [`AvigateVideoOutput`] for the shapes).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    attn_gates: torch.FloatTensor | None = None
+    ffn_gates: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class AvigateFusionTransformer(nn.Module):
-    """Stack of gated fusion layers; returns the fused frames and the gates of every layer."""
+    """Stack of gated fusion layers; returns the fused frames, the gates of every layer and, when asked, the frames
+    and attention weights of every layer."""
 
     def __init__(self, config: AvigateConfig):
         super().__init__()
@@ -380,14 +441,28 @@ class AvigateFusionTransformer(nn.Module):
         video_mask: torch.Tensor,
         audio: torch.Tensor | None,
         audio_present: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> AvigateFusionOutput:
         frame_attention_bias = key_padding_bias(video_mask, frames.dtype)
-        attn_gates, ffn_gates = [], []
+        attn_gates, ffn_gates, hidden_states, self_weights, cross_weights = [], [], [frames], [], []
         for layer in self.layers:
-            frames, attn_gate, ffn_gate = layer(frames, video_mask, frame_attention_bias, audio, audio_present)
+            frames, attn_gate, ffn_gate, layer_self_weights, layer_cross_weights = layer(
+                frames, video_mask, frame_attention_bias, audio, audio_present
+            )
             attn_gates.append(attn_gate)
             ffn_gates.append(ffn_gate)
-        return frames, torch.stack(attn_gates, dim=1), torch.stack(ffn_gates, dim=1)
+            hidden_states.append(frames)
+            self_weights.append(layer_self_weights)
+            cross_weights.append(layer_cross_weights)
+        return AvigateFusionOutput(
+            last_hidden_state=frames,
+            attn_gates=torch.stack(attn_gates, dim=1),
+            ffn_gates=torch.stack(ffn_gates, dim=1),
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(self_weights) if output_attentions else None,
+            cross_attentions=tuple(cross_weights) if output_attentions and audio is not None else None,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -480,6 +555,18 @@ class AvigatePreTrainedModel(PreTrainedModel):
         elif isinstance(module, AvigateModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """`False`, so weight initialisation runs every rule of every sub-module.
+
+        transformers marks the modules of custom code that own no parameters directly as initialised without calling
+        their `_init_weights`, to protect remote code that writes weights in place. That shortcut skips the rules CLIP
+        keeps on such modules (attention, MLP: scaled normals), so CLIP towers missing from a checkpoint would get
+        plain N(0, 0.02). Every rule here and in the towers goes through `transformers.initialization`, which leaves
+        loaded tensors alone, so the shortcut is not needed.
+        """
+        return False
+
 
 class AvigateModel(AvigatePreTrainedModel):
     r"""
@@ -570,41 +657,111 @@ class AvigateModel(AvigatePreTrainedModel):
 
     # -- towers ---------------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        """CLIP text tower → EOS token → final LayerNorm → projection; `pooler_output` is L2-normalised `[Nt, D]`."""
-        text_outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        r"""
+        CLIP text tower → EOS token → final LayerNorm → projection.
+
+        Returns:
+            The text tower's [`BaseModelOutputWithPooling`] (`last_hidden_state`, and `hidden_states` / `attentions`
+            when asked) whose `pooler_output` is the L2-normalised text embedding `[Nt, D]`.
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from modeling_avigate import AvigateConfig, AvigateModel
+        >>> from modeling_avigate.testing_utils import tiny_config_kwargs
+        >>> model = AvigateModel(AvigateConfig(**tiny_config_kwargs())).eval()
+        >>> out = model.get_text_features(torch.tensor([[1, 2, 3]]), output_hidden_states=True)
+        >>> out.pooler_output.shape, len(out.hidden_states)
+        (torch.Size([1, 32]), 3)
+        ```
+        """
+        text_outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
         text_outputs.pooler_output = l2_normalize(self.text_projection(text_outputs.pooler_output))
         return text_outputs
 
-    def get_frame_features(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        """Projected CLIP CLS features plus frame position embeddings, `[Nv, T, D]`; padded frames are not encoded."""
+    def get_frame_features(
+        self, pixel_values: torch.Tensor, video_mask: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> BaseModelOutputWithPooling:
+        """Projected CLIP CLS features plus frame position embeddings in `pooler_output`, `[Nv, T, D]`; padded frames
+        are not encoded, so the vision tower's `last_hidden_state`, `hidden_states` and `attentions` have one row per
+        real frame."""
         num_videos, num_frames = pixel_values.shape[:2]
         if num_frames > self.config.max_frames:
             raise ValueError(f"pixel_values has {num_frames} frames but config.max_frames is {self.config.max_frames}")
-        real = video_mask.bool()
-        pooled = self.vision_model(pixel_values=pixel_values[real], return_dict=True).pooler_output
-        projected = self.visual_projection(pooled)
+        real = video_mask.to(pixel_values.device).bool()
+        vision_outputs = self.vision_model(pixel_values=pixel_values[real], return_dict=True, **kwargs)
+        projected = self.visual_projection(vision_outputs.pooler_output)
         frames = projected.new_zeros(num_videos, num_frames, projected.shape[-1])
-        frames[real] = projected
-        return frames + self.frame_position_embedding.weight[:num_frames]
+        frames[real.to(frames.device)] = projected
+        # Call the embedding module instead of reading its weight, so accelerate's offloading hooks can load it.
+        positions = self.frame_position_embedding(torch.arange(num_frames, device=frames.device))
+        vision_outputs.pooler_output = frames + positions.to(frames.device)
+        return vision_outputs
+
+    def _encode_audio(
+        self, input_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[BaseModelOutputWithPooling, torch.Tensor]:
+        """AST's outputs and its last layer's states *before* the final LayerNorm. Those are captured even when hidden
+        states were not asked for (then only they are, and the outputs carry none)."""
+        asked = kwargs.get("output_hidden_states", self.audio_model.config.output_hidden_states) is True
+        if not asked:
+            kwargs["output_hidden_states"] = [-1]
+        # AST's patch embedding does not cast its input, so float32 processor output must meet the model's dtype here.
+        outputs = self.audio_model(input_values=input_values.to(self.audio_model.dtype), return_dict=True, **kwargs)
+        pre_layernorm_states = outputs.hidden_states[-1]
+        if not asked:
+            outputs.hidden_states = None
+        return outputs, pre_layernorm_states
 
     def get_audio_hidden_states(self, input_values: torch.Tensor) -> torch.Tensor:
         """AST token states *before* its final LayerNorm, `[Nv, 2 + num_patches, H]`: the frozen, cacheable part."""
-        hidden_states = self.audio_model.embeddings(input_values)
-        for layer in self.audio_model.layers:
-            hidden_states = layer(hidden_states, None)
-        return hidden_states
+        return self._encode_audio(input_values)[1]
 
-    def get_audio_features(self, audio_hidden_states: torch.Tensor) -> torch.Tensor:
-        """Merge AST's CLS and distillation tokens into their mean, apply AST's final LayerNorm, project: `[Nv, 1 + P, D]`."""
+    def get_audio_embeddings_from_hidden_states(self, audio_hidden_states: torch.Tensor) -> torch.Tensor:
+        """The audio embeddings the fusion attends to, `[Nv, num_audio_queries, D]`, from (cached) pre-LayerNorm AST
+        states: CLS and distillation tokens merged into their mean, AST's final LayerNorm, projection, resampler."""
         special = audio_hidden_states[:, :2].mean(dim=1, keepdim=True)
         tokens = torch.cat([special, audio_hidden_states[:, 2:]], dim=1)
-        return self.audio_projection(self.audio_model.layernorm(tokens))
+        return self.audio_resampler(self.audio_projection(self.audio_model.layernorm(tokens)))
+
+    @can_return_tuple
+    def get_audio_features(
+        self, input_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        AST on log-mel features `input_values` `[Nv, max_length, num_mel_bins]`, then the audio embeddings of
+        [`~AvigateModel.get_audio_embeddings_from_hidden_states`].
+
+        Returns:
+            AST's [`BaseModelOutputWithPooling`] (`last_hidden_state` after its final LayerNorm, and `hidden_states` /
+            `attentions` when asked) whose `pooler_output` holds the audio embeddings `[Nv, num_audio_queries, D]`.
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from modeling_avigate import AvigateConfig, AvigateModel
+        >>> from modeling_avigate.testing_utils import tiny_config_kwargs
+        >>> model = AvigateModel(AvigateConfig(**tiny_config_kwargs())).eval()
+        >>> model.get_audio_features(torch.randn(2, 1024, 128)).pooler_output.shape
+        torch.Size([2, 4, 32])
+        ```
+        """
+        audio_outputs, pre_layernorm_states = self._encode_audio(input_values, **kwargs)
+        audio_outputs.pooler_output = self.get_audio_embeddings_from_hidden_states(pre_layernorm_states)
+        return audio_outputs
 
     # -- video ------------------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def get_video_features(
         self,
         pixel_values: torch.Tensor,
@@ -612,36 +769,66 @@ class AvigateModel(AvigatePreTrainedModel):
         input_values: torch.Tensor | None = None,
         has_audio: torch.Tensor | None = None,
         audio_hidden_states: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> AvigateVideoOutput:
         r"""
         Encode videos with their sound: frames `[Nv, T, 3, H, W]`, optional fbank `input_values` `[Nv, 1024, 128]`
         (or precomputed `audio_hidden_states` from [`~AvigateModel.get_audio_hidden_states`]) and `has_audio` `[Nv]`.
-        Without audio inputs the videos are encoded visually only (all gates 0).
+        Without audio inputs the videos are encoded visually only (all gates 0). `output_hidden_states` and
+        `output_attentions` return those of the vision tower, the audio tower (in `audio_model_output`) and the fusion
+        layers (attention weights need `attn_implementation="eager"`).
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from modeling_avigate import AvigateConfig, AvigateModel
+        >>> from modeling_avigate.testing_utils import tiny_config_kwargs
+        >>> model = AvigateModel(AvigateConfig(**tiny_config_kwargs())).eval()
+        >>> out = model.get_video_features(torch.randn(2, 3, 3, 32, 32), input_values=torch.randn(2, 1024, 128))
+        >>> out.pooler_output.shape, out.last_hidden_state.shape, out.attn_gates.shape
+        (torch.Size([2, 32]), torch.Size([2, 3, 32]), torch.Size([2, 2]))
+        ```
         """
         if video_mask is None:
             video_mask = torch.ones(pixel_values.shape[:2], dtype=torch.long, device=pixel_values.device)
-        frames = self.get_frame_features(pixel_values, video_mask)
+        vision_outputs = self.get_frame_features(pixel_values, video_mask, **kwargs)
+        frames = vision_outputs.pooler_output
+        video_mask = video_mask.to(frames.device)
         visual_embeds = pool_video_embeds(l2_normalize(frames), video_mask)
 
-        audio = audio_present = None
+        audio = audio_present = audio_outputs = None
         if audio_hidden_states is None and input_values is not None:
-            audio_hidden_states = self.get_audio_hidden_states(input_values)
-        if audio_hidden_states is not None:
-            audio = self.audio_resampler(self.get_audio_features(audio_hidden_states.to(frames.dtype)))
+            audio_outputs = self.get_audio_features(input_values, return_dict=True, **kwargs)
+            audio = audio_outputs.pooler_output
+        elif audio_hidden_states is not None:
+            audio = self.get_audio_embeddings_from_hidden_states(audio_hidden_states.to(frames.dtype))
+        if audio is not None:
+            audio = audio.to(frames.device)
             audio_present = torch.ones(frames.shape[0], dtype=frames.dtype, device=frames.device)
             if self.config.mask_missing_audio and has_audio is not None:
-                audio_present = has_audio.to(device=frames.device, dtype=frames.dtype)
+                audio_present = has_audio.to(frames.device).bool().to(frames.dtype)
 
-        fused, attn_gates, ffn_gates = self.fusion(frames, video_mask, audio, audio_present)
+        fusion_outputs = self.fusion(
+            frames, video_mask, audio, audio_present,
+            output_hidden_states=kwargs.get("output_hidden_states", self.config.output_hidden_states) is True,
+            output_attentions=kwargs.get("output_attentions", self.config.output_attentions) is True,
+        )
         weight = self.config.fusion_residual_weight
-        frame_embeds = l2_normalize(weight * fused + (1 - weight) * frames)
+        frame_embeds = l2_normalize(weight * fusion_outputs.last_hidden_state + (1 - weight) * frames)
         return AvigateVideoOutput(
             last_hidden_state=frame_embeds,
             pooler_output=pool_video_embeds(frame_embeds, video_mask),
             video_mask=video_mask,
-            attn_gates=attn_gates,
-            ffn_gates=ffn_gates,
+            attn_gates=fusion_outputs.attn_gates,
+            ffn_gates=fusion_outputs.ffn_gates,
             visual_embeds=visual_embeds,
+            hidden_states=vision_outputs.hidden_states,
+            attentions=vision_outputs.attentions,
+            audio_model_output=audio_outputs,
+            fusion_hidden_states=fusion_outputs.hidden_states,
+            fusion_attentions=fusion_outputs.attentions,
+            fusion_cross_attentions=fusion_outputs.cross_attentions,
         )
 
     # -- scores -----------------------------------------------------------------------------------------------------
@@ -666,6 +853,7 @@ class AvigateModel(AvigatePreTrainedModel):
             self.config.lse_temperature, chunk_elements,
         )
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -676,13 +864,24 @@ class AvigateModel(AvigatePreTrainedModel):
         has_audio: torch.Tensor | None = None,
         audio_hidden_states: torch.Tensor | None = None,
         return_loss: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> AvigateOutput:
         r"""
         Encode texts and videos and score every pair. With `return_loss=True` the batch must hold matching pairs
-        (text i describes video i) and the adaptive-margin contrastive loss is returned.
+        (text i describes video i) and the adaptive-margin contrastive loss is returned. `output_hidden_states`,
+        `output_attentions` and `return_dict` work as in other transformers models; the towers' and fusion layers'
+        hidden states and attentions are in `text_model_output` and `video_model_output`.
         """
-        text_embeds = self.get_text_features(input_ids, attention_mask).pooler_output
-        video_outputs = self.get_video_features(pixel_values, video_mask, input_values, has_audio, audio_hidden_states)
+        if input_ids is None or pixel_values is None:
+            raise ValueError(
+                "AvigateModel.forward scores texts against videos and needs both `input_ids` and `pixel_values`; "
+                "embed one side alone with `get_text_features` or `get_video_features`."
+            )
+        text_outputs = self.get_text_features(input_ids, attention_mask, return_dict=True, **kwargs)
+        text_embeds = text_outputs.pooler_output
+        video_outputs = self.get_video_features(
+            pixel_values, video_mask, input_values, has_audio, audio_hidden_states, return_dict=True, **kwargs
+        )
         logit_scale = self.get_logit_scale()
         video_embeds = video_outputs.pooler_output
         logits_per_text = multi_grained_similarity(
@@ -707,6 +906,8 @@ class AvigateModel(AvigatePreTrainedModel):
             ffn_gates=video_outputs.ffn_gates,
             visual_embeds=video_outputs.visual_embeds,
             logit_scale=logit_scale,
+            text_model_output=text_outputs,
+            video_model_output=video_outputs,
         )
 
 

@@ -1,18 +1,29 @@
-"""Training helpers for AVIGATE: freezing, parameter groups, the distributed contrastive loss, atomic checkpoints.
+"""Training helpers for AVIGATE: freezing, parameter groups, the distributed contrastive loss, the checkpoint
+folders of an output directory and their rotation.
 
 They are small and framework-agnostic so `examples/train.py` (Accelerate) and the tests share one implementation.
 """
 
+import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from torch import nn
 
+from .fingerprints import tensor_fingerprint
+from .folders import is_owned
 from .modeling_avigate import AvigateModel, AvigateOutput, avigate_contrastive_loss, multi_grained_similarity
+
+
+# Folder kinds (see `modeling_avigate.folders`) of what a training run writes.
+CHECKPOINT_KIND = "checkpoint"
+BEST_MODEL_KIND = "best_model"
+TRAINING_RUN_KIND = "training_run"
+CHECKPOINT_PREFIX = "checkpoint-epoch-"
 
 
 @dataclass
@@ -107,25 +118,67 @@ def contrastive_loss_from_outputs(
     )
 
 
-def replace_directory_atomically(staging_dir: str, final_dir: str) -> None:
-    """Move a fully written `staging_dir` to `final_dir`; an interruption leaves either the old or the new folder."""
-    previous = final_dir + ".previous"
-    if os.path.exists(previous):
-        shutil.rmtree(previous)
-    if os.path.exists(final_dir):
-        os.replace(final_dir, previous)
-    os.replace(staging_dir, final_dir)
-    if os.path.exists(previous):
-        shutil.rmtree(previous)
+def checkpoint_dir(output_dir: str, epoch: int) -> str:
+    """Where epoch `epoch` (1-based) of a run in `output_dir` is saved."""
+    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{epoch}")
+
+
+def checkpoint_epochs(output_dir: str) -> list[int]:
+    """The epochs of `output_dir`'s checkpoint folders, ascending; folders without the package's checkpoint marker
+    (a user's copy, another tool's, a killed save) are not counted."""
+    if not os.path.isdir(output_dir):
+        return []
+    epochs = (name[len(CHECKPOINT_PREFIX):] for name in os.listdir(output_dir) if name.startswith(CHECKPOINT_PREFIX))
+    return sorted(
+        int(epoch) for epoch in epochs if epoch.isdigit() and is_owned(checkpoint_dir(output_dir, int(epoch)),
+                                                                      CHECKPOINT_KIND)
+    )
 
 
 def latest_checkpoint(output_dir: str) -> str | None:
     """The `checkpoint-epoch-N` folder of `output_dir` with the highest N, or `None` when there is none."""
-    epochs = [
-        int(name.rsplit("-", 1)[1]) for name in os.listdir(output_dir)
-        if name.startswith("checkpoint-epoch-") and name.rsplit("-", 1)[1].isdigit()
-    ] if os.path.isdir(output_dir) else []
-    return os.path.join(output_dir, f"checkpoint-epoch-{max(epochs)}") if epochs else None
+    epochs = checkpoint_epochs(output_dir)
+    return checkpoint_dir(output_dir, epochs[-1]) if epochs else None
+
+
+def checkpoints_to_delete(epochs: list[int], save_total_limit: int | None, best_epoch: int | None) -> list[int]:
+    """The checkpoints `--save_total_limit` removes, with transformers' `Trainer` rule: keep the `save_total_limit`
+    most recent, counting the best epoch's as the second most recent, so it is never removed (with a limit of 1 and a
+    best epoch that is not the last, two are kept).
+
+    Example:
+
+    ```python
+    >>> from modeling_avigate.training import checkpoints_to_delete
+    >>> checkpoints_to_delete([1, 2, 3, 4], save_total_limit=1, best_epoch=2)
+    [1, 3]
+    >>> checkpoints_to_delete([1, 2, 3, 4], save_total_limit=2, best_epoch=4)
+    [1, 2]
+    ```
+    """
+    if save_total_limit is None:
+        return []
+    ordered = sorted(epochs)
+    if best_epoch in ordered and best_epoch != ordered[-1]:
+        ordered.remove(best_epoch)
+        ordered.insert(len(ordered) - 1, best_epoch)
+    keep = 2 if save_total_limit == 1 and best_epoch in ordered and ordered[-1] != best_epoch else save_total_limit
+    return sorted(ordered[: max(len(ordered) - keep, 0)])
+
+
+def weights_checksum(model_dir: str) -> str:
+    """SHA-256 of the tensors in `model_dir/model.safetensors` (names and values): the identity of a saved model that
+    the trainer state and `metrics.json` record."""
+    return tensor_fingerprint(load_file(os.path.join(model_dir, "model.safetensors")))
+
+
+def write_json_atomically(path: str, data: dict) -> None:
+    """Write `data` as JSON to a temporary sibling and rename it over `path`: a kill leaves the old file or the new."""
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    with open(temporary, "w") as stream:
+        json.dump(data, stream, indent=2)
+    os.replace(temporary, path)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -1,10 +1,9 @@
 """Preprocessing of AVIGATE: `AvigateProcessor` (captions + video files → model inputs), its audio feature
-extractor, PyAV decoding helpers and a DataLoader dataset that decodes in workers."""
+extractor and the PyAV decoding helpers. Datasets and batching live in `modeling_avigate.pipeline`."""
 
 from transformers import AutoFeatureExtractor, AutoProcessor
 
 from ..configuration_avigate import AvigateConfig
-from .dataset import AvigateCollator, AvigateVideoDataset
 from .feature_extraction_avigate import AvigateFeatureExtractor
 from .processing_avigate import AvigateProcessor
 from .video_io import DecodedVideo, FrameResizer, MediaError, read_video, sample_frame_indices
@@ -18,10 +17,8 @@ AvigateFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 AvigateProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
-    "AvigateCollator",
     "AvigateFeatureExtractor",
     "AvigateProcessor",
-    "AvigateVideoDataset",
     "DecodedVideo",
     "FrameResizer",
     "MediaError",

@@ -114,6 +114,11 @@ class AvigateFeatureExtractor(SequenceFeatureExtractor):
             return AST_HOP_LENGTH
         return max(1, num_samples // self.max_length)
 
+    def long_audio_windows(self) -> tuple[int, int] | None:
+        """`(count, length)` of the analysis windows the fbank reads from a long waveform: the decoder keeps only
+        these for long sound tracks. `None` in AST mode, which reads only the first ~10 s."""
+        return (self.max_length, FRAME_LENGTH) if self.mode == "avigate" else None
+
     def _extract_fbank_features(self, waveform: np.ndarray) -> np.ndarray:
         """Unnormalised log-mel features `[max_length, num_mel_bins]` of one mono waveform."""
         waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)

@@ -1,22 +1,87 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
 """Processor of AVIGATE: video files (frames + sound track) and captions to model inputs."""
 
+import copy
 import os
 from collections.abc import Sequence
 from numbers import Integral
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import av
 import numpy as np
 from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
-from transformers.utils import TensorType
+from huggingface_hub.errors import StrictDataclassError
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, TextKwargs, Unpack
+from transformers.utils import TensorType, logging
 
-from .video_io import PIL_TO_SWSCALE, FrameResizer, read_video, resample_audio, sample_frame_indices
+from .video_io import (
+    DEFAULT_MAX_PIXELS,
+    PIL_TO_SWSCALE,
+    FrameResizer,
+    read_video,
+    resample_audio,
+    sample_frame_indices,
+)
 
+
+logger = logging.get_logger(__name__)
 
 VideoInput = str | os.PathLike | np.ndarray | Sequence[Image.Image]
+
+
+class AvigateVideosKwargs(TypedDict, total=False):
+    """Call-time frame settings; each overrides the processor's (or its image processor's) saved value for one call.
+
+    Attributes:
+        num_frames (`int`): frames per video (the processor's `num_frames`).
+        fps (`float`, *optional*): sample at this rate first, then `num_frames` uniformly (the processor's
+            `sample_fps`).
+        size (`dict[str, int]` or `int`): `{"shortest_edge": n}` (an int means the same).
+        crop_size (`dict[str, int]` or `int`): `{"height": h, "width": w}` (an int means a square).
+        resample (`int`): PIL resampling filter, mapped to FFmpeg's scaler.
+        do_rescale, rescale_factor, do_normalize, image_mean, image_std: as in the image processor.
+        return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+    """
+
+    num_frames: int
+    fps: float | None
+    size: int | dict[str, int]
+    crop_size: int | dict[str, int]
+    resample: int
+    do_rescale: bool
+    rescale_factor: float
+    do_normalize: bool
+    image_mean: float | list[float] | tuple[float, ...]
+    image_std: float | list[float] | tuple[float, ...]
+    return_tensors: str | TensorType | None
+
+
+class AvigateAudioKwargs(TypedDict, total=False):
+    """Call-time audio settings.
+
+    Attributes:
+        sampling_rate (`int`): rate in Hz of the `audio` waveforms passed to the call.
+        return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+    """
+
+    sampling_rate: int
+    return_tensors: str | TensorType | None
+
+
+class AvigateProcessorKwargs(ProcessingKwargs, total=False):
+    """Keyword arguments of [`AvigateProcessor.__call__`]: `text_kwargs` go to the tokenizer, `videos_kwargs` to frame
+    decoding, `audio_kwargs` to the sound track; flat keywords are routed to the part that accepts them."""
+
+    text_kwargs: TextKwargs
+    videos_kwargs: AvigateVideosKwargs
+    audio_kwargs: AvigateAudioKwargs
+
+
+# Call-time frame settings that live on the image processor rather than on AvigateProcessor itself.
+IMAGE_PROCESSOR_SETTINGS = (
+    "size", "crop_size", "resample", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std"
+)
 
 
 class AvigateProcessor(ProcessorMixin):
@@ -43,6 +108,11 @@ class AvigateProcessor(ProcessorMixin):
             keeps the first channel (what the reference's torchaudio fbank does).
         decode_threads (`int`, defaults to 1): FFmpeg decoder threads per video; 1 suits DataLoader workers, 0 lets
             FFmpeg choose.
+        max_pixels (`int`, defaults to 100_000_000): files whose frames have more pixels are refused with a
+            [`MediaError`] before decoding (bounds the memory a single file can take).
+
+    `num_frames`, `sample_fps` (as `fps`), the image processor's frame settings and `max_length` can be overridden for
+    one call (see [`~AvigateProcessor.__call__`]).
 
     Example:
 
@@ -65,6 +135,7 @@ class AvigateProcessor(ProcessorMixin):
         sample_fps: float | None = None,
         audio_channel: Literal["mix", "first"] = "mix",
         decode_threads: int = 1,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         **kwargs,
     ):
         if num_frames < 1:
@@ -76,7 +147,16 @@ class AvigateProcessor(ProcessorMixin):
         self.sample_fps = sample_fps
         self.audio_channel = audio_channel
         self.decode_threads = decode_threads
+        self.max_pixels = max_pixels
         super().__init__(image_processor, feature_extractor, tokenizer, **kwargs)
+
+    valid_processor_kwargs = AvigateProcessorKwargs
+
+    @property
+    def text_kwargs(self) -> dict[str, Any]:
+        """Tokenizer defaults: pad to and truncate at `max_length` (the tokenizer adds BOS/EOS after truncating, so EOS
+        survives); any call-time text keyword overrides them."""
+        return {"padding": "max_length", "truncation": True, "max_length": self.max_length}
 
     @property
     def model_input_names(self) -> list[str]:
@@ -109,7 +189,8 @@ class AvigateProcessor(ProcessorMixin):
             decoded = read_video(
                 video, self.num_frames, shortest_edge, crop_size, interpolation, sample_fps=self.sample_fps,
                 read_audio=read_audio, sampling_rate=self.feature_extractor.sampling_rate,
-                audio_channel=self.audio_channel, num_threads=self.decode_threads,
+                audio_channel=self.audio_channel, num_threads=self.decode_threads, max_pixels=self.max_pixels,
+                long_audio_windows=self.feature_extractor.long_audio_windows(),
             )
             return decoded.frames, decoded.audio
         if isinstance(video, np.ndarray):
@@ -189,9 +270,7 @@ class AvigateProcessor(ProcessorMixin):
         text: str | list[str] | None = None,
         videos: VideoInput | list[VideoInput] | None = None,
         audio: np.ndarray | list[np.ndarray | None] | None = None,
-        sampling_rate: int | None = None,
-        return_tensors: str | TensorType | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[AvigateProcessorKwargs],
     ) -> BatchFeature:
         """Tokenise captions and/or decode videos into one batch.
 
@@ -201,35 +280,77 @@ class AvigateProcessor(ProcessorMixin):
                 list of PIL images. The sound track is read from files unless `audio` is given.
             audio: one waveform per video (see [`process_video`]), or `None` items for videos without sound. Given
                 without `videos`, only `input_values` and `has_audio` are returned.
-            sampling_rate: rate of every `audio` waveform in Hz.
-            return_tensors: `"pt"`, `"np"` or `None`.
-            kwargs: passed to the tokenizer (e.g. `padding="longest"`).
+            kwargs: `return_tensors` (`"pt"`, `"np"` or `None`); `sampling_rate` of every `audio` waveform in Hz; any
+                tokenizer keyword (`padding`, `max_length`, ...); the frame settings of [`AvigateVideosKwargs`]
+                (`num_frames`, `fps`, `size`, ...). Each may also be grouped per part as `text_kwargs=`,
+                `videos_kwargs=` and `audio_kwargs=`. Unknown keywords are ignored with a warning.
 
         Returns:
             [`BatchFeature`] with `input_ids`, `attention_mask` (from `text`), `pixel_values` `[N, T, 3, H, W]`,
             `video_mask` `[N, T]` (from `videos`), `input_values` `[N, 1024, 128]` and `has_audio` `[N]`.
 
         Raises:
-            FileNotFoundError: a video file is missing. ValueError / RuntimeError: a file is unreadable, corrupt,
-            truncated or has no video stream (the message names it), or an argument is malformed (the message
-            names the argument).
+            MediaError: a video file is missing, unreadable, corrupt, truncated, too large or has no video stream
+                (the message names it and the reason). ValueError: an argument is malformed (the message names the
+                argument).
+
+        Example:
+
+        ```python
+        >>> batch = processor(videos=["clip.mp4"], num_frames=32, return_tensors="pt")  # doctest: +SKIP
+        >>> batch = processor(text=["a dog"], text_kwargs={"padding": "longest"})  # doctest: +SKIP
+        ```
         """
         if text is None and videos is None and audio is None:
             raise ValueError("Pass at least one of `text`, `videos` or `audio`.")
+        if kwargs.get("images_kwargs"):
+            logger.warning("AvigateProcessor takes no images and ignores `images_kwargs`; pass frame settings in "
+                           "`videos_kwargs`.")
+        try:
+            output_kwargs = self._merge_kwargs(
+                AvigateProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
+            )
+        except StrictDataclassError as error:  # a typed keyword of the wrong type: report it as a bad argument
+            raise ValueError(str(error)) from error
+        if "images" in kwargs:
+            raise TypeError("AvigateProcessor takes `videos` (files, frame arrays or lists of PIL images), not `images`.")
         data: dict[str, Any] = {}
         if text is not None:
-            data.update(self._tokenize(text, **kwargs))
+            data.update(self._tokenize(text, **output_kwargs["text_kwargs"]))
         if videos is not None or audio is not None:
-            data.update(self._process_media(videos, audio, sampling_rate))
+            processor = self._with_video_settings(output_kwargs["videos_kwargs"])
+            data.update(processor._process_media(videos, audio, output_kwargs["audio_kwargs"].get("sampling_rate")))
+        return_tensors = next(
+            (part["return_tensors"] for part in output_kwargs.values()
+             if isinstance(part, dict) and part.get("return_tensors") is not None),
+            None,
+        )
         return BatchFeature(data, tensor_type=return_tensors)
+
+    def _with_video_settings(self, videos_kwargs: dict[str, Any]) -> "AvigateProcessor":
+        """A shallow copy of this processor carrying one call's frame settings (concurrent calls never see them)."""
+        num_frames = videos_kwargs.get("num_frames", self.num_frames)
+        if isinstance(num_frames, bool) or not isinstance(num_frames, Integral) or num_frames < 1:
+            raise ValueError(f"`num_frames` must be an int of at least 1, got {num_frames!r}.")
+        configured = copy.copy(self)
+        configured.num_frames, configured.sample_fps = num_frames, videos_kwargs.get("fps", self.sample_fps)
+        image_settings = {key: videos_kwargs[key] for key in IMAGE_PROCESSOR_SETTINGS if key in videos_kwargs}
+        if isinstance(image_settings.get("size"), int):
+            image_settings["size"] = {"shortest_edge": image_settings["size"]}
+        if isinstance(image_settings.get("crop_size"), int):
+            image_settings["crop_size"] = {"height": image_settings["crop_size"], "width": image_settings["crop_size"]}
+        if image_settings:
+            configured.image_processor = copy.copy(self.image_processor)
+            for key, value in image_settings.items():
+                setattr(configured.image_processor, key, value)
+        return configured
 
     def _tokenize(self, text: str | list[str], **kwargs: Any) -> dict[str, Any]:
         if isinstance(text, str):
             text = [text]
         if not isinstance(text, (list, tuple)) or not all(isinstance(t, str) for t in text):
             raise ValueError("`text` must be a string or a list of strings.")
-        kwargs = {"padding": "max_length", "truncation": True, "max_length": self.max_length, **kwargs}
-        # The tokenizer counts BOS and EOS inside `max_length` and adds them after truncating, so EOS survives.
+        kwargs.pop("return_tensors", None)  # the batch is converted once, with every part
         encoding = self.tokenizer(list(text), **kwargs)
         return {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
 

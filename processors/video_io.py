@@ -1,11 +1,19 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
-"""Decode video files with PyAV: sampled frames (resized by FFmpeg's scaler, centre-cropped) and the sound track.
+"""Decode video files with PyAV: sampled frames (resized by FFmpeg's scaler, centre-cropped, turned upright) and the
+sound track.
 
 A file is read in two passes. The first demuxes every packet: it collects the presentation timestamps of the video
-packets (cheap, nothing is decoded) and decodes and resamples the sound track to 16 kHz. The frames to keep are
-chosen from those timestamps, which is right for variable frame rate and for streams that do not start at 0. The
-second pass decodes the video and converts only the chosen frames with FFmpeg's scaler (see `FrameResizer`): no
-frame goes through PIL, and the frames not chosen are never converted at all.
+packets (cheap, nothing is decoded) and streams the sound track through a mono 16 kHz resampler into a bounded buffer.
+The frames to keep are chosen from those timestamps, which is right for variable frame rate and for streams that do
+not start at 0. The second pass decodes the video and converts only the chosen frames with FFmpeg's scaler (see
+`FrameResizer`): no frame goes through PIL, and the frames not chosen are never converted at all.
+
+Every PyAV object dies with its container (reading one afterwards reads freed memory and fails at random), so each
+pass copies what it needs into plain Python numbers and numpy arrays inside its `with av.open(...)` block.
+
+Memory does not grow with the file: frames larger than `max_pixels` are refused before they are decoded, and a sound
+track longer than `max_audio_samples` is not kept; only its sample count is, and a third pass gathers the few
+analysis windows the AVIGATE fbank reads from it (`long_audio_windows`).
 """
 
 import os
@@ -27,6 +35,13 @@ PIL_TO_SWSCALE = {
 }
 # Half a microsecond: sampling instants are compared with frame times computed in floating point.
 TIME_TOLERANCE = 5e-7
+# Frames above this many pixels are refused: 3x 8K UHD (7680x4320), well above any real video, far below the
+# 16000x16000 frame that took 1.2 GB to decode.
+DEFAULT_MAX_PIXELS = 100_000_000
+# Longest sound track kept whole (20 minutes at 16 kHz, 77 MB of float32); longer tracks keep only fbank windows.
+DEFAULT_MAX_AUDIO_SAMPLES = 16000 * 60 * 20
+# Native-rate mono samples gathered before one resampler call: few PyAV calls per clip, a small buffer.
+RESAMPLE_CHUNK = 1 << 16
 
 
 class MediaError(ValueError):
@@ -38,6 +53,10 @@ class MediaError(ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Exceptions pickle as `cls(*args)`; rebuild from both fields so the error crosses process pools intact.
+        return type(self), (self.path, self.reason)
+
 
 @dataclass
 class DecodedVideo:
@@ -48,12 +67,21 @@ class DecodedVideo:
         frame_indices: position of each kept frame among all the stream's frames in presentation order.
         frame_times: presentation time of each kept frame in seconds.
         audio: mono float32 waveform at the requested rate, or `None` when the file has no (non-empty) sound track.
+            For a track longer than `max_audio_samples`, the concatenated fbank windows (see [`read_video`]).
+        width, height: size of the source frames as displayed (after the rotation).
+        rotation: counter-clockwise rotation in degrees applied to the stored frames to display them (0, 90, 180,
+            270), from the file's display matrix.
+        audio_samples: length of the whole sound track at the requested rate (0 without sound).
     """
 
     frames: np.ndarray
     frame_indices: np.ndarray
     frame_times: np.ndarray
     audio: np.ndarray | None
+    width: int
+    height: int
+    rotation: int = 0
+    audio_samples: int = 0
 
 
 def resize_output_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
@@ -65,7 +93,8 @@ def resize_output_size(height: int, width: int, shortest_edge: int) -> tuple[int
 
 class FrameResizer:
     """Resize frames so the shorter side is `shortest_edge`, centre-crop `crop_size = (height, width)`, return RGB
-    uint8 `[height, width, 3]`; the geometry of CLIP's image processor, computed by FFmpeg's scaler.
+    uint8 `[height, width, 3]`; the geometry of CLIP's image processor, computed by FFmpeg's scaler. A rotation
+    (from the file's display matrix) is applied before the crop, so the geometry is that of the upright frame.
 
     The frame is first converted to packed RGB at full size (the conversion any RGB decode does), then scaled in RGB:
     scaling YUV straight to the target size strays further from a PIL resize of the decoded image. Planar RGB
@@ -89,13 +118,19 @@ class FrameResizer:
         self._to_rgb = VideoReformatter()
         self._scale = VideoReformatter()
 
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        new_height, new_width = resize_output_size(frame.height, frame.width, self.shortest_edge)
+    def __call__(self, frame: av.VideoFrame, rotation: int = 0) -> np.ndarray:
+        """The frame resized, turned `rotation` degrees counter-clockwise (a multiple of 90) and cropped."""
+        quarter_turns = (rotation // 90) % 4
+        # Resize in the stored orientation to the size the displayed frame gets, then turn the small image.
+        height, width = (frame.width, frame.height) if quarter_turns % 2 else (frame.height, frame.width)
+        new_height, new_width = resize_output_size(height, width, self.shortest_edge)
+        if quarter_turns % 2:
+            new_height, new_width = new_width, new_height
         rgb = self._to_rgb.reformat(frame, format="rgb24")
         image = self._scale.reformat(
             rgb, width=new_width, height=new_height, format="rgb24", interpolation=self.interpolation
         ).to_ndarray()
-        return center_crop(image, self.crop_size)
+        return center_crop(np.rot90(image, quarter_turns), self.crop_size)
 
 
 def center_crop(image: np.ndarray, crop_size: tuple[int, int]) -> np.ndarray:
@@ -161,6 +196,140 @@ def resample_audio(waveform: np.ndarray, sampling_rate: int, target_rate: int) -
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
+def check_media_file(path: str) -> None:
+    """Raise [`MediaError`] unless `path` is an existing, readable regular file. Checked before FFmpeg opens it: a FIFO
+    would block the open forever, and a directory or a dangling link would give a less clear FFmpeg message."""
+    if not os.path.lexists(path):
+        raise MediaError(path, "file not found")
+    if not os.path.exists(path):
+        raise MediaError(path, "dangling symbolic link (its target does not exist)")
+    if os.path.isdir(path):
+        raise MediaError(path, "is a directory, not a video file")
+    if not os.path.isfile(path):
+        raise MediaError(path, "not a regular file (a FIFO, socket or device)")
+    if not os.access(path, os.R_OK):
+        raise MediaError(path, "permission denied")
+    if os.path.getsize(path) == 0:
+        raise MediaError(path, "the file is empty (0 bytes)")
+
+
+class MonoResampler:
+    """Stream decoded audio frames into mono float32 chunks at `target_rate`, without keeping the native-rate track.
+
+    Channels are reduced first (`"mix"`: their mean, `"first"`: the first one), native samples are gathered into
+    chunks of `RESAMPLE_CHUNK` and each chunk goes through one FFmpeg resampler, which keeps its filter state between
+    calls, so the output is the same as resampling the whole track at once.
+    """
+
+    def __init__(self, target_rate: int, audio_channel: str):
+        self.target_rate = target_rate
+        self.audio_channel = audio_channel
+        self.native_rate: int | None = None
+        self._to_planar = av.AudioResampler(format="fltp")
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
+
+    def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        """Add one decoded frame; returns the resampled chunks that became ready (often none)."""
+        self.native_rate = self.native_rate or frame.sample_rate
+        planar = [frame] if frame.format.name == "fltp" else self._to_planar.resample(frame)
+        for piece in planar:
+            planes = piece.to_ndarray()
+            self._pending.append(planes.mean(axis=0) if self.audio_channel == "mix" else planes[0].copy())
+            self._pending_size += planes.shape[1]
+        return self._resample_pending() if self._pending_size >= RESAMPLE_CHUNK else []
+
+    def flush(self) -> list[np.ndarray]:
+        """The last resampled chunks (the resampler's delay line included)."""
+        chunks = self._resample_pending() if self._pending_size else []
+        if self.native_rate is not None and self.native_rate != self.target_rate:
+            chunks += [out.to_ndarray().reshape(-1) for out in self._resampler.resample(None)]
+        return chunks
+
+    def _resample_pending(self) -> list[np.ndarray]:
+        native = np.concatenate(self._pending).astype(np.float32, copy=False)
+        self._pending, self._pending_size = [], 0
+        if self.native_rate == self.target_rate:
+            return [native]
+        frame = av.AudioFrame.from_ndarray(native.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = self.native_rate
+        return [out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame)]
+
+
+class BoundedTrack:
+    """The first `max_samples` samples of the resampled sound track; past that only its length is counted."""
+
+    def __init__(self, max_samples: int):
+        self.max_samples = max_samples
+        self.num_samples = 0
+        self._chunks: list[np.ndarray] = []
+
+    def extend(self, chunks: list[np.ndarray]) -> None:
+        for chunk in chunks:
+            room = self.max_samples - self.num_samples
+            if room > 0:
+                self._chunks.append(chunk[:room])
+            self.num_samples += chunk.size
+
+    @property
+    def overflowed(self) -> bool:
+        return self.num_samples > self.max_samples
+
+    def waveform(self) -> np.ndarray:
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
+
+
+class WindowGatherer:
+    """Copy `count` windows of `length` samples starting every `hop` samples out of a stream of chunks: the only
+    samples the AVIGATE fbank (frame shift = track length // 1024) reads from a long sound track.
+
+    Concatenated, the windows form a waveform of `count * length` samples whose fbank with a shift of `length` has
+    the same frames as the whole track's fbank (each frame removes its own mean, so the track's mean drops out).
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> gatherer = WindowGatherer(hop=10, count=3, length=4)
+    >>> for chunk in np.array_split(np.arange(35, dtype=np.float32), 4):
+    ...     gatherer.add(chunk)
+    >>> gatherer.windows.tolist()
+    [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0, 20.0, 21.0, 22.0, 23.0]
+    ```
+    """
+
+    def __init__(self, hop: int, count: int, length: int):
+        self.hop, self.count, self.length = hop, count, length
+        self._windows = np.zeros((count, length), dtype=np.float32)
+        self._offset = 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        start, end = self._offset, self._offset + chunk.size
+        first = max(0, (start - self.length) // self.hop)
+        last = min(self.count - 1, (end - 1) // self.hop)
+        for window in range(first, last + 1):
+            begin = window * self.hop
+            low, high = max(begin, start), min(begin + self.length, end)
+            if low < high:
+                self._windows[window, low - begin : high - begin] = chunk[low - start : high - start]
+        self._offset = end
+
+    @property
+    def windows(self) -> np.ndarray:
+        return self._windows.reshape(-1)
+
+
+@dataclass
+class _Scan:
+    """What the first pass learns, as plain values (no PyAV object outlives its container)."""
+
+    times: np.ndarray
+    audio: np.ndarray | None
+    audio_samples: int
+    audio_overflowed: bool
+
+
 def read_video(
     path: str | os.PathLike,
     num_frames: int,
@@ -172,8 +341,11 @@ def read_video(
     sampling_rate: int = 16000,
     audio_channel: str = "mix",
     num_threads: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_audio_samples: int = DEFAULT_MAX_AUDIO_SAMPLES,
+    long_audio_windows: tuple[int, int] | None = None,
 ) -> DecodedVideo:
-    """Decode `num_frames` uniformly sampled frames and the sound track of a video file.
+    """Decode `num_frames` uniformly sampled, upright frames and the sound track of a video file.
 
     Args:
         path: the file (any container and codec FFmpeg reads: mp4, webm, mkv, avi, ...).
@@ -185,11 +357,17 @@ def read_video(
         audio_channel: `"mix"` (the mean of the channels) or `"first"` (the first channel, which the reference's
             torchaudio Kaldi fbank uses).
         num_threads: decoder threads; 1 suits DataLoader workers (one process per core), 0 lets FFmpeg choose.
+        max_pixels: larger frames are refused with a [`MediaError`] before they are decoded.
+        max_audio_samples: longest sound track (at `sampling_rate`) returned whole.
+        long_audio_windows: `(count, length)`: for a longer track, return the `count` windows of `length` samples
+            that start every `track_length // count` samples, concatenated (what the AVIGATE fbank reads; one more
+            pass over the sound track). `None` returns the first `max_audio_samples` samples (all a 10 ms-shift
+            fbank of 1024 frames reads).
 
     Raises:
-        FileNotFoundError: `path` does not exist.
-        ValueError: the file is not a readable media file, or has no video stream.
-        RuntimeError: the video stream is truncated or cannot be decoded.
+        MediaError: the file is missing, unreadable, not a media file, has no video stream, is truncated, cannot be
+            decoded or its frames exceed `max_pixels`. Nothing else is expected from a file: any other exception is
+            a bug.
 
     Example:
 
@@ -202,67 +380,79 @@ def read_video(
     path = os.fspath(path)
     if audio_channel not in ("mix", "first"):
         raise ValueError(f"`audio_channel` must be 'mix' or 'first', got {audio_channel!r}.")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Video file not found: {path}")
+    if long_audio_windows is not None and max_audio_samples < long_audio_windows[0] * long_audio_windows[1]:
+        raise ValueError("`max_audio_samples` must hold at least the `long_audio_windows`.")
+    check_media_file(path)
     try:
-        times, audio = _scan(path, read_audio, sampling_rate, audio_channel)
-        if times.size == 0:
-            raise RuntimeError("the video stream holds no frames")
-        order = np.argsort(times, kind="stable")
-        times = times[order]
+        scan = _scan(path, read_audio, sampling_rate, audio_channel, max_pixels, max_audio_samples)
+        order = np.argsort(scan.times, kind="stable")
+        times = scan.times[order]
         indices = sample_frame_indices(times, num_frames, sample_fps)
         resizer = FrameResizer(shortest_edge, crop_size, interpolation)
-        frames = _decode_frames(path, times[indices], resizer, num_threads)
-    except av.FFmpegError as error:
-        # Name the file and keep FFmpeg's reason.
-        raise ValueError(f"Cannot read video file {path} (corrupt, truncated or not a media file): {error}") from error
-    except RuntimeError as error:
-        raise RuntimeError(f"Cannot read video file {path}: {error}") from error
-    except ValueError as error:
-        raise ValueError(f"Cannot read video file {path}: {error}") from error
-    return DecodedVideo(frames=frames, frame_indices=indices, frame_times=times[indices], audio=audio)
+        frames, (width, height), rotation = _decode_frames(path, times[indices], resizer, num_threads, max_pixels)
+        audio = scan.audio
+        if scan.audio_overflowed and long_audio_windows is not None:
+            audio = _gather_windows(path, sampling_rate, audio_channel, scan.audio_samples, *long_audio_windows)
+    except (av.FFmpegError, OSError) as error:
+        # FFmpeg's own reason (invalid data, end of file, permission denied, ...), with the file named once.
+        reason = getattr(error, "strerror", None) or str(error)
+        raise MediaError(path, f"cannot be read as media (corrupt, truncated or not a video file): {reason}") from error
+    return DecodedVideo(
+        frames=frames, frame_indices=indices, frame_times=times[indices], audio=audio, width=width, height=height,
+        rotation=rotation, audio_samples=scan.audio_samples,
+    )
 
 
-def _scan(path: str, read_audio: bool, sampling_rate: int, audio_channel: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """First pass: video packet times (seconds) and the decoded, mono, resampled sound track."""
+def _scan(
+    path: str, read_audio: bool, sampling_rate: int, audio_channel: str, max_pixels: int, max_audio_samples: int
+) -> _Scan:
+    """First pass: video packet times (seconds) and the bounded, mono, resampled sound track."""
     with av.open(path) as container:
         if not container.streams.video:
-            raise ValueError("the file has no video stream")
+            raise MediaError(path, "the file has no video stream")
         video = container.streams.video[0]
+        _check_pixels(path, video.codec_context.width, video.codec_context.height, max_pixels)
+        video_time_base = float(video.time_base)
         audio = container.streams.audio[0] if container.streams.audio else None
         streams = [stream for stream in (video, audio) if stream is not None]
+        time_bases = {stream.index: float(stream.time_base) for stream in streams}
         decode_audio = audio is not None and read_audio
-        # Decoded sound is reduced to one channel per frame and resampled once at the end: one resampler call per
-        # clip instead of one per frame, and the same path as waveforms passed in memory (`resample_audio`).
-        to_planar = av.AudioResampler(format="fltp")
-        keep_channel = (lambda planes: planes.mean(axis=0)) if audio_channel == "mix" else (lambda planes: planes[0])
-        video_pts, pieces, native_rate = [], [], None
-        last_end = dict.fromkeys(streams, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
+        resampler = MonoResampler(sampling_rate, audio_channel)
+        track = BoundedTrack(max_audio_samples)
+        video_pts = []
+        last_end = dict.fromkeys(time_bases, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
         for packet in container.demux(*streams):
             # Flush packets (size 0) carry no frame; packets without pts fall back to their decoding time.
             stamp = packet.pts if packet.pts is not None else packet.dts
             if not packet.size or stamp is None:
                 continue
-            last_end[packet.stream] = max(last_end[packet.stream], stamp + (packet.duration or 0))
-            if packet.stream is video:
+            stream_index = packet.stream_index
+            last_end[stream_index] = max(last_end[stream_index], stamp + (packet.duration or 0))
+            if stream_index == video.index:
                 video_pts.append(stamp)
             elif decode_audio:
                 for frame in packet.decode():
-                    native_rate = native_rate or frame.sample_rate
-                    planar = [frame] if frame.format.name == "fltp" else to_planar.resample(frame)
-                    pieces.extend(keep_channel(out.to_ndarray()) for out in planar)
+                    track.extend(resampler.push(frame))
+        if decode_audio:
+            track.extend(resampler.flush())
         # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error;
         # the duration in their header still tells the cut. The margin leaves room for rounded durations.
-        end = max(float(pts * stream.time_base) for stream, pts in last_end.items())
+        end = max(pts * time_bases[index] for index, pts in last_end.items())
         declared = container.duration / av.time_base if container.duration else None
-        if declared is not None and end < 0.9 * declared:
-            raise RuntimeError(
-                f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
-            )
-    times = np.asarray(video_pts, dtype=np.float64) * float(video.time_base)
-    if not pieces:
-        return times, None
-    return times, resample_audio(np.concatenate(pieces), native_rate, sampling_rate)
+    if declared is not None and end < 0.9 * declared:
+        raise MediaError(
+            path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
+        )
+    if not video_pts:
+        raise MediaError(path, "the video stream holds no frames")
+    waveform = track.waveform() if track.num_samples else None
+    times = np.asarray(video_pts, dtype=np.float64) * video_time_base
+    return _Scan(times, waveform, track.num_samples, track.overflowed)
+
+
+def _check_pixels(path: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise MediaError(path, f"frames of {width}x{height} exceed the limit of {max_pixels} pixels (`max_pixels`)")
 
 
 def _decode_frames(
@@ -270,10 +460,14 @@ def _decode_frames(
     wanted_times: np.ndarray,
     resizer: FrameResizer,
     num_threads: int,
-) -> np.ndarray:
+    max_pixels: int,
+) -> tuple[np.ndarray, tuple[int, int], int]:
     """Second pass: decode in order and convert, for each wanted time, the first frame shown at or after it (the
-    frame itself, or the first decodable one when leading frames reference a missing keyframe)."""
-    frames = []
+    frame itself, or the first decodable one when leading frames reference a missing keyframe).
+
+    Returns the frames, the displayed `(width, height)` of the source and its rotation (of the first kept frame).
+    """
+    frames, size, rotation, time = [], (0, 0), 0, 0.0
     with av.open(path) as container:
         video = container.streams.video[0]
         video.thread_count = num_threads
@@ -285,14 +479,34 @@ def _decode_frames(
             converted = None
             while len(frames) < len(wanted_times) and wanted_times[len(frames)] <= time + TIME_TOLERANCE:
                 if converted is None:
-                    converted = resizer(frame)
+                    _check_pixels(path, frame.width, frame.height, max_pixels)
+                    if not frames:
+                        rotation = int(round(frame.rotation)) % 360
+                        size = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
+                    converted = resizer(frame, rotation)
                 frames.append(converted)
             if len(frames) == len(wanted_times):
                 break
     if len(frames) < len(wanted_times):
         last = f"{time:.3f} s" if frames else "the start"
-        raise RuntimeError(
+        raise MediaError(
+            path,
             f"the video stream is truncated or corrupt: decoding stopped at {last} but the container lists frames up"
-            f" to {wanted_times[-1]:.3f} s"
+            f" to {wanted_times[-1]:.3f} s",
         )
-    return np.stack(frames)
+    return np.stack(frames), size, rotation
+
+
+def _gather_windows(
+    path: str, sampling_rate: int, audio_channel: str, num_samples: int, count: int, length: int
+) -> np.ndarray:
+    """Third pass, for long sound tracks only: the `count` fbank windows of the whole track, concatenated."""
+    gatherer = WindowGatherer(num_samples // count, count, length)
+    resampler = MonoResampler(sampling_rate, audio_channel)
+    with av.open(path) as container:
+        for frame in container.decode(container.streams.audio[0]):
+            for chunk in resampler.push(frame):
+                gatherer.add(chunk)
+        for chunk in resampler.flush():
+            gatherer.add(chunk)
+    return gatherer.windows

@@ -10,7 +10,9 @@ Tests import it as `media` (pytest puts `tests/` on `sys.path`):
 ```
 """
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -49,6 +51,8 @@ def write_test_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     audio_codec: str = "aac",
+    rotation: int = 0,
+    container_format: str | None = None,
 ) -> str:
     """Write a clip of `num_frames` frames `pattern_frame(i, *size)` and return `path`.
 
@@ -63,23 +67,34 @@ def write_test_video(
             6 map to mono, stereo and 5.1.
         sample_rate: sampling rate of `audio`.
         audio_codec: audio encoder (`"aac"`, `"libopus"`, `"flac"`, ...).
+        rotation: display rotation in degrees counter-clockwise (written as the display matrix). The stored frames
+            are `pattern_frame` turned the other way, so a player that honours the matrix shows `pattern_frame`.
+        container_format: FFmpeg muxer when the extension does not name it (`"mpegts"` for `.ts`).
     """
     width, height = size
     times = [i / fps for i in range(num_frames)] if frame_times is None else list(frame_times)
     # A fine time base keeps arbitrary `frame_times` exact enough for tests of timestamp-based sampling.
     time_base = Fraction(1, 1000 * fps)
-    with av.open(path, mode="w") as container:
+    quarter_turns = (rotation // 90) % 4
+    stored_width, stored_height = (height, width) if quarter_turns % 2 else (width, height)
+    with av.open(path, mode="w", format=container_format) as container:
         video = container.add_stream(codec, rate=fps)
-        odd = width % 2 or height % 2
-        video.width, video.height = width, height
-        video.pix_fmt = "yuv444p" if odd and codec in ("h264", "libx264") else "yuv420p"
+        odd = stored_width % 2 or stored_height % 2
+        video.width, video.height = stored_width, stored_height
+        if rotation:
+            video.set_display_rotation(rotation)
+        if codec == "libx265":
+            video.options = {"x265-params": "log-level=none"}
+        default_format = "yuv444p" if odd and codec in ("h264", "libx264") else "yuv420p"
+        video.pix_fmt = "yuvj420p" if codec == "mjpeg" else default_format  # FFmpeg's mjpeg encoder wants full range
         video.time_base = time_base
         if audio is not None:
             audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
             layout = {1: "mono", 2: "stereo", 6: "5.1"}[audio.shape[0]]
             sound = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
         for index, seconds in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(pattern_frame(index, width, height), format="rgb24")
+            stored = np.ascontiguousarray(np.rot90(pattern_frame(index, width, height), -quarter_turns))
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
             frame.pts, frame.time_base = int(round(seconds / time_base)), time_base
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
@@ -104,3 +119,107 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
     for resampled in resampler.resample(None):
         container.mux(stream.encode(resampled))
     container.mux(stream.encode(None))
+
+
+def write_silent_audio_video(
+    path: str, seconds: float, sample_rate: int = 8000, size: tuple[int, int] = (64, 48)
+) -> str:
+    """A two-frame clip (at 0 s and at `seconds` - 1) with a silent FLAC sound track of `seconds` (FLAC stores
+    silence in a few bytes per frame, so a 2-hour track is a small file written in seconds)."""
+    width, height = size
+    with av.open(path, mode="w") as container:
+        video = container.add_stream("mpeg4", rate=1)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = container.add_stream("flac", rate=sample_rate, layout="mono")
+        sound.codec_context.format = "s16"
+        for index, pts in enumerate((0, max(int(seconds) - 1, 1))):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(index, width, height), format="rgb24")
+            frame.pts = pts
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        block, total = 1 << 16, int(seconds * sample_rate)
+        for start in range(0, total, block):
+            silence = np.zeros((1, min(block, total - start)), dtype=np.int16)
+            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = sample_rate, start
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode(None))
+    return path
+
+
+@dataclass
+class CorpusClip:
+    """One generated file and what decoding it must give."""
+
+    path: str
+    num_frames: int
+    has_audio: bool
+    size: tuple[int, int]  # displayed (width, height)
+
+
+# name: (keyword arguments of write_test_video, seconds of sound or None). Codecs h264/hevc/vp9/mpeg4/mjpeg,
+# containers mp4/webm/mkv/avi/ts, sound aac/opus/mp3/flac/pcm at 8-96 kHz, mono/stereo/5.1, rotations, variable
+# frame rate, one frame, no sound, sound longer and shorter than the video.
+CORPUS = {
+    "h264_aac_stereo_44k.mp4": (dict(codec="h264", audio_codec="aac", sample_rate=44100), (2, 1.0)),
+    "hevc_aac_51_48k.mkv": (dict(codec="libx265", audio_codec="aac", sample_rate=48000), (6, 1.0)),
+    "vp9_opus_stereo_48k.webm": (dict(codec="libvpx-vp9", audio_codec="libopus", sample_rate=48000), (2, 1.0)),
+    "mpeg4_mp3_mono_22k.avi": (dict(codec="mpeg4", audio_codec="mp3", sample_rate=22050), (1, 1.0)),
+    "mjpeg_pcm_mono_8k.avi": (dict(codec="mjpeg", audio_codec="pcm_s16le", sample_rate=8000), (1, 1.0)),
+    "h264_aac_ts_32k.ts": (dict(codec="h264", audio_codec="aac", sample_rate=32000, container_format="mpegts"),
+                           (2, 1.0)),
+    "h264_flac_96k.mkv": (dict(codec="h264", audio_codec="flac", sample_rate=96000), (2, 1.0)),
+    "rotate_90.mp4": (dict(codec="h264", rotation=90), None),
+    "rotate_270.mp4": (dict(codec="h264", rotation=270, audio_codec="aac", sample_rate=16000), (1, 1.0)),
+    "vfr.mkv": (dict(codec="h264", frame_times=[0.0, 0.05, 0.3, 0.32, 0.7, 0.95, 1.4, 1.41]), None),
+    "one_frame.mp4": (dict(codec="h264", num_frames=1), (1, 0.5)),
+    "no_audio.mp4": (dict(codec="h264"), None),
+    "audio_longer.mp4": (dict(codec="h264", audio_codec="aac", sample_rate=16000), (1, 3.0)),
+    "audio_shorter.mkv": (dict(codec="h264", audio_codec="libopus", sample_rate=48000), (2, 0.2)),
+}
+
+
+def write_corpus(folder: str, size: tuple[int, int] = (64, 48)) -> dict[str, CorpusClip]:
+    """Write every `CORPUS` clip (8 frames at 8 fps unless said otherwise) into `folder`, plus a 3-minute silent
+    sound track; returns the clips by name."""
+    os.makedirs(folder, exist_ok=True)
+    clips = {}
+    for name, (options, sound) in CORPUS.items():
+        options = {"num_frames": 8, "fps": 8, "size": size, "sample_rate": 16000, **options}
+        if options.get("frame_times") is not None:
+            options["num_frames"] = len(options["frame_times"])
+        audio = None
+        if sound is not None:
+            channels, seconds = sound
+            audio = tone(440.0, seconds, options["sample_rate"], channels=channels)
+        path = write_test_video(os.path.join(folder, name), audio=audio, **options)
+        clips[name] = CorpusClip(path, options["num_frames"], sound is not None, size)
+    long_path = write_silent_audio_video(os.path.join(folder, "long_silence.mkv"), seconds=180, size=size)
+    clips["long_silence.mkv"] = CorpusClip(long_path, 2, True, size)
+    return clips
+
+
+def write_bad_files(folder: str, good_clip: str) -> dict[str, str]:
+    """Files that are not usable videos, by kind: zero bytes, text renamed .mp4, truncated, flipped header bytes,
+    audio only, a directory named .mp4, a dangling symbolic link and a FIFO."""
+    os.makedirs(folder, exist_ok=True)
+    data = open(good_clip, "rb").read()
+    flipped = bytes(byte ^ 0xFF for byte in data[:64]) + data[64:]
+    contents = {"empty.mp4": b"", "text.mp4": b"this is not a video\n" * 50, "truncated.mp4": data[: len(data) // 2],
+                "flipped.mp4": flipped}
+    paths = {}
+    for name, content in contents.items():
+        paths[name] = os.path.join(folder, name)
+        with open(paths[name], "wb") as handle:
+            handle.write(content)
+    paths["audio_only.m4a"] = os.path.join(folder, "audio_only.m4a")
+    with av.open(paths["audio_only.m4a"], "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000, layout="mono")
+        _encode_audio(container, stream, tone(440.0, 0.2, 16000).reshape(1, -1), 16000)
+    paths["directory.mp4"] = os.path.join(folder, "directory.mp4")
+    os.makedirs(paths["directory.mp4"], exist_ok=True)
+    paths["dangling.mp4"] = os.path.join(folder, "dangling.mp4")
+    os.symlink(os.path.join(folder, "does-not-exist.mp4"), paths["dangling.mp4"])
+    paths["fifo.mp4"] = os.path.join(folder, "fifo.mp4")
+    os.mkfifo(paths["fifo.mp4"])
+    return paths

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from modeling_avigate.cli import main
-from modeling_avigate.index import VideoIndex
+from modeling_avigate.processors import AvigateProcessor
+from modeling_avigate.search import VideoIndex
 
 from test_index import tiny_model, tiny_processor_and_model, write_clips
 
@@ -133,6 +134,60 @@ def test_hub_commands_are_forwarded_with_their_own_options_and_errors(capsys):
     assert status == 1 and error.startswith("avigate convert: error:") and "\n" not in error
 
 
+def test_index_records_an_absolute_model_folder_so_search_works_from_any_directory(workspace, capsys, monkeypatch,
+                                                                                  tmp_path):
+    monkeypatch.chdir(workspace)
+    assert main(["index", "videos", "--model", "model", "--out", str(tmp_path / "relative"), "--num-workers", "0"]) == 0
+    capsys.readouterr()
+    assert VideoIndex.read_metadata(tmp_path / "relative")["model"]["name_or_path"] == str(workspace / "model")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "search", tmp_path / "relative", "a dog barks at a car", "-k", "2", "--json")
+    assert status == 0, err
+    assert [hit["path"] for hit in json.loads(out)] == [
+        hit["path"] for hit in json.loads(run_cli(capsys, "search", workspace / "gallery", "a dog barks at a car",
+                                                  "-k", "2", "--json")[1])]
+
+
+def test_recorded_model_is_used_only_while_its_fingerprint_matches(workspace, capsys, tmp_path):
+    import shutil
+
+    shutil.copytree(workspace / "model", tmp_path / "model")
+    assert main(["index", str(workspace / "videos"), "--model", str(tmp_path / "model"), "--out",
+                 str(tmp_path / "gallery"), "--num-workers", "0"]) == 0
+    # The folder is retrained in place: same config, other weights. The index must not silently use it.
+    processor = AvigateProcessor.from_pretrained(workspace / "model")
+    tiny_model(processor, seed=1).save_pretrained(tmp_path / "model")
+    capsys.readouterr()
+    status, out, err = run_cli(capsys, "search", tmp_path / "gallery", "a dog", "-k", "1")
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == 1 and out == "" and len(errors) == 1
+    assert f"the model {tmp_path / 'model'} recorded in the index no longer matches it" in errors[0]
+    assert "weights differ" in errors[0] and "--model" in errors[0]
+    # --model overrides the recorded reference.
+    status, out, _ = run_cli(capsys, "search", tmp_path / "gallery", "a dog", "-k", "1", "--model", workspace / "model")
+    assert status == 0 and len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("model", ["{root}/no-such-model", "./no-such-model", "a/b/no-such-model", "no-such-repo"])
+def test_wrong_model_path_says_model_folder_not_found(workspace, capsys, model):
+    model = model.format(root=workspace)
+    status, out, err = run_cli(capsys, "search", workspace / "gallery", "a dog", "--model", model)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == 1 and out == "" and errors == [err.strip().splitlines()[-1]]
+    assert errors[0].startswith(f"avigate search: error: model folder not found: {model}")
+
+
+def test_marked_shards_left_by_a_killed_build_are_removed_by_the_next_build(workspace, capsys, tmp_path):
+    from modeling_avigate.folders import write_marker
+
+    leftover = tmp_path / "gallery.shards"
+    (leftover / "shard-00000").mkdir(parents=True)
+    write_marker(leftover, "index_shards")
+    assert main(["index", str(workspace / "videos"), "--model", str(workspace / "model"), "--out",
+                 str(tmp_path / "gallery"), "--num-workers", "0"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["gallery"]
+
+
 @pytest.mark.slow
 def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
     # torchrun with the gloo backend: two CPU processes each embed half of the files, the main one merges.
@@ -143,6 +198,8 @@ def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
                "--out", str(tmp_path / "sharded"), "--num-workers", "0", "--batch-size", "3"]
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
+    # One process merged and saved: two processes that each built the whole index would both report it.
+    assert completed.stdout.count("indexed 4 videos") == 1, completed.stdout
     assert not os.path.exists(tmp_path / "sharded.shards")
     sharded, single = VideoIndex.load(tmp_path / "sharded"), VideoIndex.load(workspace / "gallery")
     assert sharded.paths == single.paths

@@ -322,3 +322,91 @@ def test_renamed_keys_are_all_distinct(official):
     converted, unmapped, _ = convert_official_state_dict(official)
     assert not unmapped
     assert set(converted) == set(AvigateModel(AvigateConfig(**tiny_config_kwargs())).state_dict())
+
+
+class _Nested(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        # MultiheadAttention and BatchNorm pickle typed lists and int buffers in TorchScript archives.
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.BatchNorm1d(4)])
+        self.attention = torch.nn.MultiheadAttention(4, 2)
+        self.register_buffer("positions", torch.arange(6, dtype=torch.float16).reshape(2, 3))
+        self.proj = torch.nn.Parameter(torch.randn(4, 2))
+        self.input_resolution = 32  # a plain attribute, as in OpenAI's archives: no tensor
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        x = self.attention(x[:, None], x[:, None], x[:, None], need_weights=False)[0][:, 0]
+        return x @ self.proj
+
+
+class _Tampering(torch.nn.Module):
+    """A TorchScript module whose own code rewrites its weights while `torch.jit.load` restores it."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, x):
+        return x * self.weight
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.weight, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]):
+        self.weight = state[0] * 0 + 42
+        self.training = state[1]
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("compile_with", ["script", "trace"])  # OpenAI's archives are traced
+def test_torchscript_tensors_are_read_without_running_the_archive(tmp_path, compile_with):
+    torch.manual_seed(0)
+    module = _Nested().eval()
+    compiled = torch.jit.script(module) if compile_with == "script" else torch.jit.trace(module, torch.randn(5, 3))
+    torch.jit.save(compiled, tmp_path / "nested.pt")
+    tensors = load_original_state_dict(tmp_path / "nested.pt")
+    reference = torch.jit.load(tmp_path / "nested.pt").state_dict()  # our own file: trusted reference
+    assert sorted(tensors) == sorted(reference)
+    for name, tensor in reference.items():
+        assert tensors[name].dtype == tensor.dtype and torch.equal(tensors[name], tensor), name
+
+
+def test_torchscript_setstate_code_is_refused_not_run(tmp_path):
+    torch.jit.save(torch.jit.script(_Tampering()), tmp_path / "tampering.pt")
+    # torch.jit.load runs the archive's code: the weights it returns are not the stored ones.
+    assert torch.jit.load(tmp_path / "tampering.pt").weight.tolist() == [42.0, 42.0]
+    with pytest.raises(ValueError, match=r"tampering.pt: the archive's code restores a module with its own "
+                                         r"__setstate__.*tool you trust"):
+        load_original_state_dict(tmp_path / "tampering.pt")
+
+
+def test_torchscript_archive_whose_code_writes_a_file_writes_nothing(tmp_path):
+    import pickle
+    import zipfile
+
+    from modeling_avigate.hub.convert_avigate_original_checkpoint import convert_avigate_original_checkpoint
+
+    written = tmp_path / "written-by-the-archive"
+
+    class WritesAFile:
+        def __reduce__(self):
+            return open, (str(written), "w")
+
+    payload = pickle.dumps(WritesAFile(), protocol=2)
+    pickle.loads(payload).close()  # the payload is live: plain unpickling creates the file
+    assert written.exists()
+    written.unlink()
+    # An OpenAI-style archive (a real TorchScript file) whose data.pkl is the payload.
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), tmp_path / "genuine.pt")
+    with zipfile.ZipFile(tmp_path / "genuine.pt") as genuine, zipfile.ZipFile(tmp_path / "crafted.pt", "w") as crafted:
+        for item in genuine.infolist():
+            crafted.writestr(item, payload if item.filename.endswith("/data.pkl") else genuine.read(item))
+    with pytest.raises(ValueError, match=r"crafted.pt: refusing to read the TorchScript archive \(data.pkl names "
+                                         r"(io|builtins).open"):
+        convert_avigate_original_checkpoint(tmp_path / "out", clip_checkpoint_path=tmp_path / "crafted.pt",
+                                            ast_checkpoint_path=tmp_path / "crafted.pt")
+    assert not written.exists() and not (tmp_path / "out").exists()

@@ -197,6 +197,7 @@ def test_push_benchmark_to_hub_uploads_the_export(tiny_synthetic, tmp_path):
         uploaded.update(kwargs, files=sorted(
             os.path.relpath(os.path.join(root, name), kwargs["folder_path"])
             for root, _, names in os.walk(kwargs["folder_path"]) for name in names
+            if name not in kwargs.get("ignore_patterns", [])
         ))
         return "commit"
 
@@ -208,3 +209,76 @@ def test_push_benchmark_to_hub_uploads_the_export(tiny_synthetic, tmp_path):
     assert uploaded["repo_id"] == "user/synth" and uploaded["repo_type"] == "dataset"
     assert uploaded["files"] == ["README.md", "pairs/test-00000.parquet", "pairs/train-00000.parquet",
                                  "videos/test-00000.parquet", "videos/train-00000.parquet"]
+
+
+def _synthetic_with_video_path(tiny_synthetic, tmp_path, video_path: str) -> str:
+    """A copy of the synthetic benchmark whose first test annotation names `video_path`."""
+    root = shutil.copytree(tiny_synthetic, tmp_path / "data")
+    lines = (root / "test.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["video"] = video_path
+    (root / "test.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    return str(root)
+
+
+def _opened_paths():
+    """Patch `open` to record the real path of every file opened through it (and still open it)."""
+    import builtins
+
+    opened, real_open = [], builtins.open
+
+    def recording_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            opened.append(os.path.realpath(file))
+        return real_open(file, *args, **kwargs)
+
+    return opened, mock.patch("builtins.open", recording_open)
+
+
+@pytest.mark.parametrize("escape", ["absolute", "dotdot"])
+def test_annotation_paths_outside_data_dir_are_refused_and_never_read(tiny_synthetic, tmp_path, escape):
+    secret = tmp_path / "outside" / "secret.mp4"
+    secret.parent.mkdir()
+    secret.write_bytes(b"private bytes that must not be exported")
+    video_path = str(secret) if escape == "absolute" else "../outside/secret.mp4"
+    data_dir = _synthetic_with_video_path(tiny_synthetic, tmp_path, video_path)
+    opened, patch = _opened_paths()
+    with patch, pytest.raises(ValueError, match=rf"avigate_synthetic annotation 1 .*{os.path.basename(video_path)}"):
+        export_benchmark_parquet("synthetic", data_dir, str(tmp_path / "export"), cache_dir=str(tmp_path / "cache"))
+    assert str(secret) not in opened
+    exported = [os.path.join(root, name) for root, _, names in os.walk(tmp_path / "export") for name in names]
+    assert all(b"private bytes" not in open(path, "rb").read() for path in exported)
+
+
+def test_parquet_export_refuses_rows_outside_data_dir_even_from_an_unconfined_builder(tiny_synthetic, tmp_path):
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"private bytes")
+    data_dir = _synthetic_with_video_path(tiny_synthetic, tmp_path, str(secret))
+    opened, patch = _opened_paths()
+    # A builder that does not confine its paths (say, a third-party one): the export must still refuse.
+    unconfined = mock.patch("modeling_avigate.data.builders.path_inside",
+                            lambda root, path, source: os.path.join(root, path))
+    with patch, unconfined, pytest.raises(ValueError, match=r"test video .* leaves the data folder"):
+        export_benchmark_parquet("synthetic", data_dir, str(tmp_path / "export"), splits=["test"],
+                                 cache_dir=str(tmp_path / "cache"))
+    assert str(secret) not in opened
+
+
+def test_export_never_overwrites_a_foreign_folder_or_the_data(tiny_synthetic, tmp_path):
+    from modeling_avigate.folders import FolderOwnershipError
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("my own readme")
+    with pytest.raises(FolderOwnershipError, match="notes: it is a folder this package did not create"):
+        export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "notes"), cache_dir=str(tmp_path))
+    assert os.listdir(tmp_path / "notes") == ["README.md"]
+    assert (tmp_path / "notes" / "README.md").read_text() == "my own readme"
+    for out, relation in ((tiny_synthetic, "is"), (os.path.join(tiny_synthetic, "export"), "is inside"),
+                          (os.path.dirname(tiny_synthetic), "contains")):
+        with pytest.raises(FolderOwnershipError, match=f"refusing export folder .*: it {relation} the input"):
+            export_benchmark_parquet("synthetic", tiny_synthetic, out, cache_dir=str(tmp_path))
+    # An earlier export is replaced.
+    export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "export"), splits=["test"],
+                             cache_dir=str(tmp_path))
+    export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "export"), cache_dir=str(tmp_path))
+    assert load_dataset(str(tmp_path / "export"), split="train").num_rows == 8

@@ -16,6 +16,7 @@ from modeling_avigate.folders import (
     is_owned,
     previous_path,
     remove_owned_folder,
+    write_marker,
 )
 
 
@@ -99,9 +100,13 @@ def test_kill_between_park_and_move_is_recovered(tmp_path):
     target = tmp_path / "index"
     with atomic_folder(target, kind="index") as staging:
         _write(os.path.join(staging, "v"), "old")
+    staging = tmp_path / ".index.tmp-killed"  # the new folder, already marked with its final kind
+    _write(str(staging / "v"), "new")
+    write_marker(staging, "index")
     os.replace(target, previous_path(target))  # what replace_folder does right before its final rename
     clean_leftovers(target)
     assert open(target / "v").read() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["index"]
 
 
 def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):
@@ -125,3 +130,11 @@ def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):
         _write(os.path.join(staging, "v"), "new")
     assert sorted(os.listdir(tmp_path)) == [".index.tmp-user", "index"]
     assert open(target / "v").read() == "new"
+
+
+def test_written_folder_has_the_permissions_of_any_folder_the_user_makes(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with atomic_folder(tmp_path / "written", kind="index") as staging:
+        _write(os.path.join(staging, "v"))
+    assert os.stat(tmp_path / "written").st_mode == os.stat(plain).st_mode

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modeling_avigate import AvigateConfig, AvigateModel
-from modeling_avigate.index import (
+from modeling_avigate.search import (
     CorruptIndexError,
     IncompatibleModelError,
     VideoIndex,

@@ -211,7 +211,7 @@ def test_forward_loss_uses_audio_free_embeddings_for_the_margin(model, inputs):
     margin = naive_margin(outputs.text_embeds, outputs.visual_embeds, config.margin_scale, config.margin_max)
     logits = outputs.logits_per_text.double() + outputs.logit_scale.item() * margin
     assert outputs.loss.item() == pytest.approx(naive_symmetric_cross_entropy(logits), rel=1e-5)
-    frames = model.get_frame_features(inputs["pixel_values"], inputs["video_mask"])
+    frames = model.get_frame_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
     expected_visual = pool_video_embeds(nn.functional.normalize(frames, dim=-1), inputs["video_mask"])
     torch.testing.assert_close(outputs.visual_embeds, expected_visual)
 
@@ -548,3 +548,129 @@ def test_new_parameters_follow_the_documented_init(model):
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         AvigateConfig(**tiny_config_kwargs(**{field: value}))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 8. transformers conventions: output kwargs, audio features, half precision, offloading, tower init
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_return_dict_false_and_config_return_dict_give_the_same_values_as_a_tuple(inputs):
+    model = build_model()
+    with torch.no_grad():
+        expected = model(**inputs, return_loss=True)
+        as_tuple = model(**inputs, return_loss=True, return_dict=False)
+        model.config.return_dict = False
+        from_config = model(**inputs, return_loss=True)
+    assert isinstance(as_tuple, tuple) and isinstance(from_config, tuple)
+    for values in (as_tuple, from_config):
+        torch.testing.assert_close(values[0], expected.loss)  # loss, logits_per_text, ... in field order
+        torch.testing.assert_close(values[1], expected.logits_per_text)
+        torch.testing.assert_close(values[4], expected.video_embeds)
+
+
+def test_hidden_states_and_attentions_of_every_tower_and_fusion_layer(inputs):
+    model = build_model(attn_implementation="eager")
+    with torch.no_grad():
+        plain = model(**inputs)
+        outputs = model(**inputs, output_hidden_states=True, output_attentions=True)
+    config, video = model.config, outputs.video_model_output
+    num_real_frames = int(inputs["video_mask"].sum())
+    assert len(outputs.text_model_output.hidden_states) == config.text_config.num_hidden_layers + 1
+    assert len(outputs.text_model_output.attentions) == config.text_config.num_hidden_layers
+    assert len(video.hidden_states) == config.vision_config.num_hidden_layers + 1
+    assert video.hidden_states[0].shape[0] == num_real_frames  # padded frames are never encoded
+    assert len(video.audio_model_output.hidden_states) == config.audio_config.num_hidden_layers + 1
+    assert len(video.audio_model_output.attentions) == config.audio_config.num_hidden_layers
+    assert len(video.fusion_hidden_states) == config.fusion_num_layers + 1
+    assert video.fusion_attentions[0].shape == (NUM_VIDEOS, config.fusion_num_attention_heads, NUM_FRAMES, NUM_FRAMES)
+    cross = video.fusion_cross_attentions[0]
+    assert cross.shape == (NUM_VIDEOS, config.fusion_num_attention_heads, NUM_FRAMES, config.num_audio_queries)
+    torch.testing.assert_close(cross.sum(-1), torch.ones(cross.shape[:-1]))
+    # Padded frames get no attention from real ones; asking for more outputs changes no result.
+    assert video.fusion_attentions[0][1, :, :, 2:].abs().max() == 0
+    torch.testing.assert_close(outputs.logits_per_text, plain.logits_per_text)
+    assert plain.video_model_output.fusion_hidden_states is None and plain.text_model_output.hidden_states is None
+
+
+def naive_ast_hidden_states(ast: ASTModel, input_values: torch.Tensor) -> torch.Tensor:
+    """AST's layers run by hand: the pre-LayerNorm states the feature caches store."""
+    hidden_states = ast.embeddings(input_values)
+    for layer in ast.layers:
+        hidden_states = layer(hidden_states, None)
+    return hidden_states
+
+
+def test_get_audio_features_follows_the_convention_and_matches_the_cache_path(model, inputs):
+    input_values = inputs["input_values"]
+    with torch.no_grad():
+        outputs = model.get_audio_features(input_values)
+        cached = model.get_audio_hidden_states(input_values)
+        torch.testing.assert_close(cached, naive_ast_hidden_states(model.audio_model, input_values))
+        from_cache = model.get_audio_embeddings_from_hidden_states(cached)
+        as_tuple = model.get_audio_features(input_values, return_dict=False)
+    assert outputs.last_hidden_state.shape == (NUM_VIDEOS, cached.shape[1], model.config.audio_config.hidden_size)
+    assert outputs.pooler_output.shape == (NUM_VIDEOS, model.config.num_audio_queries, model.config.projection_dim)
+    assert outputs.hidden_states is None  # only captured internally, as it was not asked for
+    torch.testing.assert_close(outputs.pooler_output, from_cache)
+    torch.testing.assert_close(as_tuple[1], from_cache)
+
+
+def write_processor_and_video(folder, tokenizer_dir) -> tuple:
+    from media import tone, write_test_video
+    from transformers import CLIPImageProcessorPil, CLIPTokenizer
+
+    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+
+    size = tiny_config_kwargs()["vision_config"]["image_size"]
+    processor = AvigateProcessor(
+        CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        AvigateFeatureExtractor(), CLIPTokenizer.from_pretrained(str(tokenizer_dir)), num_frames=4, max_length=8,
+    )
+    video = write_test_video(str(folder / "clip.mp4"), num_frames=8, fps=8, size=(48, 40),
+                             audio=tone(440.0, 1.0, 16000), sample_rate=16000)
+    return processor, video
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_on_processor_output(dtype, model, tiny_tokenizer_dir, tmp_path):
+    processor, video = write_processor_and_video(tmp_path, tiny_tokenizer_dir)
+    batch = processor(text=["a dog barks", "a car"], videos=[video, video], return_tensors="pt")
+    assert batch["input_values"].dtype == batch["pixel_values"].dtype == torch.float32
+    model.save_pretrained(tmp_path / "model")
+    half = AvigateModel.from_pretrained(tmp_path / "model", dtype=dtype).eval()
+    assert half.dtype == dtype
+    with torch.no_grad():
+        expected = model(**batch, return_loss=True)
+        outputs = half(**batch, return_loss=True)
+    assert outputs.logits_per_text.dtype == dtype
+    # Logits are scaled by σ ≈ 14: half-precision rounding moves them by hundredths, not more.
+    torch.testing.assert_close(outputs.logits_per_text.float(), expected.logits_per_text, atol=0.1, rtol=0.02)
+    torch.testing.assert_close(outputs.loss.float(), expected.loss, atol=0.05, rtol=0.02)
+
+
+def test_disk_offloaded_inference_equals_in_memory_inference(model, inputs, tmp_path):
+    model.save_pretrained(tmp_path / "model")
+    # Every sub-module on disk; the logit scale, a parameter of the root module itself, stays in memory.
+    device_map = {**{name: "disk" for name, _ in model.named_children()}, "logit_scale": "cpu"}
+    offloaded = AvigateModel.from_pretrained(
+        tmp_path / "model", device_map=device_map, offload_folder=str(tmp_path / "offload")
+    ).eval()
+    assert offloaded.frame_position_embedding.weight.device.type == "meta"  # really offloaded, loaded by hooks
+    with torch.no_grad():
+        expected = model(**inputs, return_loss=True)
+        outputs = offloaded(**inputs, return_loss=True)
+    for name in ("loss", "logits_per_text", "frame_embeds", "attn_gates", "visual_embeds"):
+        torch.testing.assert_close(getattr(outputs, name), getattr(expected, name), msg=name)
+
+
+def test_towers_missing_from_a_checkpoint_get_clip_and_ast_init():
+    config = AvigateConfig(**tiny_config_kwargs(initializer_range=0.02))
+    torch.manual_seed(0)
+    model = AvigateModel.from_pretrained(None, config=config, state_dict={})
+    text_config = config.text_config
+    # CLIP's own rule for attention input projections: width^-0.5 · (2 · layers)^-0.5 (0.088 here), not N(0, 0.02).
+    clip_std = text_config.hidden_size**-0.5 * (2 * text_config.num_hidden_layers) ** -0.5
+    q_proj = model.text_model.encoder.layers[0].self_attn.q_proj.weight
+    assert q_proj.std().item() == pytest.approx(clip_std, rel=0.1)
+    assert model.text_model.embeddings.position_ids.tolist()[0] == list(range(text_config.max_position_embeddings))

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -46,7 +47,7 @@ def weights(directory) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp_path):
-    run_train(synthetic_dir, tmp_path / "straight")
+    run_train(synthetic_dir, tmp_path / "straight", "--save_total_limit", "2")  # keep epoch 1 to compare with
     run_train(synthetic_dir, tmp_path / "resumed", "--stop_after_epochs", "1")
     assert not (tmp_path / "resumed" / "checkpoint-epoch-2").exists()
     run_train(synthetic_dir, tmp_path / "resumed", "--resume_from_checkpoint", "latest")
@@ -123,21 +124,26 @@ def test_audio_cache_step_matches_the_uncached_step_within_fp16(tmp_path):
         torch.testing.assert_close(grads_cached[name], grad, rtol=2e-2, atol=2e-3, msg=name)
 
 
-def test_unreadable_training_video_is_replaced_and_counted(tmp_path):
-    from modeling_avigate.training_data import PairDataset
+def test_unusable_training_video_is_replaced_and_counted_and_other_errors_surface(tmp_path):
+    from modeling_avigate.pipeline import TrainingPairs
+    from modeling_avigate.processors import MediaError
 
     class FakeProcessor:
         def process_video(self, path):
             if path.endswith("bad.mp4"):
-                raise ValueError(f"{path}: no video stream")
-            return {"pixel_values": torch.zeros(2, 3, 4, 4), "video_mask": torch.ones(2, dtype=torch.long),
-                    "input_values": torch.zeros(8, 4), "has_audio": torch.tensor(True)}
+                raise MediaError(path, "the file has no video stream")
+            if path.endswith("bug.mp4"):
+                raise TypeError("a bug, not a bad file")
+            return {"pixel_values": np.zeros((2, 3, 4, 4), np.float32), "video_mask": np.ones(2, np.int64),
+                    "input_values": np.zeros((8, 4), np.float32), "has_audio": np.bool_(True)}
 
-    pairs = {"caption": ["one", "two", "three"], "video_id": ["a", "bad", "c"],
-             "video": ["a.mp4", "bad.mp4", "c.mp4"]}
-    dataset = PairDataset(pairs, FakeProcessor())
+    pairs = {"caption": ["one", "two", "three", "four"], "video_id": ["a", "bad", "c", "bug"],
+             "video": ["a.mp4", "bad.mp4", "c.mp4", "bug.mp4"]}
+    dataset = TrainingPairs(pairs, FakeProcessor())
     item = dataset[1]
-    assert item["caption"] == "three" and item["video_id"] == "c"
-    assert list(dataset.skipped) == ["bad.mp4"]
-    with pytest.raises(ValueError, match="bad.mp4"):
-        PairDataset(pairs, FakeProcessor(), strict=True)[1]
+    assert item["text"] == "three" and item["position"] == 2
+    assert dataset.skipped == {"bad.mp4": "the file has no video stream"}
+    with pytest.raises(MediaError, match="bad.mp4: the file has no video stream"):
+        TrainingPairs(pairs, FakeProcessor(), strict=True)[1]
+    with pytest.raises(TypeError, match="a bug"):
+        dataset[3]

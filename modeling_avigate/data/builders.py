@@ -20,7 +20,6 @@ at another folder, or changing files in the same one, prepares the data again in
 """
 
 import csv
-import hashlib
 import json
 import os
 import warnings
@@ -29,41 +28,11 @@ from typing import Any, Iterator, Optional
 
 import datasets
 
+from ..fingerprints import directory_fingerprint
+from ..media_files import index_videos, path_inside
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+
 _MAX_LISTED_MISSING = 20
-
-
-def directory_fingerprint(data_dir: str) -> str:
-    """Hash of every file's relative path, size and modification time under `data_dir` (no file is read)."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(data_dir):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            stat = os.stat(path)
-            digest.update(f"{os.path.relpath(path, data_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def index_videos(data_dir: str) -> dict[str, str]:
-    """Map file stem -> path for every video under `data_dir`, searched recursively.
-
-    When one stem exists with several extensions (e.g. MSR-VTT copies with both `video7.mp4` and `video7.webm`),
-    the extension listed first in `VIDEO_EXTENSIONS` wins, so `.mp4` is preferred and `.webm` is the fallback.
-    """
-    best: dict[str, tuple[int, str]] = {}
-    for root, dirs, files in os.walk(data_dir):
-        dirs.sort()
-        for name in sorted(files):
-            stem, extension = os.path.splitext(name)
-            extension = extension.lower()
-            if extension not in VIDEO_EXTENSIONS:
-                continue
-            rank = VIDEO_EXTENSIONS.index(extension)
-            if stem not in best or rank < best[stem][0]:
-                best[stem] = (rank, os.path.join(root, name))
-    return {stem: path for stem, (_, path) in best.items()}
 
 
 def has_audio_stream(path: str) -> bool:
@@ -313,9 +282,11 @@ class SyntheticBuilder(VideoTextBuilder):
 
     def _locate(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # the metadata names each file; has_audio comes from the generator, so scanning is never needed
+        # The file name comes from an annotation file: it must stay inside data_dir (no absolute path, no `../`).
         located = []
-        for record in records:
-            path = os.path.join(self.config.data_dir, record["video"])
+        for number, record in enumerate(records):
+            path = path_inside(self.config.data_dir, record["video"], f"{self.DATASET_NAME} annotation {number + 1} "
+                                                                      f"(video_id {record.get('video_id')!r})")
             located.append({**record, "video": path if os.path.isfile(path) else None})
         return located
 

@@ -18,19 +18,30 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..folders import MARKER_FILE, atomic_folder, check_output_separate
+from ..media_files import path_inside
+
 
 CONFIGS = ("pairs", "videos")
+EXPORT_KIND = "parquet_export"
 SHARD_BYTES = 500 * 1024 * 1024  # the Hub's viewer and load_dataset work best with shards of a few hundred MB
 
 
-def _write_split(dataset, config_name: str, split: str, out_dir: str) -> None:
+def _confined_paths(batch: dict, data_dir: str, split: str) -> list[str]:
+    """The batch's video paths, each checked to lie inside `data_dir` before any file is read: an exported file is
+    shipped to others, so a path that leads elsewhere (say an annotation naming a system file) is refused."""
+    return [path_inside(data_dir, os.path.relpath(path, data_dir), f"{split} video {video_id!r}")
+            for path, video_id in zip(batch["video"], batch["video_id"])]
+
+
+def _write_split(dataset, config_name: str, split: str, out_dir: str, data_dir: str) -> None:
     os.makedirs(os.path.join(out_dir, config_name), exist_ok=True)
     schema = dataset.features.arrow_schema
     if config_name == "videos":
         schema = schema.append(pa.field("video_bytes", pa.binary()))
     writer, shard, shard_bytes = None, 0, 0
     for batch in dataset.iter(batch_size=64):
-        paths = batch["video"]
+        paths = _confined_paths(batch, data_dir, split)
         batch["video"] = [os.path.basename(path) for path in paths]
         if config_name == "videos":
             batch["video_bytes"] = []
@@ -79,7 +90,9 @@ def export_benchmark_parquet(
 
     Args:
         name, data_dir, load_kwargs: as for `load_benchmark` (e.g. `strict=True`, `scan_audio=True`).
-        out_dir: destination folder; `load_dataset(out_dir, "videos", split="test")` reads it back.
+        out_dir: destination folder, written atomically; an existing one is replaced only if it is an earlier
+            export (its `.avigate-folder.json` marker says so), and it may not be, contain or sit inside `data_dir`.
+            `load_dataset(out_dir, "videos", split="test")` reads it back.
         splits: which splits to export (default: every split the builder prepared).
 
     Example:
@@ -102,13 +115,15 @@ def export_benchmark_parquet(
     if splits is None:
         builder = BUILDERS[name](data_dir=data_dir)
         splits = [split for split in builder.SPLITS if not builder.missing_split_files(split)]
-    os.makedirs(out_dir, exist_ok=True)
-    for split in splits:
-        for config_name in CONFIGS:
-            dataset = load_benchmark(name, data_dir, split, view=config_name, **load_kwargs)
-            _write_split(dataset, config_name, split, out_dir)
-    with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as handle:
-        handle.write(_readme(name, splits))
+    check_output_separate(out_dir, [data_dir], what="export folder")
+    # Written to a marked staging folder and swapped in: an existing out_dir is replaced only if it is an export.
+    with atomic_folder(out_dir, EXPORT_KIND) as staging:
+        for split in splits:
+            for config_name in CONFIGS:
+                dataset = load_benchmark(name, data_dir, split, view=config_name, **load_kwargs)
+                _write_split(dataset, config_name, split, staging, data_dir)
+        with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(_readme(name, splits))
     return out_dir
 
 
@@ -145,5 +160,6 @@ def push_benchmark_to_hub(
             repo_id=repo_id,
             repo_type="dataset",
             folder_path=folder,
+            ignore_patterns=[MARKER_FILE],
             commit_message=commit_message or f"Upload {name} benchmark (Parquet)",
         )

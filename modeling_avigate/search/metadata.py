@@ -1,0 +1,135 @@
+# Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
+"""The index folder's format: file names, the `index.json` schema and its validation, and the index's errors.
+
+Every key of `index.json` is checked for presence and type before anything else is read, so a damaged or hand-edited
+file gives one [`CorruptIndexError`] line naming the key instead of a `KeyError` traceback or a silently wrong search.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ..folders import recover_interrupted_replace
+from .first_stage import FIRST_STAGE_KINDS
+
+
+FORMAT_VERSION = 1
+INDEX_KIND = "index"
+SHARDS_KIND = "index_shards"
+METADATA_FILE = "index.json"
+EMBEDDINGS_FILE = "embeddings.safetensors"
+FIRST_STAGE_FILE = "first_stage.faiss"
+# The only files an index reads: a checksum entry naming anything else (say `../../secret`) is refused.
+DATA_FILES = (EMBEDDINGS_FILE, FIRST_STAGE_FILE)
+
+
+class CorruptIndexError(ValueError):
+    """An index folder is incomplete, truncated or altered since it was written."""
+
+
+class IncompatibleModelError(ValueError):
+    """The model (or processor) used for queries is not the one that built the index."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _is_list_of_dicts_with(*keys: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys) for item in value)
+    return check
+
+
+def _is_model(value: Any) -> bool:
+    # The model reference and fingerprints are optional (an index built from raw embeddings has none), strings if set.
+    return (isinstance(value, dict) and _is_number(value.get("logit_scale"))
+            and _is_number(value.get("lse_temperature"))
+            and all(isinstance(value.get(key), (str, type(None)))
+                    for key in ("name_or_path", "revision", "config_hash", "weights_fingerprint")))
+
+
+def _is_first_stage(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and value.get("kind") in FIRST_STAGE_KINDS
+                             and _is_int(value.get("shortlist_size")) and value["shortlist_size"] > 0
+                             and all(_is_int(value[key]) and value[key] > 0
+                                     for key in ("nprobe", "nlist", "refine_factor") if key in value))
+
+
+def _is_checksums(value: Any) -> bool:
+    return (isinstance(value, dict) and EMBEDDINGS_FILE in value
+            and all(name in DATA_FILES and isinstance(digest, str) for name, digest in value.items()))
+
+
+# key → (check, what the key must be)
+SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_videos": (_is_count, "a non-negative integer"),
+    "num_frames": (_is_count, "a non-negative integer"),
+    "dim": (_is_count, "a non-negative integer"),
+    "model": (_is_model, "an object with numeric logit_scale and lse_temperature (and string name_or_path, "
+                         "revision, config_hash, weights_fingerprint where set)"),
+    "processor": (lambda value: value is None or isinstance(value, dict), "an object or null"),
+    "first_stage": (_is_first_stage, f"null or an object with kind in {FIRST_STAGE_KINDS}, a positive "
+                                     "shortlist_size (and positive integer nprobe, nlist, refine_factor where set)"),
+    "checksums": (_is_checksums, f"an object of SHA-256 strings for {EMBEDDINGS_FILE} (and {FIRST_STAGE_FILE} only)"),
+    "videos": (_is_list_of_dicts_with("path"), "a list of objects with a string path"),
+    "failures": (_is_list_of_dicts_with("path", "error"), "a list of objects with string path and error"),
+}
+
+
+def validate_metadata(metadata: Any, metadata_path: str) -> None:
+    """Raise [`CorruptIndexError`] naming the first missing or ill-typed key of a parsed `index.json`."""
+    if not isinstance(metadata, dict):
+        raise CorruptIndexError(f"{metadata_path} holds a {type(metadata).__name__}, not an object; the index is "
+                                "corrupt")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CorruptIndexError(f"{metadata_path}: unsupported index format {metadata.get('format_version')!r} "
+                                f"(this version reads {FORMAT_VERSION})")
+    for key, (check, expected) in SCHEMA.items():
+        if key not in metadata:
+            raise CorruptIndexError(f"{metadata_path}: key {key!r} is missing; the index is corrupt, rebuild it")
+        if not check(metadata[key]):
+            raise CorruptIndexError(f"{metadata_path}: key {key!r} must be {expected}, got "
+                                    f"{json.dumps(metadata[key])[:80]}; the index is corrupt, rebuild it")
+    if len(metadata["videos"]) != metadata["num_videos"]:
+        raise CorruptIndexError(f"{metadata_path}: {len(metadata['videos'])} videos listed but num_videos is "
+                                f"{metadata['num_videos']}; the index is corrupt, rebuild it")
+    if metadata["first_stage"] is not None and FIRST_STAGE_FILE not in metadata["checksums"]:
+        raise CorruptIndexError(f"{metadata_path}: a {metadata['first_stage']['kind']} first stage is recorded but "
+                                f"{FIRST_STAGE_FILE} has no checksum; the index is corrupt, rebuild it")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed and validated `index.json` of an index folder, without loading the embeddings. A save killed
+    while swapping folders is rolled back first."""
+    path = os.fspath(path)
+    recover_interrupted_replace(path)
+    metadata_path = os.path.join(path, METADATA_FILE)
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(f"no AVIGATE index at {path} ({METADATA_FILE} not found)")
+    try:
+        with open(metadata_path, encoding="utf-8") as handle:
+            metadata = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptIndexError(f"{metadata_path} is not valid JSON ({error}); the index is corrupt") from error
+    validate_metadata(metadata, metadata_path)
+    return metadata
+
+
+__all__ = [
+    "CorruptIndexError",
+    "FORMAT_VERSION",
+    "IncompatibleModelError",
+    "read_metadata",
+    "validate_metadata",
+]

@@ -1,0 +1,87 @@
+# Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
+"""Build and save an index with every process of an `accelerate launch` / `torchrun` job (one process works too)."""
+
+import os
+from collections.abc import Sequence
+
+from ..folders import check_output_separate, check_replaceable, remove_owned_folder, write_marker
+from ..media_files import resolve_videos
+from ..modeling_avigate import AvigateModel
+from .first_stage import FirstStage
+from .metadata import INDEX_KIND, SHARDS_KIND
+from .store import VideoIndex
+
+
+def shards_path(output_dir: str | os.PathLike) -> str:
+    """The folder where the processes of a sharded build leave their shards: `OUTPUT.shards` beside the output."""
+    return os.path.abspath(os.fspath(output_dir)) + ".shards"
+
+
+def check_index_output(output_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse, before any video is embedded, an index folder (or its shards folder) that is, sits inside or contains
+    one of `inputs` (the video folder, or the video files), or that would replace a folder which is not an index."""
+    for folder, kind in ((os.fspath(output_dir), INDEX_KIND), (shards_path(output_dir), SHARDS_KIND)):
+        check_output_separate(folder, inputs, what="index folder")
+        check_replaceable(folder, kind)
+
+
+def _create_shards_folder(shard_dir: str) -> None:
+    remove_owned_folder(shard_dir, SHARDS_KIND)  # the marked leftover of a killed build, or nothing
+    os.makedirs(shard_dir)
+    write_marker(shard_dir, SHARDS_KIND)
+
+
+def build_sharded(
+    model: AvigateModel,
+    processor,
+    videos,
+    output_dir: str | os.PathLike,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    first_stage: FirstStage | None = None,
+    shortlist_size: int = 256,
+    progress: bool = True,
+    strict: bool = False,
+) -> VideoIndex | None:
+    """Build and save an index with every process of an `accelerate launch` / `torchrun` job (one process works
+    too): process `r` of `W` embeds files `r, r+W, ...`, writes its shard to `OUTPUT.shards/`, and the main process
+    merges the shards in the single-process order, builds the first stage and saves `output_dir`. The output and
+    its marked shards folder are checked first ([`check_index_output`]).
+
+    Returns the saved index on the main process, `None` on the others.
+    """
+    import torch
+    from accelerate import PartialState
+
+    # Without CUDA, accelerate joins the processes of a torchrun / accelerate launch job (gloo) only when asked for
+    # the CPU; otherwise every process would believe it is alone and build (and save) the whole index.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    paths = resolve_videos(videos)
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    check_index_output(output_dir, [videos] if isinstance(videos, (str, os.PathLike)) else paths)
+    model.to(state.device)
+    shard = VideoIndex.build(model, processor, paths[state.process_index :: state.num_processes], batch_size,
+                             num_workers, progress=progress and state.is_local_main_process, strict=strict)
+    shard_dir = shards_path(output_dir)
+    if state.num_processes == 1:
+        merged = shard
+        remove_owned_folder(shard_dir, SHARDS_KIND)  # the marked leftover of a killed multi-process build, if any
+    else:
+        if state.is_main_process:
+            _create_shards_folder(shard_dir)
+        state.wait_for_everyone()
+        shard.save(os.path.join(shard_dir, f"shard-{state.process_index:05d}"))
+        state.wait_for_everyone()
+        merged = None
+        if state.is_main_process:
+            shards = [VideoIndex.load(os.path.join(shard_dir, f"shard-{rank:05d}"))
+                      for rank in range(state.num_processes)]
+            merged = VideoIndex.merge(shards, order=paths)
+            remove_owned_folder(shard_dir, SHARDS_KIND)
+    if merged is not None:
+        merged.attach(model, processor)
+        if first_stage is not None:
+            merged.build_first_stage(first_stage, shortlist_size)
+        merged.save(output_dir)
+    state.wait_for_everyone()
+    return merged

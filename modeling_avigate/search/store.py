@@ -1,0 +1,521 @@
+# Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
+"""[`VideoIndex`]: a searchable gallery of videos embedded by an `AvigateModel`, and its folder on disk."""
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
+from ..folders import atomic_folder
+from ..media_files import resolve_videos
+from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
+from ..pipeline import embed_videos
+from ..text_embeddings import embed_texts
+from .first_stage import FirstStage, build_first_stage, first_stage_mismatches, require_faiss, shortlist
+from .kernels import exact_search, rerank_candidates
+from .metadata import (
+    EMBEDDINGS_FILE,
+    FIRST_STAGE_FILE,
+    FORMAT_VERSION,
+    INDEX_KIND,
+    METADATA_FILE,
+    CorruptIndexError,
+    IncompatibleModelError,
+    read_metadata,
+)
+
+
+
+# Processor settings that do not change the embeddings.
+_VOLATILE_PROCESSOR_KEYS = {"decode_threads", "processor_class"}
+# Keep a float32 copy of all frames when it is at most this large: casting fp16 → fp32 on every query costs more
+# than the scan itself on CPUs without fast fp16 arithmetic.
+FLOAT32_CACHE_BYTES = 1 << 30
+
+
+@dataclass
+class SearchResult:
+    """One ranked video (or caption, for [`VideoIndex.rank_captions`])."""
+
+    path: str
+    score: float
+    position: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_reference(name_or_path: str) -> str:
+    """How an index names its model: the absolute path of a local folder (so the index works from any working
+    directory), otherwise the Hub id as given."""
+    return os.path.abspath(name_or_path) if name_or_path and os.path.isdir(name_or_path) else name_or_path
+
+
+def processor_settings(processor) -> dict[str, Any]:
+    """The processor's output-relevant settings (frame count, geometry, audio features), JSON-ready."""
+    return strip_keys(json.loads(json.dumps(processor.to_dict(), default=str)), _VOLATILE_PROCESSOR_KEYS)
+
+
+def model_info(model: AvigateModel) -> dict[str, Any]:
+    """What an index records about the model that built it: where to find it and the fingerprints it must match."""
+    return {
+        "name_or_path": model_reference(model.config._name_or_path),
+        "revision": getattr(model.config, "_commit_hash", None),
+        "config_hash": config_hash(model.config),
+        "weights_fingerprint": weights_fingerprint(model),
+        "logit_scale": model.get_logit_scale().item(),
+        "lse_temperature": float(model.config.lse_temperature),
+    }
+
+
+def _duration(path: str) -> float | None:
+    """Container duration in seconds (header only), `None` when the container does not declare one."""
+    with av.open(path) as container:
+        return container.duration / av.time_base if container.duration is not None else None
+
+
+class VideoIndex:
+    r"""
+    A searchable gallery of videos embedded by an [`AvigateModel`].
+
+    Build it with [`VideoIndex.build`], persist it with [`save`](VideoIndex.save) / [`load`](VideoIndex.load), grow
+    it with [`add`](VideoIndex.add), query it with [`search`](VideoIndex.search) (text → videos) and
+    [`rank_captions`](VideoIndex.rank_captions) (video → captions). Scores are exactly `AvigateModel.similarity` of
+    the stored (fp16) frame embeddings.
+
+    Attributes:
+        entries: one `{"path", "duration"}` dict per video, in index order.
+        frame_embeds: fp16 `[N, T, D]`; `video_mask` bool `[N, T]`; `video_embeds` fp32 `[N, D]`; `has_audio`
+            bool `[N]`.
+        info: model, processor and first-stage metadata (see the module docstring).
+        failures: files that could not be decoded, `{"path", "error"}`.
+        model, processor: attached for text encoding; `None` for an index loaded without them.
+
+    Example (on random embeddings; real indexes come from `build`):
+
+    ```python
+    >>> import torch
+    >>> frames = torch.nn.functional.normalize(torch.randn(3, 4, 256), dim=-1)
+    >>> index = VideoIndex.from_embeddings(["a.mp4", "b.mp4", "c.mp4"], frames, torch.ones(3, 4))
+    >>> index.search(frames[1, :1], k=2)[0][0].path  # one list of results per query embedding
+    'b.mp4'
+    ```
+    """
+
+    def __init__(
+        self,
+        entries: list[dict[str, Any]],
+        frame_embeds: torch.Tensor,
+        video_mask: torch.Tensor,
+        has_audio: torch.Tensor,
+        info: dict[str, Any],
+        failures: list[dict[str, str]] | None = None,
+        video_embeds: torch.Tensor | None = None,
+        first_stage=None,
+    ):
+        if not (len(entries) == frame_embeds.shape[0] == video_mask.shape[0] == has_audio.shape[0]):
+            raise ValueError(f"{len(entries)} entries but {frame_embeds.shape[0]} embeddings")
+        self.entries = entries
+        self.frame_embeds = frame_embeds.to(torch.float16)
+        self.video_mask = video_mask.bool()
+        self.has_audio = has_audio.bool()
+        # The global embedding is pooled from the *stored* fp16 frames, so scores equal model.similarity on them.
+        self.video_embeds = (pool_video_embeds(self.frame_embeds.float(), self.video_mask)
+                             if video_embeds is None else video_embeds.float())
+        self.info = info
+        self.failures = list(failures or [])
+        self.first_stage = first_stage
+        self.model: AvigateModel | None = None
+        self.processor = None
+        self._float_frames: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        stage = self.info.get("first_stage") or {"kind": "exact"}
+        return (f"VideoIndex({len(self)} videos, {self.frame_embeds.shape[1]} frames x {self.frame_embeds.shape[2]}, "
+                f"model={self.info['model'].get('name_or_path')!r}, first_stage={stage['kind']!r})")
+
+    @property
+    def paths(self) -> list[str]:
+        return [entry["path"] for entry in self.entries]
+
+    # -- construction -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_embeddings(cls, paths: Sequence[str], frame_embeds: torch.Tensor, video_mask: torch.Tensor | None = None,
+                        has_audio: torch.Tensor | None = None, logit_scale: float = 100.0,
+                        lse_temperature: float = 1.0) -> "VideoIndex":
+        """An index over precomputed normalised frame embeddings `[N, T, D]` (no model attached; query with
+        embeddings)."""
+        if video_mask is None:
+            video_mask = torch.ones(frame_embeds.shape[:2], dtype=torch.bool)
+        if has_audio is None:
+            has_audio = torch.zeros(frame_embeds.shape[0], dtype=torch.bool)
+        info = {"model": {"logit_scale": logit_scale, "lse_temperature": lse_temperature}, "processor": None,
+                "first_stage": None}
+        return cls([{"path": os.fspath(path), "duration": None} for path in paths], frame_embeds, video_mask,
+                   has_audio, info)
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        model: AvigateModel,
+        processor,
+        videos,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        first_stage: FirstStage | None = None,
+        shortlist_size: int = 256,
+        progress: bool = True,
+        strict: bool = False,
+    ) -> "VideoIndex":
+        """Embed `videos` (a folder, a list of paths or a `datasets.Dataset` with a `video` column).
+
+        Args:
+            model: the AVIGATE model; runs on its current device, in eval mode.
+            processor: the matching `AvigateProcessor`.
+            videos: what to index.
+            batch_size: videos per forward pass.
+            num_workers: DataLoader processes that decode in parallel.
+            first_stage: optional faiss first stage (`"flat"`, `"pq"`, `"hnsw"`, `"ivf"`) over the global embeddings.
+            shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
+            progress: show a progress bar.
+
+        Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `strict=True`
+        the first one raises its `MediaError`.
+        """
+        paths = resolve_videos(videos)
+        info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
+        index = cls([], *cls._empty_tensors(model, processor), info)
+        index.attach(model, processor)
+        index._embed_and_append(paths, batch_size, num_workers, progress, strict)
+        if first_stage is not None:
+            index.build_first_stage(first_stage, shortlist_size)
+        return index
+
+    @staticmethod
+    def _empty_tensors(model: AvigateModel, processor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        num_frames, dim = processor.num_frames, model.config.projection_dim
+        return (torch.empty(0, num_frames, dim, dtype=torch.float16), torch.empty(0, num_frames, dtype=torch.bool),
+                torch.empty(0, dtype=torch.bool))
+
+    def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool,
+                          strict: bool = False) -> None:
+        model, processor = self._require_model()
+        frames, masks, audio, entries, failures = [], [], [], [], []
+        for batch in embed_videos(model, processor, paths, batch_size=batch_size, num_workers=num_workers,
+                                  strict=strict, progress=progress, desc="indexing videos"):
+            failures.extend({"path": item.path, "error": item.reason} for item in batch.skipped)
+            if batch.outputs is not None:
+                frames.append(batch.outputs.last_hidden_state.to("cpu", torch.float16))
+                masks.append(batch.outputs.video_mask.cpu().bool())
+                audio.append(batch.has_audio)
+                entries.extend({"path": paths[i], "duration": _duration(paths[i])} for i in batch.positions.tolist())
+        if frames:
+            new_frames = torch.cat(frames)
+            new_mask = torch.cat(masks)
+            self._append(entries, new_frames, new_mask, torch.cat(audio),
+                         pool_video_embeds(new_frames.float(), new_mask))
+        self.failures.extend(failures)
+
+    def _append(self, entries, frame_embeds, video_mask, has_audio, video_embeds) -> None:
+        if frame_embeds.shape[1:] != self.frame_embeds.shape[1:]:
+            raise ValueError(f"new embeddings have shape {tuple(frame_embeds.shape[1:])}, the index holds "
+                             f"{tuple(self.frame_embeds.shape[1:])} (frames, dim)")
+        self.entries = self.entries + list(entries)
+        self.frame_embeds = torch.cat([self.frame_embeds, frame_embeds.to(torch.float16)])
+        self.video_mask = torch.cat([self.video_mask, video_mask.bool()])
+        self.has_audio = torch.cat([self.has_audio, has_audio.bool()])
+        self.video_embeds = torch.cat([self.video_embeds, video_embeds.float()])
+        self._float_frames = None
+        if self.first_stage is not None:
+            self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
+
+    def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True,
+            strict: bool = False) -> list[str]:
+        """Embed and append the videos not yet in the index (by absolute path); returns the paths it embedded.
+        Old videos are not re-embedded, and files that failed before are tried again."""
+        known = set(self.paths)
+        paths = [path for path in resolve_videos(videos) if path not in known]
+        retried = set(paths)
+        self.failures = [failure for failure in self.failures if failure["path"] not in retried]
+        before = len(self)
+        self._embed_and_append(paths, batch_size, num_workers, progress, strict)
+        return self.paths[before:]
+
+    @classmethod
+    def merge(cls, shards: Sequence["VideoIndex"], order: Sequence[str] | None = None) -> "VideoIndex":
+        """One index from shards built by the same model and processor; `order` (paths) sets the video order, e.g.
+        the order a single-process build would have used. A first stage is not merged: rebuild it on the result."""
+        if not shards:
+            raise ValueError("merge needs at least one shard")
+        reference = shards[0].info
+        for shard in shards[1:]:
+            if shard.info["model"] != reference["model"] or shard.info["processor"] != reference["processor"]:
+                raise IncompatibleModelError("cannot merge shards built by different models or processors")
+        entries = [entry for shard in shards for entry in shard.entries]
+        position = {entry["path"]: i for i, entry in enumerate(entries)}
+        permutation = torch.arange(len(entries))
+        if order is not None:
+            permutation = torch.tensor([position[path] for path in order if path in position], dtype=torch.long)
+        merged = cls(
+            [entries[i] for i in permutation.tolist()],
+            torch.cat([shard.frame_embeds for shard in shards])[permutation],
+            torch.cat([shard.video_mask for shard in shards])[permutation],
+            torch.cat([shard.has_audio for shard in shards])[permutation],
+            {**reference, "first_stage": None},
+            [failure for shard in shards for failure in shard.failures],
+            torch.cat([shard.video_embeds for shard in shards])[permutation],
+        )
+        return merged
+
+    def build_first_stage(self, kind: FirstStage, shortlist_size: int = 256, nprobe: int = 32,
+                          nlist: int | None = None) -> None:
+        """(Re)build the faiss first stage over the global embeddings; the mode is recorded in `info`."""
+        self.first_stage = build_first_stage(self.video_embeds.numpy(), kind, nlist=nlist)
+        settings = {"kind": kind, "shortlist_size": shortlist_size}
+        if kind == "pq":
+            settings.update(refine_factor=int(self.first_stage.k_factor))
+        if kind == "ivf":
+            self.first_stage.nprobe = nprobe
+            settings.update(nlist=self.first_stage.nlist, nprobe=nprobe)
+        self.info["first_stage"] = settings
+
+    # -- model ------------------------------------------------------------------------------------------------------
+
+    def model_mismatches(self, model: AvigateModel, processor=None) -> list[str]:
+        """How `model` (and `processor`) differ from the ones that built the index, by config hash, weights
+        fingerprint and processor settings; empty when they match or the index was built from raw embeddings."""
+        built = self.info["model"]
+        if "config_hash" not in built:
+            return []
+        problems = []
+        if config_hash(model.config) != built["config_hash"]:
+            problems.append("its config differs")
+        elif weights_fingerprint(model) != built.get("weights_fingerprint"):
+            problems.append("its weights differ")
+        if processor is not None and self.info.get("processor") is not None:
+            if processor_settings(processor) != self.info["processor"]:
+                problems.append("the processor settings differ")
+        return problems
+
+    def check_model(self, model: AvigateModel, processor=None) -> None:
+        """Raise [`IncompatibleModelError`] unless `model` (and `processor`) are the ones that built the index."""
+        problems = self.model_mismatches(model, processor)
+        if problems:
+            raise IncompatibleModelError(
+                f"the index was built by {self.info['model'].get('name_or_path')!r}, not by this model "
+                f"({', '.join(problems)}); rebuild the index or pass force=True"
+            )
+
+    def attach(self, model: AvigateModel, processor, force: bool = False) -> "VideoIndex":
+        """Use `model` and `processor` for text queries and `add`; refused if they did not build the index unless
+        `force=True`."""
+        if not force:
+            self.check_model(model, processor)
+        self.model, self.processor = model, processor
+        return self
+
+    def _require_model(self):
+        if self.model is None or self.processor is None:
+            raise ValueError("no model attached: pass model= and processor= to VideoIndex.load, or call attach()")
+        return self.model, self.processor
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalised text embeddings `[Nq, D]` (float32, CPU) from the attached model."""
+        return embed_texts(*self._require_model(), texts)
+
+    def _scales(self) -> tuple[float, float]:
+        if self.model is not None:
+            return self.model.get_logit_scale().item(), float(self.model.config.lse_temperature)
+        return self.info["model"]["logit_scale"], self.info["model"]["lse_temperature"]
+
+    # -- search -----------------------------------------------------------------------------------------------------
+
+    def _frames_for_scan(self) -> torch.Tensor:
+        if self._float_frames is None and self.frame_embeds.numel() * 4 <= FLOAT32_CACHE_BYTES:
+            self._float_frames = self.frame_embeds.float()
+        return self.frame_embeds if self._float_frames is None else self._float_frames
+
+    def search_embeddings(self, text_embeds: torch.Tensor, k: int = 10, exact: bool = False,
+                          shortlist_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(scores [Nq, k], positions [Nq, k])` for normalised query embeddings; two-stage when the index has a
+        first stage (unless `exact`), else an exact chunked scan."""
+        if len(self) == 0:
+            raise ValueError("the index is empty")
+        text_embeds = text_embeds.float().cpu()
+        logit_scale, lse_temperature = self._scales()
+        frames = self._frames_for_scan()
+        if self.first_stage is None or exact:
+            return exact_search(text_embeds, frames, self.video_mask, self.video_embeds, logit_scale,
+                                lse_temperature, k)
+        size = max(k, shortlist_size or self.info["first_stage"]["shortlist_size"])
+        candidates = shortlist(self.first_stage, text_embeds, min(size, len(self)),
+                               nprobe=self.info["first_stage"].get("nprobe"))
+        return rerank_candidates(text_embeds, candidates, frames, self.video_mask, self.video_embeds, logit_scale,
+                                 lse_temperature, k)
+
+    def search(self, queries: str | Sequence[str] | torch.Tensor, k: int = 10, exact: bool = False,
+               shortlist_size: int | None = None) -> list[SearchResult] | list[list[SearchResult]]:
+        """Rank the indexed videos for text queries by AVIGATE's multi-grained score.
+
+        Args:
+            queries: one caption, a list of captions, or normalised text embeddings `[Nq, D]` (no model needed).
+            k: results per query.
+            exact: scan every video even when a first stage exists.
+            shortlist_size: first-stage candidates per query (default: the one stored in the index).
+
+        Returns:
+            For a single caption a list of [`SearchResult`], best first; otherwise one such list per query.
+        """
+        single = isinstance(queries, str)
+        if isinstance(queries, torch.Tensor):
+            text_embeds = queries if queries.dim() == 2 else queries[None]
+        else:
+            text_embeds = self.encode_text([queries] if single else list(queries))
+        scores, positions = self.search_embeddings(text_embeds, k, exact, shortlist_size)
+        results = [
+            [SearchResult(self.entries[p]["path"], s, p) for s, p in zip(row_scores, row_ids) if p >= 0]
+            for row_scores, row_ids in zip(scores.tolist(), positions.tolist())
+        ]
+        return results[0] if single else results
+
+    @torch.no_grad()
+    def rank_captions(self, video: str | int, captions: Sequence[str]) -> list[SearchResult]:
+        """Rank `captions` for one video: an indexed path or position, or any other file (embedded on the fly).
+        Results carry the caption in `path` and its list position in `position`."""
+        model, processor = self._require_model()
+        if isinstance(video, int):
+            frames, mask = self.frame_embeds[video], self.video_mask[video]
+        elif os.path.abspath(video) in self.paths:
+            position = self.paths.index(os.path.abspath(video))
+            frames, mask = self.frame_embeds[position], self.video_mask[position]
+        else:
+            inputs = processor(videos=[video], return_tensors="pt")
+            outputs = model.get_video_features(
+                inputs["pixel_values"].to(model.device, model.dtype), inputs["video_mask"].to(model.device),
+                inputs["input_values"].to(model.device, model.dtype), inputs["has_audio"].to(model.device),
+            )
+            frames, mask = outputs.last_hidden_state[0].to("cpu", torch.float16), outputs.video_mask[0].cpu()
+        text_embeds = self.encode_text(captions)
+        logit_scale, lse_temperature = self._scales()
+        frames = frames.float()[None]
+        scores = multi_grained_similarity(text_embeds, pool_video_embeds(frames, mask[None]), frames, mask[None],
+                                          logit_scale, lse_temperature)[:, 0]
+        order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+        return [SearchResult(captions[i], float(scores[i]), i) for i in order]
+
+    # -- persistence --------------------------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index folder atomically: a marked staging sibling renamed into place. An existing folder is
+        replaced only if it is an index this package wrote; marked leftovers of a killed save are removed first."""
+        with atomic_folder(path, INDEX_KIND, FORMAT_VERSION) as staging:
+            embeddings = os.path.join(staging, EMBEDDINGS_FILE)
+            save_file({
+                "frame_embeds": self.frame_embeds.contiguous(),
+                "video_mask": self.video_mask.to(torch.uint8).contiguous(),
+                "video_embeds": self.video_embeds.contiguous(),
+                "has_audio": self.has_audio.to(torch.uint8).contiguous(),
+            }, embeddings)
+            checksums = {EMBEDDINGS_FILE: sha256_file(embeddings)}
+            if self.first_stage is not None:
+                require_faiss().write_index(self.first_stage, os.path.join(staging, FIRST_STAGE_FILE))
+                checksums[FIRST_STAGE_FILE] = sha256_file(os.path.join(staging, FIRST_STAGE_FILE))
+            metadata = {
+                "format_version": FORMAT_VERSION,
+                "num_videos": len(self),
+                "num_frames": self.frame_embeds.shape[1],
+                "dim": self.frame_embeds.shape[2],
+                **self.info,
+                "checksums": checksums,
+                "videos": self.entries,
+                "failures": self.failures,
+            }
+            with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as handle:
+                json.dump(metadata, handle, indent=1)
+
+    # `VideoIndex.read_metadata(path)`: the validated `index.json`, without loading the embeddings.
+    read_metadata = staticmethod(read_metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: AvigateModel | None = None, processor=None, force: bool = False,
+             verify: bool = True) -> "VideoIndex":
+        """Read an index folder.
+
+        Args:
+            path: the folder written by [`save`](VideoIndex.save).
+            model, processor: attach them for text queries; refused if they did not build the index (see
+                [`check_model`](VideoIndex.check_model)) unless `force=True`.
+            verify: check the SHA-256 of every data file (reads each file once more; turn off for huge indexes
+                on trusted storage). Sizes, dimensions and the first-stage kind are checked either way.
+
+        Raises:
+            FileNotFoundError: no index at `path`.
+            CorruptIndexError: a file is missing, truncated, altered or inconsistent with `index.json`.
+            IncompatibleModelError: `model` differs from the one that built the index.
+        """
+        path = os.fspath(path)
+        metadata = read_metadata(path)
+        for name, expected in metadata["checksums"].items():
+            file = os.path.join(path, name)
+            if not os.path.isfile(file):
+                raise CorruptIndexError(f"{file} is missing; the index is incomplete")
+            if verify and sha256_file(file) != expected:
+                raise CorruptIndexError(f"{file} does not match its checksum in {METADATA_FILE} (corrupt or "
+                                        "truncated); rebuild the index")
+        tensors = _read_embeddings(os.path.join(path, EMBEDDINGS_FILE), metadata)
+        first_stage = None
+        if metadata["first_stage"] is not None:
+            first_stage = _read_first_stage(os.path.join(path, FIRST_STAGE_FILE), metadata)
+        info = {key: metadata[key] for key in ("model", "processor", "first_stage")}
+        index = cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
+                    metadata["failures"], tensors["video_embeds"], first_stage)
+        if model is not None:
+            index.attach(model, processor, force=force)
+        return index
+
+
+def _read_embeddings(file: str, metadata: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of `embeddings.safetensors`, each checked against the sizes `index.json` records."""
+    try:
+        tensors = load_file(file)
+    except (SafetensorError, OSError) as error:
+        raise CorruptIndexError(f"{file} cannot be read ({error}); rebuild the index") from error
+    num_videos, num_frames, dim = metadata["num_videos"], metadata["num_frames"], metadata["dim"]
+    expected = {"frame_embeds": (num_videos, num_frames, dim), "video_mask": (num_videos, num_frames),
+                "video_embeds": (num_videos, dim), "has_audio": (num_videos,)}
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise CorruptIndexError(f"{file} has no {name!r} tensor; rebuild the index")
+        if tuple(tensors[name].shape) != shape:
+            raise CorruptIndexError(f"{file} holds {name} of shape {tuple(tensors[name].shape)}, {METADATA_FILE} "
+                                    f"describes {shape}; rebuild the index")
+    return tensors
+
+
+def _read_first_stage(file: str, metadata: dict[str, Any]):
+    """The faiss first stage, checked against the kind, vector count and dimension `index.json` records."""
+    try:
+        first_stage = require_faiss().read_index(file)
+    except RuntimeError as error:
+        # faiss' message is a C++ location plus the reason; the reason is the last sentence.
+        reason = str(error).splitlines()[0].rsplit(": ", 1)[-1]
+        raise CorruptIndexError(f"{file} is not a readable faiss index ({reason}); rebuild the index") from error
+    problems = first_stage_mismatches(first_stage, metadata["first_stage"]["kind"], metadata["num_videos"],
+                                      metadata["dim"])
+    if problems:
+        raise CorruptIndexError(f"{file} does not match {METADATA_FILE}: {'; '.join(problems)}; rebuild the index")
+    return first_stage

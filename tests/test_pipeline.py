@@ -1,0 +1,153 @@
+"""The one video pipeline: training, evaluation and the index embed alike; unusable files are skipped and listed (or
+stop the run with strict), in the library, the training caches and the CLI; other errors surface."""
+
+import logging
+import os
+
+import pytest
+import torch
+from media import write_bad_files
+
+from modeling_avigate.cli import main
+from modeling_avigate.evaluation import embed_gallery, evaluate_retrieval
+from modeling_avigate.index import VideoIndex
+from modeling_avigate.pipeline import (
+    TrainingPairs,
+    collate_training_pairs,
+    embed_videos,
+    prepare_feature_caches,
+    video_batches,
+)
+from modeling_avigate.processors import MediaError
+
+from test_index import tiny_processor_and_model, write_clips
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    processor, model = tiny_processor_and_model(root)
+    paths = write_clips(str(root / "videos"), 5)
+    bad = write_bad_files(str(root / "bad"), paths[0])
+    return {"root": root, "processor": processor, "model": model, "paths": paths, "bad": bad}
+
+
+def test_training_evaluation_and_index_embed_the_same_videos_alike(setup):
+    model, processor, paths = setup["model"], setup["processor"], setup["paths"]
+    rows = {"video_id": [f"v{i}" for i in range(len(paths))], "video": paths,
+            "caption": ["a dog barks at a car"] * len(paths), "captions": [["a dog barks at a car"]] * len(paths)}
+    evaluated = embed_gallery(model, processor, rows, batch_size=2, progress=False)
+    in_workers = embed_gallery(model, processor, rows, batch_size=3, num_workers=2, progress=False)
+    torch.testing.assert_close(in_workers["frame_embeds"], evaluated["frame_embeds"])
+    index = VideoIndex.build(model, processor, paths, batch_size=4, progress=False)
+    torch.testing.assert_close(index.frame_embeds.float(), evaluated["frame_embeds"], atol=2e-3, rtol=0)
+    assert torch.equal(index.has_audio, evaluated["has_audio"])
+    batch = collate_training_pairs(processor)([TrainingPairs(rows, processor)[i] for i in range(len(paths))])
+    with torch.no_grad():
+        trained = model(**batch).frame_embeds
+    torch.testing.assert_close(trained, evaluated["frame_embeds"])
+    assert evaluated["video_id"] == rows["video_id"] and evaluated["skipped"] == []
+
+
+def test_evaluation_skips_and_lists_unusable_videos_or_stops_with_strict(setup):
+    model, processor, paths = setup["model"], setup["processor"], setup["paths"]
+    bad = setup["bad"]["truncated.mp4"]
+    rows = {"video_id": ["a", "bad", "b"], "video": [paths[0], bad, paths[1]],
+            "captions": [["a dog barks at a car"], ["a woman sings"], ["blue square"]]}
+    result = evaluate_retrieval(model, processor, rows, batch_size=2, progress=False)
+    assert result["num_videos"] == 2 and result["num_captions"] == 2 and result["num_skipped_videos"] == 1
+    assert [item["path"] for item in result["skipped_videos"]] == [bad]
+    with pytest.raises(MediaError, match="truncated.mp4: cannot be read as media"):
+        evaluate_retrieval(model, processor, rows, batch_size=2, progress=False, strict=True)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_batches_list_skipped_files_and_strict_raises_the_media_error_in_the_main_process(setup, num_workers):
+    processor, paths, bad = setup["processor"], setup["paths"], setup["bad"]
+    videos = [paths[0], bad["fifo.mp4"], paths[1], bad["text.mp4"]]
+    batches = list(video_batches(processor, videos, batch_size=2, num_workers=num_workers, progress=False))
+    assert [batch.positions.tolist() for batch in batches] == [[0], [2]]
+    assert [(item.position, os.path.basename(item.path)) for batch in batches for item in batch.skipped] == [
+        (1, "fifo.mp4"), (3, "text.mp4")]
+    assert batches[0].inputs["pixel_values"].shape == (1, processor.num_frames, 3, 32, 32)
+    with pytest.raises(MediaError, match=r"fifo.mp4: not a regular file"):
+        list(video_batches(processor, videos, batch_size=2, num_workers=num_workers, progress=False, strict=True))
+
+
+def test_errors_that_are_not_media_errors_surface(setup, monkeypatch):
+    processor = setup["processor"]
+
+    def broken(video, *args, **kwargs):
+        raise TypeError("a bug in the decoder")
+
+    monkeypatch.setattr(processor, "process_video", broken)
+    with pytest.raises(TypeError, match="a bug in the decoder"):
+        next(embed_videos(setup["model"], processor, setup["paths"][:1], progress=False))
+
+
+def test_training_caches_skip_and_list_unusable_files_and_training_drops_their_pairs(setup, tmp_path, caplog):
+    model, processor, paths, bad = setup["model"], setup["processor"], setup["paths"], setup["bad"]
+    views = [{"video_id": ["good0", "empty", "good1", "dangling"],
+              "video": [paths[0], bad["empty.mp4"], paths[1], bad["dangling.mp4"]]}]
+    with caplog.at_level(logging.WARNING, logger="modeling_avigate.pipeline"):
+        caches = prepare_feature_caches(model, processor, views, frame_cache=str(tmp_path / "frames"),
+                                        audio_cache=str(tmp_path / "audio"), batch_size=2)
+    assert set(caches["frames"].rows) == set(caches["audio"].rows) == {"good0", "good1"}
+    assert "skipped 2 of 4 videos" in caplog.text
+    assert "empty.mp4: the file is empty" in caplog.text and "dangling.mp4: dangling symbolic link" in caplog.text
+    pairs = {**views[0], "caption": ["one", "two", "three", "four"]}
+    dataset = TrainingPairs(pairs, processor, frame_cache=caches["frames"], audio_cache=caches["audio"])
+    assert len(dataset) == 2 and [dataset[i]["text"] for i in range(2)] == ["one", "three"]
+    with pytest.raises(MediaError, match="empty.mp4: the file is empty"):
+        prepare_feature_caches(model, processor, views, frame_cache=str(tmp_path / "strict"), strict=True)
+
+
+def test_index_cli_skips_and_lists_bad_files_and_strict_stops_with_one_line(setup, tmp_path, capsys):
+    model, processor, paths, bad = setup["model"], setup["processor"], setup["paths"], setup["bad"]
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for path in paths[:2]:
+        os.symlink(path, folder / os.path.basename(path))
+    # The folder scan picks files by extension: the audio-only file goes in as .mp4, the dangling link is made here.
+    targets = {name: bad[name] for name in ("empty.mp4", "text.mp4", "truncated.mp4", "flipped.mp4", "fifo.mp4")}
+    targets.update({"audio_only.mp4": bad["audio_only.m4a"], "dangling.mp4": str(tmp_path / "gone.mp4")})
+    for name, target in targets.items():
+        os.symlink(target, folder / name)
+    listed = sorted(targets)
+    common = ["index", str(folder), "--model", str(tmp_path / "model"), "--num-workers", "0"]
+    status = main([*common, "--out", str(tmp_path / "gallery")])
+    out, err = capsys.readouterr()
+    assert status == 0 and "Traceback" not in err
+    assert out.startswith("indexed 2 videos") and f"skipped {len(listed)} unreadable files" in out
+    for name in listed:
+        assert f"skipped {folder / name}: " in err, name
+    assert len(VideoIndex.load(tmp_path / "gallery")) == 2
+
+    status = main([*common, "--out", str(tmp_path / "strict-gallery"), "--strict"])
+    out, err = capsys.readouterr()
+    assert status == 1 and not os.path.exists(tmp_path / "strict-gallery")
+    # stderr also holds the loading and indexing progress bars; the error is one line, the last, no traceback.
+    assert "Traceback" not in err and err.count("error:") == 1
+    assert err.strip().splitlines()[-1] == (
+        f"avigate index: error: {folder / 'audio_only.mp4'}: the file has no video stream")
+
+
+@pytest.mark.slow
+def test_training_script_skips_lists_and_finishes_or_stops_with_strict(tmp_path):
+    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
+
+    from test_train import run_train
+
+    data = tmp_path / "synthetic"
+    generate_synthetic_benchmark(str(data), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
+    broken = data / "videos" / "train_0003.mp4"
+    broken.write_text("not a video")
+    result = run_train(data, tmp_path / "run" / "out", "--epochs", "1")
+    assert "skipped 1 of 32 videos" in result.stderr
+    assert f"{broken}: cannot be read as media" in result.stderr
+    assert os.path.exists(tmp_path / "run" / "out" / "metrics.json")
+    strict = run_train(data, tmp_path / "strict" / "out", "--epochs", "1", "--strict", "true", check=False)
+    assert strict.returncode != 0
+    assert f"MediaError: {broken}: cannot be read as media" in strict.stderr
