@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import load_example_script
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "examples"))
+demo = load_example_script("demo")
 
 
 def _run(by_kind_r1: dict[str, float]) -> dict:
@@ -20,18 +21,14 @@ def _run(by_kind_r1: dict[str, float]) -> dict:
 
 
 def test_paired_difference_is_the_mean_and_standard_error_of_per_seed_differences():
-    from demo import paired_difference
-
     runs = [_run({"a": 80.0}), _run({"a": 90.0}), _run({"a": 70.0})]
     baselines = [_run({"a": 70.0}), _run({"a": 70.0}), _run({"a": 70.0})]
-    mean, error = paired_difference(runs, baselines, "a")  # differences 10, 20, 0
+    mean, error = demo.paired_difference(runs, baselines, "a")  # differences 10, 20, 0
     assert mean == pytest.approx(10.0) and error == pytest.approx(10.0 / np.sqrt(3))
-    assert np.isnan(paired_difference(runs[:1], baselines[:1], "a")[1])
+    assert np.isnan(demo.paired_difference(runs[:1], baselines[:1], "a")[1])
 
 
 def test_attribute_matches_count_rank_one_agreement_per_attribute():
-    from demo import attribute_matches
-
     videos = {"video_id": ["v0", "v1", "v2"], "kind": ["audio_informative", "audio_informative", "no_audio"],
               "color": ["red", "red", "blue"], "shape": ["circle", "circle", "square"],
               "direction": ["left", "left", "up"], "background": ["black", "black", "white"],
@@ -39,7 +36,7 @@ def test_attribute_matches_count_rank_one_agreement_per_attribute():
     # embedded in another order than the rows; caption i describes video i; rank 1 is v1, v1, v0
     details = {"video_id": ["v2", "v0", "v1"], "caption_video": torch.tensor([1, 2, 0]),
                "similarity": torch.tensor([[0.0, 0.1, 0.9], [0.0, 0.1, 0.9], [0.0, 0.9, 0.1]])}
-    matches = attribute_matches(details, videos)
+    matches = demo.attribute_matches(details, videos)
     # captions of v0, v1 both retrieve v1 (same visuals, sound right only for v1's); v2's caption retrieves v0
     assert matches["color"] == pytest.approx(200 / 3) and matches["direction"] == pytest.approx(200 / 3)
     assert matches["sound"] == pytest.approx(50.0)  # over the two captions that name a sound
