@@ -10,10 +10,14 @@ TORCH_VERSION ?= 2.13.0
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $@
+	@echo "[setup 1/3] creating the virtual environment $(VENV) (once; later make targets reuse it)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "[setup 2/3] installing torch $(TORCH_VERSION), CPU wheel first (so nothing pulls a CUDA build)"
+	@$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	@echo "[setup 3/3] installing modeling_avigate and its dependencies (transformers, datasets, accelerate, PyAV, faiss, pytest, ...)"
+	@$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $@
+	@echo "[setup] done: $(VENV) is ready"
 
 test: setup
 	$(BIN)/python -m pytest -q -rs

@@ -1,37 +1,53 @@
 #!/usr/bin/env python
 """The main job: train AVIGATE on the synthetic audio-visual benchmark, compare it with its ablations, show the gate.
 
-    python examples/demo.py            # default set, 3 seeds × {learned, closed, open} gates
-    python examples/demo.py --quick    # the same path on the small set with one seed (CI)
+    python examples/demo.py                           # default set, 3 seeds × {learned, closed, open} gates
+    python examples/demo.py --seeds 0 1 2 3 4         # the same with 5 seeds (tighter standard errors)
+    python examples/demo.py --quick                   # the same path on the small set with one seed (CI)
 
-Steps: generate the benchmark (PyAV mp4 files, seeded), build the frame and audio caches once
-(`train.py --cache_only true`), train each gate mode with
-`accelerate launch examples/train.py --config examples/configs/synthetic.yaml`, `--jobs` runs at a time, evaluate
-the best epoch of every run on the test split (overall and split by clip kind), and print
+Steps, each announced with the elapsed time: generate the benchmark (PyAV mp4 files, seeded), build the frame and
+audio caches once (`train.py --cache_only true`), train each gate mode with
+`accelerate launch examples/train.py --config examples/configs/synthetic.yaml`, `--jobs` runs at a time (one
+progress bar over all epochs, a line per finished run; each run's log is in `OUTPUT/runs`), evaluate the best epoch
+of every run on the test split, and print
 
-1. text→video and video→text R@1/R@5/R@10 for AVIGATE (learned gates), visual only (closed) and ungated fusion (open);
-2. the mean and spread of the learned gates per clip kind;
-3. a PNG of gate values per kind and of the training curves, saved next to the model;
-4. two example searches over the test clips with their top-3 results.
+1. text→video and video→text R@1/R@5/R@10 for AVIGATE (learned gates), visual only (closed) and ungated fusion (open),
+   overall and per clip kind;
+2. text→video R@1 per clip kind with AVIGATE's paired difference from each ablation (mean ± standard error over
+   seeds: the same seed's runs see the same test clips, so clip difficulty cancels);
+3. per attribute (colour, shape, direction, background, sound), how often the rank-1 clip matches the query;
+4. the mean and spread of the learned gates per clip kind;
+5. a PNG of gate values per kind and of the training curves (one line per run), saved next to the model;
+6. example searches (an audio-informative, an offscreen and a silent caption) with their top 3: score, whether it
+   is the described clip, the clip's gate, and its caption.
 
-The learned model of the first seed is saved with its processor and a model card in `OUTPUT/avigate-synthetic`.
+The learned model of the first seed is saved with its processor, training arguments and a model card in
+`OUTPUT/avigate-synthetic`; every number is in `OUTPUT/results.json`.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import datasets
 import numpy as np
 import torch
+import transformers
+import yaml
+from tqdm.auto import tqdm
 
 from modeling_avigate import AvigateModel, AvigateProcessor
 from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark
-from modeling_avigate.data.synthetic import KINDS
+from modeling_avigate.data.synthetic import AUDIO_INFORMATIVE, AUDIO_NOISE, KINDS
 from modeling_avigate.evaluation import embed_texts, evaluate_retrieval
 from modeling_avigate.feature_cache import FeatureCache
 from modeling_avigate.folders import MARKER_FILE, atomic_folder
@@ -44,12 +60,15 @@ EXAMPLES = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(EXAMPLES, "configs", "synthetic.yaml")
 MODES = {"learned": "AVIGATE (gated)", "closed": "visual only", "open": "ungated fusion"}
 RECALLS = ("R@1", "R@5", "R@10")
+QUICK_EPOCHS = 4
+EPOCH_LINE = re.compile(r"epoch \d+ \S+ text→video")  # train.py's line after each epoch's validation
 DIRECTIONS = ("text_to_video", "video_to_text")
+ATTRIBUTES = ("color", "shape", "direction", "background", "sound")
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default="outputs/demo")
+    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/demo")
     parser.add_argument("--quick", action="store_true", help="small set, one seed, fewer epochs (about 3 minutes)")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2, or 0 with --quick)")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
@@ -58,8 +77,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def launch_train(arguments: list[str], log_path: str) -> None:
-    """One `accelerate launch examples/train.py --config synthetic.yaml ARGUMENTS` process, logged to `log_path`."""
+def launch_train(arguments: list[str], log_path: str, on_epoch: Callable[[], None] | None = None) -> None:
+    """One `accelerate launch examples/train.py --config synthetic.yaml ARGUMENTS` process, logged to `log_path`;
+    `on_epoch` is called each time the run logs a finished epoch."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(EXAMPLES, "train.py"), "--config", CONFIG,
@@ -70,9 +90,18 @@ def launch_train(arguments: list[str], log_path: str) -> None:
     # as many processes as cores.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(log_path, "w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if result.returncode:
-        raise SystemExit(f"{' '.join(arguments)} failed; see {log_path}")
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        for line in process.stdout:
+            log.write(line)
+            if on_epoch is not None and EPOCH_LINE.search(line):
+                on_epoch()
+        returncode = process.wait()
+    if returncode:
+        raise SystemExit(f"training with {' '.join(arguments)} failed; see {log_path}")
+
+
+def elapsed(started: float) -> str:
+    return f"[{time.time() - started:5.0f}s]"
 
 
 def cache_arguments(cache_dir: str, seed: int, frames: bool = True) -> list[str]:
@@ -84,34 +113,50 @@ def cache_arguments(cache_dir: str, seed: int, frames: bool = True) -> list[str]
     ]
 
 
-def build_caches(data_dir: str, cache_dir: str, seeds: list[int], jobs: int, log_dir: str) -> None:
+def build_caches(data_dir: str, cache_dir: str, seeds: list[int], jobs: int, log_dir: str, started: float) -> None:
     """Build the frame cache and each seed's audio cache before any training run, so parallel runs only read them
-    (two processes building one cache would race)."""
+    (two processes building one cache would race); a line per finished cache."""
 
     def build(seed: int) -> None:
         arguments = ["--data_dir", data_dir, "--cache_only", "true", "--seed", str(seed),
                      *cache_arguments(cache_dir, seed, frames=seed == seeds[0])]
         launch_train(arguments, os.path.join(log_dir, f"cache-seed{seed}.log"))
+        print(f"{elapsed(started)} cached {'frames and ' if seed == seeds[0] else ''}seed {seed}'s audio features",
+              flush=True)
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(build, seeds))
 
 
-def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], epochs: int | None, jobs: int,
+def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], epochs: int, jobs: int,
                started: float) -> None:
-    """Train every gate mode for every seed, `jobs` runs at a time; each run is deterministic given its seed."""
+    """Train every gate mode for every seed, `jobs` runs at a time; each run is deterministic given its seed. One
+    progress bar counts the epochs of all runs; each finished run prints a line with its validation R@1."""
+    runs = [(mode, seed) for seed in seeds for mode in MODES]
+    bar = tqdm(total=len(runs) * epochs, desc=f"training {len(runs)} runs", unit="epoch", leave=False,
+               file=sys.stdout)
+    lock = threading.Lock()
+
+    def one_epoch_done() -> None:
+        with lock:
+            bar.update()
 
     def train(mode_and_seed: tuple[str, int]) -> None:
         mode, seed = mode_and_seed
         run_dir = os.path.join(runs_dir, f"{mode}-seed{seed}")
         # A rerun retrains: `--overwrite_output_dir` replaces only the checkpoints an earlier demo run left there.
         arguments = ["--data_dir", data_dir, "--output_dir", run_dir, "--gate_mode", mode, "--seed", str(seed),
-                     "--overwrite_output_dir", "true", *cache_arguments(cache_dir, seed)]
-        launch_train(arguments + (["--epochs", str(epochs)] if epochs else []), run_dir + ".log")
-        print(f"[{time.time() - started:5.0f}s] trained {mode} (seed {seed})", flush=True)
+                     "--epochs", str(epochs), "--overwrite_output_dir", "true", *cache_arguments(cache_dir, seed)]
+        launch_train(arguments, run_dir + ".log", on_epoch=one_epoch_done)
+        with open(os.path.join(latest_checkpoint(run_dir), "trainer_state.json")) as handle:
+            state = json.load(handle)
+        with lock:
+            bar.write(f"{elapsed(started)} trained {MODES[mode]} (seed {seed}): best validation text→video R@1 "
+                      f"{state['best_metric']:.1f} at epoch {state['best_epoch']}/{epochs}")
 
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(train, [(mode, seed) for seed in seeds for mode in MODES]))
+        list(pool.map(train, runs))
+    bar.close()
 
 
 def split_by_kind(details: dict, kinds: list[str]) -> dict:
@@ -124,10 +169,29 @@ def split_by_kind(details: dict, kinds: list[str]) -> dict:
     for kind in KINDS:
         rows = np.flatnonzero(caption_kinds == kind)
         videos = np.flatnonzero(kinds == kind)
+        if not len(videos):
+            continue
         result[kind] = {
             "text_to_video": retrieval_metrics(similarity[rows], caption_video[rows]),
             "video_to_text": retrieval_metrics(similarity.T[videos], video_caption[videos]),
         }
+    return result
+
+
+def attribute_matches(details: dict, test_videos) -> dict[str, float]:
+    """For each attribute, how often (in %) the rank-1 clip of a caption matches the caption's own clip on it (the
+    sound attribute only over captions that name a sound)."""
+    rows = {video_id: index for index, video_id in enumerate(test_videos["video_id"])}
+    order = [rows[video_id] for video_id in details["video_id"]]  # test_videos row of each embedded video
+    top = details["similarity"].argmax(dim=1).numpy()
+    truth = details["caption_video"].numpy()
+    result = {}
+    for attribute in ATTRIBUTES:
+        values = np.asarray(test_videos[attribute])[order]
+        queries = np.arange(len(truth))
+        if attribute == "sound":
+            queries = queries[np.asarray(test_videos["kind"])[order][truth] == AUDIO_INFORMATIVE]
+        result[attribute] = float(100 * np.mean(values[top[queries]] == values[truth[queries]]))
     return result
 
 
@@ -146,17 +210,21 @@ def evaluate_run(run_dir: str, test_videos, cache_dir: str, seed: int) -> dict:
     # sound in is the gate's magnitude: the mean |g| over layers and both gate types.
     gates = torch.cat([details["attn_gates"], details["ffn_gates"]], dim=1).abs().mean(dim=1).numpy()
     kinds_array = np.asarray(kinds)
+    present = [kind for kind in KINDS if kind in kinds]
     # The last epoch's state holds the whole curve (the best epoch's stops at that epoch).
     with open(os.path.join(latest_checkpoint(run_dir), "trainer_state.json")) as handle:
         history = json.load(handle)["history"]
     return {
         "overall": {"text_to_video": details["text_to_video"], "video_to_text": details["video_to_text"]},
         "by_kind": split_by_kind(details, kinds),
-        "gates": {kind: gates[kinds_array == kind].tolist() for kind in KINDS},
+        "attributes": attribute_matches(details, test_videos),
+        "gates": {kind: gates[kinds_array == kind].tolist() for kind in present},
+        "clip_gates": gates.tolist(),
         "attn_gates_by_layer": {
-            kind: details["attn_gates"][kinds_array == kind].mean(dim=0).tolist() for kind in KINDS
+            kind: details["attn_gates"][kinds_array == kind].mean(dim=0).tolist() for kind in present
         },
         "history": history,
+        "seed": seed,
         "model_dir": os.path.join(run_dir, "best"),
         "frame_embeds": details["frame_embeds"],
         "video_mask": details["video_mask"],
@@ -181,7 +249,7 @@ def print_results_table(results: dict[str, list[dict]]) -> None:
     print(header)
     print("-" * len(header))
     for mode, runs in results.items():
-        for group in ("overall", *KINDS):
+        for group in ("overall", *runs[0]["by_kind"]):
             keys = ("overall",) if group == "overall" else ("by_kind", group)
             t2v = mean_over_seeds(runs, *keys, "text_to_video")
             v2t = mean_over_seeds(runs, *keys, "video_to_text")
@@ -189,11 +257,57 @@ def print_results_table(results: dict[str, list[dict]]) -> None:
                   + " ".join(f"{v2t[r]:9.1f}" for r in RECALLS))
 
 
+def recall_at_1(run: dict, group: str) -> float:
+    """Text→video R@1 of one run, overall or on one clip kind."""
+    metrics = run["overall"] if group == "overall" else run["by_kind"][group]
+    return metrics["text_to_video"]["R@1"]
+
+
+def paired_difference(runs: list[dict], baselines: list[dict], group: str) -> tuple[float, float]:
+    """Mean and standard error over seeds of the per-seed difference in text→video R@1 (same seed, same test clips,
+    so clip difficulty cancels); the standard error is `nan` with one seed.
+
+    Example: seeds giving 80, 90 against 70, 70 → differences 10, 20 → mean 15, SE std(10, 20) / √2 = 5.
+    """
+    differences = np.array([recall_at_1(run, group) - recall_at_1(base, group) for run, base in zip(runs, baselines)])
+    error = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else float("nan")
+    return float(differences.mean()), float(error)
+
+
+def print_differences(results: dict[str, list[dict]]) -> dict:
+    """AVIGATE minus each ablation, per clip kind: paired mean difference ± standard error over seeds."""
+    groups = ("overall", *results["learned"][0]["by_kind"])
+    print(f"{'clips':<18} " + " ".join(f"{MODES[mode]:>15}" for mode in MODES) + "   "
+          + "   ".join(f"{'AVIGATE − ' + MODES[mode]:>24}" for mode in MODES if mode != "learned"))
+    summary = {}
+    for group in groups:
+        means = {mode: np.mean([recall_at_1(run, group) for run in runs]) for mode, runs in results.items()}
+        differences = {mode: paired_difference(results["learned"], results[mode], group)
+                       for mode in MODES if mode != "learned"}
+        summary[group] = {"mean_t2v_R@1": {mode: float(value) for mode, value in means.items()},
+                          "difference_vs": {mode: {"mean": m, "standard_error": e}
+                                            for mode, (m, e) in differences.items()}}
+        print(f"{group:<18} " + " ".join(f"{means[mode]:15.1f}" for mode in MODES) + "   "
+              + "   ".join(f"{f'{m:+.1f} ± {e:.1f}':>24}" for m, e in differences.values()))
+    return summary
+
+
+def print_attribute_table(results: dict[str, list[dict]]) -> dict:
+    """How often the rank-1 clip of a test caption matches the caption's clip on each attribute, mean over seeds."""
+    print(f"{'model':<18} " + " ".join(f"{attribute:>10}" for attribute in ATTRIBUTES))
+    table = {}
+    for mode, runs in results.items():
+        table[mode] = {attribute: float(np.mean([run["attributes"][attribute] for run in runs]))
+                       for attribute in ATTRIBUTES}
+        print(f"{MODES[mode]:<18} " + " ".join(f"{table[mode][attribute]:10.1f}" for attribute in ATTRIBUTES))
+    return table
+
+
 def print_gate_table(runs: list[dict]) -> dict:
     print(f"{'clip kind':<18} {'mean |gate|':>11} {'std':>7} {'min':>7} {'max':>7}  "
           "cross-attention gate per layer (signed)")
     summary = {}
-    for kind in KINDS:
+    for kind in runs[0]["gates"]:
         values = np.concatenate([run["gates"][kind] for run in runs])
         by_layer = np.mean([run["attn_gates_by_layer"][kind] for run in runs], axis=0)
         summary[kind] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
@@ -209,22 +323,27 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (gate_axis, loss_axis, recall_axis) = plt.subplots(1, 3, figsize=(15, 4))
-    gates = [np.concatenate([run["gates"][kind] for run in runs["learned"]]) for kind in KINDS]
-    gate_axis.boxplot(gates, tick_labels=[kind.replace("_", "\n") for kind in KINDS])
-    gate_axis.set_title("learned gate per clip: mean |g| over layers, attn + ffn")
+    figure, (gate_axis, loss_axis, recall_axis) = plt.subplots(1, 3, figsize=(16, 4.5))
+    kinds = list(runs["learned"][0]["gates"])
+    gates = [np.concatenate([run["gates"][kind] for run in runs["learned"]]) for kind in kinds]
+    gate_axis.boxplot(gates, tick_labels=[kind.replace("_", "\n") for kind in kinds])
+    gate_axis.set(title="AVIGATE's gate per test clip (all seeds)", xlabel="clip kind",
+                  ylabel="mean |gate| over layers (attn + ffn)")
     gate_axis.axhline(0, color="gray", lw=0.5)
+    styles = ("-", "--", ":", "-.", (0, (3, 1, 1, 1)))
     for mode, mode_runs in runs.items():
+        color = f"C{list(MODES).index(mode)}"
         for index, run in enumerate(mode_runs):
             epochs = [record["epoch"] for record in run["history"]]
-            label = MODES[mode] if index == 0 else None
-            loss_axis.plot(epochs, [record["loss"] for record in run["history"]], color=f"C{list(MODES).index(mode)}",
-                           label=label, alpha=0.8)
-            recall_axis.plot(epochs, [record.get("t2v_R@1", np.nan) for record in run["history"]],
-                             color=f"C{list(MODES).index(mode)}", label=label, alpha=0.8)
-    loss_axis.set(title="training loss (last step of each epoch)", xlabel="epoch")
-    recall_axis.set(title="validation text→video R@1", xlabel="epoch")
-    loss_axis.legend()
+            style = styles[index % len(styles)]
+            label = f"{MODES[mode]}, seed {run['seed']}"
+            loss_axis.plot(epochs, [record["loss"] for record in run["history"]], color=color, linestyle=style,
+                           label=label, alpha=0.8, marker=".")
+            recall_axis.plot(epochs, [record.get("t2v_R@1", np.nan) for record in run["history"]], color=color,
+                             linestyle=style, label=label, alpha=0.8, marker=".")
+    loss_axis.set(title="training loss (one line per run)", xlabel="epoch", ylabel="contrastive loss, last step")
+    recall_axis.set(title="validation text→video R@1 (one line per run)", xlabel="epoch", ylabel="R@1 (%)")
+    recall_axis.legend(title="model, seed (line style)", fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -232,7 +351,8 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
 
 @torch.no_grad()
 def example_searches(run: dict, test_videos, queries: list[str]) -> None:
-    """Rank the test clips, embedded once by `evaluate_run`, for each query: one text encoding plus a scan."""
+    """Rank the test clips, embedded once by `evaluate_run`, for each query (one text encoding plus a scan), and show
+    the top 3: score, caption, whether it is the clip the query describes, and how far its gate let the sound in."""
     model = AvigateModel.from_pretrained(run["model_dir"])
     processor = AvigateProcessor.from_pretrained(run["model_dir"])
     captions = dict(zip(test_videos["video_id"], (c[0] for c in test_videos["captions"])))
@@ -241,38 +361,56 @@ def example_searches(run: dict, test_videos, queries: list[str]) -> None:
         print(f'query: "{query}"')
         for rank, index in enumerate(row.topk(3).indices.tolist(), start=1):
             video_id = run["video_id"][index]
-            print(f"  {rank}. {video_id:<22} score {row[index]:6.2f}  [{run['kinds'][index]}] {captions[video_id]}")
+            verdict = "correct" if captions[video_id] == query else "wrong  "
+            print(f"  {rank}. {verdict} score {row[index]:6.2f}  gate {run['clip_gates'][index]:.3f}  "
+                  f"[{run['kinds'][index]}] {captions[video_id]}")
+
+
+def config_epochs() -> int:
+    with open(CONFIG) as handle:
+        return yaml.safe_load(handle)["epochs"]
 
 
 def main(argv=None) -> None:
     args = parse_arguments(argv)
     started = time.time()
+    # The report shows one progress bar per phase; the libraries' own (dataset preparation, weight loading) would be
+    # left behind in it.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    epochs = args.epochs or (4 if args.quick else None)
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else config_epochs())
     data_dir = os.path.join(args.output_dir, "data")
     cache_dir = os.path.join(args.output_dir, "cache")
-    generate_synthetic_benchmark(data_dir, seed=0, preset="quick" if args.quick else "default")
-    print(f"[{time.time() - started:5.0f}s] synthetic benchmark in {data_dir}")
+    preset = "quick" if args.quick else "default"
+    print(f"{elapsed(started)} 1/5 writing the synthetic benchmark ({preset} set) to {data_dir}", flush=True)
+    generate_synthetic_benchmark(data_dir, seed=0, preset=preset)
 
     runs_dir = os.path.join(args.output_dir, "runs")
-    build_caches(data_dir, cache_dir, seeds, args.jobs, runs_dir)
-    print(f"[{time.time() - started:5.0f}s] frame and audio caches in {cache_dir}")
+    print(f"{elapsed(started)} 2/5 caching decoded frames and the frozen audio encoder's features for seeds {seeds} "
+          f"in {cache_dir}", flush=True)
+    build_caches(data_dir, cache_dir, seeds, args.jobs, runs_dir, started)
+    print(f"{elapsed(started)} 3/5 training {len(MODES)} gate modes × {len(seeds)} seeds, {epochs} epochs each, "
+          f"{args.jobs} at a time (logs: {runs_dir}/*.log)", flush=True)
     train_runs(data_dir, runs_dir, cache_dir, seeds, epochs, args.jobs, started)
 
+    print(f"{elapsed(started)} 4/5 evaluating every run on the test split", flush=True)
     test_videos = load_benchmark("synthetic", data_dir, "test", view="videos")
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
-    for seed in seeds:
-        for mode in MODES:
-            results[mode].append(evaluate_run(os.path.join(runs_dir, f"{mode}-seed{seed}"), test_videos, cache_dir,
-                                              seed))
-    print(f"[{time.time() - started:5.0f}s] evaluated every run on the test split")
-
-    print(f"\n1. Test retrieval, mean over seeds {seeds} (R@K in %)")
-    print_results_table(results)
-    print("\n2. Learned gates per clip kind (mean over seeds; |g| = how far the gate lets the sound in)")
-    gate_summary = print_gate_table(results["learned"])
+    # The libraries' own progress bars and messages (weight loading, embedding) go to a log, so that the report shows
+    # one bar for the phase and nothing is left behind.
+    with (open(os.path.join(runs_dir, "evaluate.log"), "w") as log, contextlib.redirect_stderr(log),
+          tqdm(total=len(seeds) * len(MODES), desc="evaluating", unit="run", leave=False, file=sys.stdout) as bar):
+        for seed in seeds:
+            for mode in MODES:
+                results[mode].append(evaluate_run(os.path.join(runs_dir, f"{mode}-seed{seed}"), test_videos,
+                                                  cache_dir, seed))
+                bar.update()
 
     model_dir = os.path.join(args.output_dir, "avigate-synthetic")
+    print(f"{elapsed(started)} 5/5 saving the AVIGATE model of seed {seeds[0]} with its card and plot to {model_dir}",
+          flush=True)
+    # best/ holds the run's train_args.json, from which the card describes the training.
     best_dir = os.path.join(runs_dir, f"learned-seed{seeds[0]}", "best")
     # Replaces only the model folder a previous demo wrote (marked as a best model), never a folder of the user's.
     with atomic_folder(model_dir, BEST_MODEL_KIND) as staging:
@@ -280,27 +418,43 @@ def main(argv=None) -> None:
     write_model_card(model_dir, eval_results=os.path.join(model_dir, "eval_results.json"))
     plot_path = os.path.join(model_dir, "gates_and_training.png")
     plot(results, plot_path)
-    print(f"\n3. Plot of gates per kind and training curves: {plot_path}")
 
-    print("\n4. Example searches over the test clips (learned model, seed %d)" % seeds[0])
-    learned = results["learned"][0]
-    informative = [c[0] for c, k in zip(test_videos["captions"], test_videos["kind"]) if k == "audio_informative"]
-    silent = [c[0] for c, k in zip(test_videos["captions"], test_videos["kind"]) if k != "audio_informative"]
-    example_searches(learned, test_videos, [informative[0], silent[0]])
+    print(f"\n1. Test retrieval, mean over seeds {seeds} (R@K in %; {len(test_videos['video_id'])} test clips)")
+    print_results_table(results)
+    print(f"\n2. Text→video R@1 per clip kind: mean over seeds, and AVIGATE's paired difference from each ablation "
+          f"(mean ± standard error over {len(seeds)} seeds, same test clips)")
+    differences = print_differences(results)
+    print("\n3. What the models learned: % of test captions whose rank-1 clip matches the caption's clip on each "
+          "attribute (sound: captions that name one)")
+    attributes = print_attribute_table(results)
+    print("\n4. Learned gates per clip kind (mean over seeds; |g| = how far the gate lets the sound in)")
+    gate_summary = print_gate_table(results["learned"])
+    print(f"\n5. Plot of gates per kind and training curves: {plot_path}")
+
+    print(f"\n6. Example searches over the test clips (AVIGATE, seed {seeds[0]}; gate = mean |g| of the clip)")
+    first_caption = {}
+    for captions, kind in zip(test_videos["captions"], test_videos["kind"]):
+        first_caption.setdefault(kind, captions[0])
+    example_searches(results["learned"][0], test_videos, [first_caption[kind] for kind in KINDS
+                                                           if kind in first_caption and kind != AUDIO_NOISE])
 
     summary = {
-        "seeds": seeds, "quick": args.quick, "wall_time_s": round(time.time() - started, 1),
+        "seeds": seeds, "quick": args.quick, "epochs": epochs, "wall_time_s": round(time.time() - started, 1),
+        "load_average": os.getloadavg(),
         "results": {mode: {"overall": {d: mean_over_seeds(runs, "overall", d) for d in DIRECTIONS},
                            **{kind: {d: mean_over_seeds(runs, "by_kind", kind, d)
-                                     for d in DIRECTIONS} for kind in KINDS},
+                                     for d in DIRECTIONS} for kind in runs[0]["by_kind"]},
                            "per_seed": [{"overall": run["overall"], "by_kind": run["by_kind"]} for run in runs]}
                     for mode, runs in results.items()},
+        "text_to_video_R@1": differences,
+        "attributes": attributes,
         "gates": gate_summary,
     }
     with open(os.path.join(args.output_dir, "results.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
+    load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nmodel, processor, card and plot: {model_dir}; all numbers: {args.output_dir}/results.json; "
-          f"wall time {summary['wall_time_s']:.0f} s")
+          f"wall time {summary['wall_time_s']:.0f} s (load average {load} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

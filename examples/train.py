@@ -55,6 +55,7 @@ from modeling_avigate.data.synthetic import synthetic_tokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor, MediaError
 from modeling_avigate.evaluation import evaluate_retrieval
 from modeling_avigate.fast_inference import EncoderPrecision
+from modeling_avigate.hub.model_card import write_model_card
 from modeling_avigate.folders import (
     MARKER_FILE,
     FolderOwnershipError,
@@ -594,6 +595,9 @@ def finish(run: TrainingRun) -> dict:
         # The record `modeling_avigate.hub` turns into the model card's model-index, kept beside the best model.
         write_json_atomically(os.path.join(best_dir, "eval_results.json"),
                               {key: result[key] for key in CARD_RECORD_KEYS})
+        # The model card describes this run from its own arguments (initialisation, audio weights, recipe).
+        write_json_atomically(os.path.join(best_dir, RUN_RECORD), dataclasses.asdict(args))
+        write_model_card(best_dir)
         write_json_atomically(os.path.join(args.output_dir, METRICS_FILE), result)
         logger.info("best epoch %d (selected on %s); %s text→video %s", state["best_epoch"], result["selected_on"],
                     args.test_split, final["text_to_video"])

@@ -17,15 +17,16 @@ Usage:
 
 ```bash
 python -m modeling_avigate.hub.convert_avigate_original_checkpoint \
-    --checkpoint ckpts/msrvtt/pytorch_model.bin.4 --output_dir avigate-msrvtt
+    --checkpoint ckpts/msrvtt/pytorch_model.bin.4 --output-dir avigate-msrvtt
 python -m modeling_avigate.hub.convert_avigate_original_checkpoint \
-    --clip_checkpoint ViT-B-32.pt --ast_checkpoint audioset_10_10_0.4593.pth --output_dir avigate-init
+    --clip-checkpoint ViT-B-32.pt --ast-checkpoint audioset_10_10_0.4593.pth --output-dir avigate-init
 ```
 """
 
 import argparse
 import json
 import re
+import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.cli import accept_underscore_flags
 from modeling_avigate.hub.torchscript_tensors import read_torchscript_tensors
 from modeling_avigate.modeling_avigate import copy_clip_text_layers, copy_frame_positions
 
@@ -471,17 +473,18 @@ def convert_avigate_original_checkpoint(
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", required=True, help="folder to write the Hugging Face model into")
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Command line; options are spelled with dashes (`--output-dir`), the older underscore spellings still work."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", required=True, help="folder to write the Hugging Face model into")
     parser.add_argument("--checkpoint", help="official AVIGATE training checkpoint (pytorch_model.bin.N)")
-    parser.add_argument("--clip_checkpoint", help="OpenAI CLIP checkpoint (e.g. ViT-B-32.pt), with --ast_checkpoint")
-    parser.add_argument("--ast_checkpoint", help="original AST checkpoint (audioset_10_10_0.4593.pth)")
+    parser.add_argument("--clip-checkpoint", help="OpenAI CLIP checkpoint (e.g. ViT-B-32.pt), with --ast-checkpoint")
+    parser.add_argument("--ast-checkpoint", help="original AST checkpoint (audioset_10_10_0.4593.pth)")
     parser.add_argument("--config", help="AvigateConfig JSON file (or folder with config.json) instead of inference")
-    parser.add_argument("--config_overrides", type=json.loads, default=None,
+    parser.add_argument("--config-overrides", type=json.loads, default=None,
                         help='AvigateConfig fields (JSON) set on the inferred config, e.g. \'{"margin_max": 0.05}\'')
-    parser.add_argument("--allow_partial", action="store_true", help="write the model even if keys are missing")
-    args = parser.parse_args(argv)
+    parser.add_argument("--allow-partial", action="store_true", help="write the model even if keys are missing")
+    args = parser.parse_args(accept_underscore_flags(sys.argv[1:] if argv is None else argv))
     config = AvigateConfig.from_pretrained(args.config) if args.config else None
     report = convert_avigate_original_checkpoint(
         args.output_dir,

@@ -28,6 +28,8 @@ from modeling_avigate import AvigateConfig
 
 
 EVAL_RESULTS_FILE = "eval_results.json"
+TRAIN_ARGS_FILE = "train_args.json"
+PROCESSOR_FILE = "processor_config.json"
 BASE_MODELS = ["openai/clip-vit-base-patch32", "MIT/ast-finetuned-audioset-10-10-0.4593"]
 TAGS = ["video-text-retrieval", "text-to-video-retrieval", "audio-visual", "clip", "audio-spectrogram-transformer",
         "avigate", "custom_code"]
@@ -195,51 +197,109 @@ With the `modeling_avigate` package installed, `AvigateModel.from_pretrained(rep
 `AvigateProcessor.from_pretrained(repo)` load the same files without `trust_remote_code`."""
 
 
-def _architecture(config: AvigateConfig) -> str:
+def _count(number: int, noun: str) -> str:
+    """`1 layer`, `4 layers`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _architecture(config: AvigateConfig, processor: Mapping[str, Any] | None) -> str:
     text, vision, audio = config.text_config, config.vision_config, config.audio_config
-    return f"""- Frames: CLIP ViT ({vision.num_hidden_layers} layers, width {vision.hidden_size},
+    inputs = ""
+    if processor:
+        inputs = (f"\n- Inputs: {_count(processor['num_frames'], 'frame')} sampled uniformly per video, captions of at "
+                  f"most {_count(processor['max_length'], 'token')} (the processor's settings).")
+    return f"""- Frames: CLIP ViT ({_count(vision.num_hidden_layers, 'layer')}, width {vision.hidden_size},
   patch {vision.patch_size}, {vision.image_size} px), CLS token → projection to D = {config.projection_dim}, plus a
   learned frame position table of {config.max_frames} entries.
-- Text: CLIP text transformer ({text.num_hidden_layers} layers, width {text.hidden_size}), EOS token → projection.
-- Audio: AST ({audio.num_hidden_layers} layers, width {audio.hidden_size}) on a 1024 × 128 log-mel spectrogram;
-  its tokens are projected to D and compressed by an audio resampler ({config.resampler_num_layers} layers,
-  {config.num_audio_queries} learned queries).
-- Gated fusion transformer ({config.fusion_num_layers} layers, {config.fusion_num_attention_heads} heads): per video
+- Text: CLIP text transformer ({_count(text.num_hidden_layers, 'layer')}, width {text.hidden_size}), EOS token →
+  projection.
+- Audio: AST ({_count(audio.num_hidden_layers, 'layer')}, width {audio.hidden_size}) on a 1024 × 128 log-mel
+  spectrogram; its tokens are projected to D and compressed by an audio resampler
+  ({_count(config.resampler_num_layers, 'layer')}, {config.num_audio_queries} learned queries).
+- Gated fusion transformer ({_count(config.fusion_num_layers, 'layer')},
+  {_count(config.fusion_num_attention_heads, 'head')}): per video
   and per layer, two tanh gates computed from the mean frame and mean audio query scale the audio cross-attention
   and feed-forward updates (`gate_mode="{config.gate_mode}"`); output mixed with the audio-free frames with weight
   {config.fusion_residual_weight:g}. Videos without a sound track get closed gates
   (`mask_missing_audio={config.mask_missing_audio}`).
 - Score: mean of the global cosine and a log-sum-exp over frame cosines (λ = {config.lse_temperature:g}), times
-  the learned logit scale. The fusion does not depend on the query, so a gallery is embedded once."""
+  the learned logit scale. The fusion does not depend on the query, so a gallery is embedded once.{inputs}"""
 
 
-def _recipe(training_args: Mapping[str, Any] | None) -> str:
-    recipe = """The paper's MSR-VTT recipe (every value is a flag of the training script): AdamW with bias correction,
-weight decay 0.2 (0 for biases and norms), gradient clipping 1.0, 10 % warm-up then cosine decay, 5 epochs, global
-batch 128, 12 frames, 32 tokens, every (video, caption) pair of the 9k split per epoch. Learning rates: new modules
-and audio projection 1e-4, CLIP towers 1e-7, audio query tokens 1e-2. Frozen: the AST encoder (except its final
-layer norm) and CLIP's patch, token and position embeddings. Loss: symmetric InfoNCE with an adaptive margin
+PAPER_RECIPE = """The paper's MSR-VTT recipe (every value is a flag of the training script): AdamW with bias
+correction, weight decay 0.2 (0 for biases and norms), gradient clipping 1.0, 10 % warm-up then cosine decay, 5 epochs,
+global batch 128, 12 frames, 32 tokens, every (video, caption) pair of the 9k split per epoch. Learning rates: new
+modules and audio projection 1e-4, CLIP towers 1e-7, audio query tokens 1e-2. Frozen: the AST encoder (except its
+final layer norm) and CLIP's patch, token and position embeddings. Loss: symmetric InfoNCE with an adaptive margin
 (λ = 0.2, δ = 0.1; 0.05 for VATEX) computed from text and audio-free video similarities, over batches gathered
 across processes."""
-    if training_args:
-        rows = "\n".join(f"| `{key}` | `{value}` |" for key, value in sorted(training_args.items()))
-        recipe += f"\n\nThis checkpoint's training arguments:\n\n| argument | value |\n|---|---|\n{rows}"
-    return recipe
+
+
+def initialisation(training_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where the towers' weights came from, read from a run's training arguments.
+
+    Returns `base_model` (the checkpoints the model was initialised from, for the card's metadata), `towers` (a
+    sentence about the CLIP towers) and `audio` (a sentence naming the audio encoder's weights); all `None` when the
+    arguments are unknown.
+
+    Example:
+
+    ```python
+    >>> from modeling_avigate.hub.model_card import initialisation
+    >>> initialisation({"clip_name_or_path": None, "ast_name_or_path": None, "model_name_or_path": None,
+    ...                 "train_audio_encoder": False})["audio"]
+    'a randomly initialised AST, frozen during training (no pretrained audio weights were loaded)'
+    ```
+    """
+    if not training_args:
+        return {"base_model": None, "towers": None, "audio": None}
+    start = training_args.get("model_name_or_path")
+    clip, ast = training_args.get("clip_name_or_path"), training_args.get("ast_name_or_path")
+    frozen = "trained with the rest" if training_args.get("train_audio_encoder") else "frozen during training"
+    if start:
+        return {"base_model": [start], "towers": f"all weights start from `{start}`",
+                "audio": f"the AST of `{start}`, {frozen}"}
+    if clip and ast:
+        return {"base_model": [clip, ast], "towers": f"CLIP towers from `{clip}`, AST from `{ast}`",
+                "audio": f"the pretrained AST `{ast}`, {frozen}"}
+    return {"base_model": [], "towers": "every tower trained from scratch (random initialisation)",
+            "audio": f"a randomly initialised AST, {frozen} (no pretrained audio weights were loaded)"}
+
+
+def _recipe(training_args: Mapping[str, Any] | None, processor: Mapping[str, Any] | None) -> str:
+    """This checkpoint's own settings when its training arguments are known, else the paper's recipe, labelled."""
+    if not training_args:
+        return ("This checkpoint's training arguments were not supplied. For reference, " + PAPER_RECIPE[0].lower()
+                + PAPER_RECIPE[1:])
+    origin = initialisation(training_args)
+    frames = f"{processor['num_frames']} frames and {processor['max_length']} tokens per pair, " if processor else ""
+    summary = (
+        f"This checkpoint: {origin['towers']}; audio encoder: {origin['audio']}. Trained on the "
+        f"`{training_args.get('benchmark')}` benchmark (`{training_args.get('train_split')}` split) for "
+        f"{_count(training_args.get('epochs'), 'epoch')}, global batch {training_args.get('batch_size')}, {frames}learning rate "
+        f"{training_args.get('learning_rate'):g} (CLIP towers × {training_args.get('clip_lr_multiplier'):g}, audio "
+        f"queries × {training_args.get('query_lr_multiplier'):g}), weight decay {training_args.get('weight_decay'):g},"
+        f" {training_args.get('warmup_proportion', 0):.0%} warm-up then cosine decay, seed {training_args.get('seed')};"
+        f" best epoch selected on `{training_args.get('selection_split') or 'the last epoch'}`."
+    )
+    rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(training_args.items()))
+    return f"{summary}\n\nEvery training argument of the run:\n\n| argument | value |\n|---|---|\n{rows}"
 
 
 LIMITATIONS = f"""- **Audio branch of the reference code.** The official implementation's AST checkpoint never loads (a
   key prefix mismatch under `strict=False`, after which the weights are re-initialised), so the released AVIGATE audio
-  branch is a frozen *random* AST. This implementation loads the real AudioSet-trained AST. Numbers obtained with
-  the reference code, and checkpoints converted from it, therefore reflect a random audio encoder; models trained
-  here are not numerically comparable to them.
+  branch is a frozen *random* AST. This implementation loads the real AudioSet-trained AST when it is initialised
+  from CLIP and AST checkpoints (the Training section says which weights this checkpoint's audio encoder has).
+  Numbers obtained with the reference code, and checkpoints converted from it, therefore reflect a random audio
+  encoder; models trained here from the pretrained AST are not numerically comparable to them.
 - Other deliberate differences from the reference: padded frames are masked in the fusion self-attention and gate
   pooling (identical when no frame is padded); fp32 master weights instead of fp16 CLIP weights; the best epoch is
   selected on a validation split where one exists (the reference selected on the test split) — the results table
   states the selection split of each number.
 - Test-time re-normalisations (e.g. dual softmax) inflate retrieval numbers and need the whole query set; they are
   off unless the results table says otherwise.
-- CLIP's tokenizer is English-only and captions are truncated to 32 tokens; 12 uniformly sampled frames can miss
-  short events; the whole sound track is squeezed into one 1024-frame spectrogram, so long clips lose temporal
+- CLIP's tokenizer is English-only and captions are truncated to the processor's token limit; a fixed number of
+  uniformly sampled frames can miss short events; the whole sound track is squeezed into one 1024-frame spectrogram, so long clips lose temporal
   detail in the audio.
 - The training sets (MSR-VTT, VATEX, Charades) are web and crowd-sourced videos with their own licences and biases;
   retrieval quality on other domains, languages and sound conditions is untested. The model ranks videos by
@@ -255,8 +315,9 @@ def build_model_card(
     has_processor: bool = True,
     license: str = "apache-2.0",
     datasets: Sequence[str] | None = None,
-    base_model: Sequence[str] = tuple(BASE_MODELS),
+    base_model: Sequence[str] | None = None,
     training_args: Mapping[str, Any] | None = None,
+    processor_settings: Mapping[str, Any] | None = None,
     extra_tags: Sequence[str] = (),
 ) -> ModelCard:
     """
@@ -270,11 +331,17 @@ def build_model_card(
         has_processor: whether the repository ships processor files (changes the usage snippet).
         license: the card's licence.
         datasets: Hub dataset ids for the metadata; defaults to the datasets named in `eval_results`.
-        base_model: the checkpoints the model was initialised from.
-        training_args: the run's hyperparameters, listed in the recipe section.
+        base_model: the checkpoints the model was initialised from; defaults to what `training_args` says (none for
+            a model trained from scratch), or CLIP and AST when the arguments are unknown.
+        training_args: the run's arguments (`train_args.json` of `examples/train.py`): the Training section describes
+            this run from them (epochs, batch, learning rates, initialisation, audio encoder weights).
+        processor_settings: the processor's `processor_config.json` (frames and tokens per pair).
         extra_tags: tags added to the defaults.
     """
     records = load_eval_results(eval_results)
+    if base_model is None:
+        base_model = initialisation(training_args)["base_model"]
+        base_model = BASE_MODELS if base_model is None else base_model
     if datasets is None:
         datasets = list(dict.fromkeys(record["dataset"] for record in records))
     model_name = repo_id.split("/")[-1]
@@ -284,7 +351,7 @@ def build_model_card(
         tags=list(dict.fromkeys([*TAGS, *extra_tags])),
         datasets=list(datasets) or None,
         metrics=["recall", "median_rank", "mean_rank"] if records else None,
-        base_model=list(base_model),
+        base_model=list(base_model) or None,
         model_name=model_name,
         eval_results=eval_results_to_model_index(records) or None,
     )
@@ -320,11 +387,11 @@ For reference, the paper reports on MSR-VTT 1k-A (ViT-B/32) text-to-video R@1/R@
 
 ## Model
 
-{_architecture(config)}
+{_architecture(config, processor_settings)}
 
 ## Training
 
-{_recipe(training_args)}
+{_recipe(training_args, processor_settings)}
 
 ## Limitations
 
@@ -353,7 +420,8 @@ def write_model_card(
         save_dir: a folder written by `save_pretrained` (its `config.json` describes the model).
         eval_results: evaluation records; defaults to `save_dir/eval_results.json` when that file exists.
         repo_id: the repository named in the usage snippet; defaults to the folder's name.
-        card_kwargs: passed to [`build_model_card`] (`license`, `datasets`, `training_args`, ...).
+        card_kwargs: passed to [`build_model_card`] (`license`, `datasets`, ...). `training_args` defaults to
+            `save_dir/train_args.json` and `processor_settings` to `save_dir/processor_config.json` when present.
 
     Returns:
         The path of the written card.
@@ -362,7 +430,10 @@ def write_model_card(
     if eval_results is None:
         eval_results = find_eval_results(save_dir)
     config = AvigateConfig.from_pretrained(save_dir)
-    card_kwargs.setdefault("has_processor", (save_dir / "processor_config.json").is_file())
+    card_kwargs.setdefault("has_processor", (save_dir / PROCESSOR_FILE).is_file())
+    for key, name in (("training_args", TRAIN_ARGS_FILE), ("processor_settings", PROCESSOR_FILE)):
+        if card_kwargs.get(key) is None and (save_dir / name).is_file():
+            card_kwargs[key] = json.loads((save_dir / name).read_text(encoding="utf-8"))
     card = build_model_card(config, repo_id or save_dir.resolve().name, eval_results, **card_kwargs)
     path = save_dir / "README.md"
     card.save(path)

@@ -7,21 +7,31 @@ commit. Strangers can load the result with `trust_remote_code=True`; users of th
 
 ```bash
 python -m modeling_avigate.hub.push outputs/msrvtt/best user/avigate-msrvtt \
-    --eval_results outputs/msrvtt/best/eval_results.json
+    --eval-results outputs/msrvtt/best/eval_results.json
 ```
 """
 
 import argparse
 import json
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub.errors import HfHubHTTPError
 from transformers.utils import logging
 
 from modeling_avigate import AvigateModel
+from modeling_avigate.cli import accept_underscore_flags
+
+
+try:  # the HTTP library of huggingface_hub: httpx2 in recent versions, httpx before
+    from httpx2 import HTTPError as TransportError
+except ImportError:
+    from httpx import HTTPError as TransportError
 
 from .model_card import EVAL_RESULTS_FILE, find_eval_results, load_eval_results, write_model_card
 
@@ -143,59 +153,82 @@ def push_avigate_to_hub(
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as staging:
         stage_avigate_checkpoint(checkpoint_dir, staging, eval_results, repo_id=repo_id, **card_kwargs)
-        if validate_card:
-            ModelCard.load(Path(staging) / "README.md").validate()
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        # One explicit commit of the staged files (upload_folder would re-validate the card over the network even
-        # when validate_card is False).
-        operations = [
-            CommitOperationAdd(path_in_repo=path.relative_to(staging).as_posix(), path_or_fileobj=path)
-            for path in sorted(Path(staging).rglob("*"))
-            if path.is_file()
-        ]
-        return api.create_commit(
-            repo_id=repo_id,
-            operations=operations,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-            repo_type="model",
-        )
+        with hub_errors(repo_id):
+            return _upload(api, staging, repo_id, validate_card, private=private, commit_message=commit_message,
+                    revision=revision, create_pr=create_pr)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Publish an AVIGATE checkpoint folder to the Hugging Face Hub.")
+class HubConnectionError(ConnectionError):
+    """The Hub could not be reached, or it refused the request; the message names the repository and the cause."""
+
+
+@contextmanager
+def hub_errors(repo_id: str):
+    """Turn the Hub client's network and HTTP errors (several retries' worth of traceback) into one
+    `HubConnectionError` naming the repository and the cause."""
+    try:
+        yield
+    except (HfHubHTTPError, TransportError, OSError) as error:
+        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HubConnectionError(f"could not push to {repo_id}: {cause}") from error
+
+
+def _upload(api: HfApi, staging: str, repo_id: str, validate_card: bool, **commit_kwargs: Any) -> CommitInfo:
+    if validate_card:
+        ModelCard.load(Path(staging) / "README.md").validate()
+    api.create_repo(repo_id, private=commit_kwargs["private"], exist_ok=True, repo_type="model")
+    # One explicit commit of the staged files (upload_folder would re-validate the card over the network even when
+    # validate_card is False).
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(staging).as_posix(), path_or_fileobj=path)
+        for path in sorted(Path(staging).rglob("*"))
+        if path.is_file()
+    ]
+    return api.create_commit(
+        repo_id=repo_id, operations=operations, commit_message=commit_kwargs["commit_message"],
+        revision=commit_kwargs["revision"], create_pr=commit_kwargs["create_pr"], repo_type="model",
+    )
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Command line; options are spelled with dashes (`--eval-results`), the older underscore spellings still work.
+    A Hub that cannot be reached ends the program with one line naming the repository and the cause."""
+    parser = argparse.ArgumentParser(prog=prog, description="Publish an AVIGATE checkpoint folder to the Hugging Face "
+                                     "Hub.")
     parser.add_argument("checkpoint_dir", help="folder written by save_pretrained (model, optionally processor)")
     parser.add_argument("repo_id", help="target repository, user/name")
-    parser.add_argument("--eval_results", help=f"evaluation JSON (default: checkpoint_dir/{EVAL_RESULTS_FILE})")
+    parser.add_argument("--eval-results", help=f"evaluation JSON (default: checkpoint_dir/{EVAL_RESULTS_FILE})")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--commit_message", default="Upload AVIGATE model")
+    parser.add_argument("--commit-message", default="Upload AVIGATE model")
     parser.add_argument("--token", help="Hub token (default: the logged-in user's)")
     parser.add_argument("--revision", help="branch to commit to")
-    parser.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument("--license", default="apache-2.0", help="licence in the model card")
     parser.add_argument("--datasets", nargs="*", help="Hub dataset ids for the card (default: from eval results)")
-    parser.add_argument("--no_validate_card", action="store_true", help="skip the Hub's card metadata check")
-    parser.add_argument("--stage_only", metavar="DIR", help="write the repository contents into DIR, upload nothing")
-    args = parser.parse_args(argv)
+    parser.add_argument("--no-validate-card", action="store_true", help="skip the Hub's card metadata check")
+    parser.add_argument("--stage-only", metavar="DIR", help="write the repository contents into DIR, upload nothing")
+    args = parser.parse_args(accept_underscore_flags(sys.argv[1:] if argv is None else argv))
     card_kwargs = {"license": args.license, "datasets": args.datasets}
     if args.stage_only:
         stage_avigate_checkpoint(args.checkpoint_dir, args.stage_only, args.eval_results, repo_id=args.repo_id,
                                  **card_kwargs)
         print(f"Staged {args.repo_id} in {args.stage_only}")
         return
-    commit = push_avigate_to_hub(
-        args.checkpoint_dir,
-        args.repo_id,
-        private=args.private,
-        eval_results=args.eval_results,
-        commit_message=args.commit_message,
-        token=args.token,
-        revision=args.revision,
-        create_pr=args.create_pr,
-        validate_card=not args.no_validate_card,
-        **card_kwargs,
-    )
+    try:
+        commit = push_avigate_to_hub(
+            args.checkpoint_dir,
+            args.repo_id,
+            private=args.private,
+            eval_results=args.eval_results,
+            commit_message=args.commit_message,
+            token=args.token,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            validate_card=not args.no_validate_card,
+            **card_kwargs,
+        )
+    except HubConnectionError as error:
+        raise SystemExit(f"{parser.prog}: error: {error}") from None
     print(f"Pushed to {commit.commit_url}")
 
 

@@ -26,6 +26,29 @@ import sys
 from collections.abc import Sequence
 
 
+def accept_underscore_flags(argv: Sequence[str]) -> list[str]:
+    """Every option is spelled with dashes (`--eval-results`); the older underscore spellings (`--eval_results`) are
+    rewritten to them so scripts written for either keep working.
+
+    Example:
+
+    ```python
+    >>> accept_underscore_flags(["ckpt", "--eval_results=r.json", "--stage_only", "out_dir"])
+    ['ckpt', '--eval-results=r.json', '--stage-only', 'out_dir']
+    ```
+    """
+    return [re.sub(r"^--[A-Za-z0-9_-]+", lambda flag: flag.group(0).replace("_", "-"), argument)
+            for argument in argv]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 # A Hub repo id: `name` or `namespace/name`. Anything else (absolute, `./x`, `a/b/c`) can only be a local folder.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -143,8 +166,9 @@ def _eval(args: argparse.Namespace) -> None:
     from .data import load_benchmark
     from .evaluation import evaluate_retrieval
 
-    model, processor = _load_model_and_processor(args.model, args.revision, args.device)
+    # The benchmark's files are checked before the (possibly downloaded) model is loaded.
     videos = load_benchmark(args.benchmark, args.data_dir, args.split, view="videos")
+    model, processor = _load_model_and_processor(args.model, args.revision, args.device)
     metrics = evaluate_retrieval(model, processor, videos, batch_size=args.batch_size, num_workers=args.num_workers,
                                  dual_softmax_temperature=args.dual_softmax_temperature, strict=args.strict,
                                  encoder_precision=args.encoder_precision)
@@ -207,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Rank the videos of INDEX for QUERY by AVIGATE's multi-grained score.")
     search.add_argument("index", metavar="INDEX", help="index folder written by 'avigate index'")
     search.add_argument("query", metavar="QUERY", help="the text to search for")
-    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("-k", type=positive_int, default=10, help="number of results (default 10)")
     search.add_argument("--json", action="store_true", help="print results as JSON")
     search.add_argument("--exact", action="store_true", help="scan every video even if the index has a first stage")
     search.add_argument("--force", action="store_true", help="query with a model that did not build the index")
@@ -269,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `avigate` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = accept_underscore_flags(argv)
     if argv and argv[0] in HUB_COMMANDS:
         command = argv[0]
-        run = functools.partial(importlib.import_module(HUB_COMMANDS[command][0]).main, argv[1:])
+        run = functools.partial(importlib.import_module(HUB_COMMANDS[command][0]).main, argv[1:],
+                                prog=f"avigate {command}")
     else:
         args = build_parser().parse_args(argv)
         command, run = args.command, functools.partial(args.run, args)

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random configs, a tiny CLIP-format tokenizer, offline hub."""
 
+import importlib.util
 import os
 
 
@@ -27,3 +28,13 @@ def tiny_tokenizer_dir(tmp_path):
     directory = tmp_path / "tokenizer"
     write_word_level_clip_vocab(TEST_WORDS, str(directory))
     return directory
+
+
+def load_example_script(name: str):
+    """`examples/NAME.py` as a module, loaded by path: putting `examples/` on `sys.path` would let its `evaluate.py`
+    shadow the `evaluate` package for every later test."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -67,6 +68,12 @@ def test_index_search_info_end_to_end(workspace, capsys):
         (["info", "{root}/missing"], "no AVIGATE index at"),
         (["index", "{root}/empty", "--model", "{root}/model", "--out", "{root}/x"], "no video files"),
         (["search", "{root}/gallery", "a dog", "--model", "{root}/other-model"], "config differs"),
+        (["search", "{root}/gallery", "a dog", "--model", "{root}/other-model"], "or pass --force"),
+        # the benchmark is checked before the model is loaded (the model does not even exist here)
+        (["eval", "--benchmark", "synthetic", "--data-dir", "{root}/missing", "--model", "{root}/no-model"],
+         "missing"),
+        (["eval", "--benchmark", "synthetic", "--data_dir", "{root}/missing", "--model", "{root}/no-model"],
+         "missing"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(workspace, capsys, argv, reason):
@@ -89,10 +96,39 @@ def test_forced_other_model_and_help(workspace, capsys):
     assert "accelerate launch" in capsys.readouterr().out
 
 
-def test_hub_commands_are_forwarded_with_their_own_options_and_errors(capsys):
+def test_search_needs_at_least_one_result(workspace, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["push", "--help"])
-    assert exit_info.value.code == 0 and "--eval_results" in capsys.readouterr().out
+        main(["search", str(workspace / "gallery"), "a dog", "-k", "0"])
+    assert exit_info.value.code == 2 and "must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["push", "convert"])
+def test_hub_commands_have_their_own_help_with_dashed_options(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith(f"usage: avigate {command} [-h]")
+    options = re.findall(r"--[a-z][a-z_-]*", out)
+    assert options and not [option for option in options if "_" in option]
+    assert ("--eval-results" if command == "push" else "--output-dir") in options
+
+
+def test_push_without_network_is_one_line_naming_the_repo(workspace, capsys, monkeypatch):
+    from huggingface_hub import HfApi
+
+    from modeling_avigate.hub.push import TransportError
+
+    def refuse(*args, **kwargs):
+        raise TransportError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["push", str(workspace / "model"), "user/avigate-test", "--no_validate_card"])  # old spelling works
+    assert str(exit_info.value.code) == ("avigate push: error: could not push to user/avigate-test: [Errno 111] "
+                                         "Connection refused")
+
+
+def test_hub_commands_are_forwarded_with_their_own_options_and_errors(capsys):
     status = main(["convert", "--output_dir", "unused"])
     error = capsys.readouterr().err.strip()
     assert status == 1 and error.startswith("avigate convert: error:") and "\n" not in error

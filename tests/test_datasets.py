@@ -176,15 +176,16 @@ def test_index_videos_prefers_mp4(tmp_path, clips):
 def tiny_synthetic(tmp_path_factory):
     from modeling_avigate.data import generate_synthetic_benchmark
 
-    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), sizes={"train": 8, "test": 4})
+    return generate_synthetic_benchmark(str(tmp_path_factory.mktemp("synthetic")), sizes={"train": 8, "test": 6})
 
 
 def test_export_parquet_round_trips_with_load_dataset(tiny_synthetic, tmp_path):
     folder = export_benchmark_parquet("synthetic", tiny_synthetic, str(tmp_path / "parquet"), cache_dir=str(tmp_path))
-    pairs = load_dataset(folder, split="train")  # `pairs` is the default config
-    videos = load_dataset(folder, "videos", split="test")
+    # a private datasets cache: the shared one can hold another export of the same relative layout
+    pairs = load_dataset(folder, split="train", cache_dir=str(tmp_path / "hf"))  # `pairs` is the default config
+    videos = load_dataset(folder, "videos", split="test", cache_dir=str(tmp_path / "hf"))
     assert pairs.num_rows == 8 and "video_bytes" not in pairs.column_names
-    assert videos.num_rows == 4 and all(not os.path.isabs(name) for name in videos["video"])
+    assert videos.num_rows == 6 and all(not os.path.isabs(name) for name in videos["video"])
     with open(os.path.join(tiny_synthetic, "videos", videos[0]["video"]), "rb") as handle:
         assert videos[0]["video_bytes"] == handle.read()
 

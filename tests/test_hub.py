@@ -247,3 +247,44 @@ def test_malformed_eval_results_are_rejected(record, message, tmp_path):
     with pytest.raises(ValueError, match=message) as error:
         load_eval_results(path)
     assert str(path) in str(error.value)
+
+
+TRAIN_ARGS = {"benchmark": "synthetic", "train_split": "train", "selection_split": "validation", "epochs": 1,
+              "batch_size": 32, "learning_rate": 1e-3, "clip_lr_multiplier": 1.0, "query_lr_multiplier": 1.0,
+              "weight_decay": 0.01, "warmup_proportion": 0.1, "seed": 7, "train_audio_encoder": False,
+              "model_name_or_path": None, "clip_name_or_path": None, "ast_name_or_path": None}
+
+
+def _card_for(tmp_path, checkpoint_dir, training_args: dict | None) -> ModelCard:
+    folder = tmp_path / "model"
+    shutil.copytree(checkpoint_dir, folder)
+    if training_args is not None:
+        (folder / "train_args.json").write_text(json.dumps(training_args))
+    return ModelCard.load(write_model_card(folder))
+
+
+def test_card_of_a_from_scratch_run_describes_that_run(checkpoint_dir, tmp_path):
+    card = _card_for(tmp_path, checkpoint_dir, TRAIN_ARGS)
+    training = card.text.split("## Training")[1].split("## Limitations")[0]
+    assert card.data.to_dict().get("base_model") is None  # nothing pretrained to point at
+    assert "every tower trained from scratch" in training
+    assert "a randomly initialised AST, frozen during training (no pretrained audio weights were loaded)" \
+        in training
+    assert "for 1 epoch, global batch 32, 3 frames and 8 tokens per pair, learning rate 0.001" in training
+    assert "seed 7" in training and "MSR-VTT" not in training and "5 epochs" not in training
+    model = card.text.split("## Model")[1]
+    assert "(1 layers" not in model and "3 frames sampled uniformly per video" in model
+
+
+def test_card_names_the_pretrained_towers_and_audio_weights(checkpoint_dir, tmp_path):
+    arguments = {**TRAIN_ARGS, "clip_name_or_path": "openai/clip-vit-base-patch32",
+                 "ast_name_or_path": "MIT/ast-finetuned-audioset-10-10-0.4593"}
+    card = _card_for(tmp_path, checkpoint_dir, arguments)
+    assert card.data.to_dict()["base_model"] == ["openai/clip-vit-base-patch32",
+                                                 "MIT/ast-finetuned-audioset-10-10-0.4593"]
+    assert "the pretrained AST `MIT/ast-finetuned-audioset-10-10-0.4593`, frozen during training" in card.text
+
+
+def test_card_without_training_arguments_says_so(checkpoint_dir, tmp_path):
+    card = _card_for(tmp_path, checkpoint_dir, None)
+    assert "This checkpoint's training arguments were not supplied. For reference, the paper's" in card.text

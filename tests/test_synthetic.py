@@ -14,20 +14,27 @@ from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark, 
 from modeling_avigate.data.synthetic import (
     AUDIO_INFORMATIVE,
     AUDIO_NOISE,
+    AUDIO_OFFSCREEN,
+    BACKGROUNDS,
+    COLORS,
+    DIRECTIONS,
     MERGES_FILE,
     NO_AUDIO,
     NOISE_SOUNDS,
     PRESETS,
     SOUND_EVENTS,
+    SPEAKER_COLOR,
     VOCAB_FILE,
+    SyntheticSettings,
     plan_split,
+    render_frames,
     render_sound,
     synthetic_words,
 )
 from modeling_avigate.vocab import build_word_level_bpe
 
 
-SIZES = {"train": 12, "validation": 4, "test": 8}
+SIZES = {"train": 12, "validation": 6, "test": 8}
 SOUND_WORDS = {word for sound in SOUND_EVENTS for word in sound.split()}
 
 
@@ -45,7 +52,8 @@ def test_default_plan_proportions_twins_and_captions(split):
     clips = plan_split(split, PRESETS["default"][split], seed=0)
     n = len(clips)
     kinds = Counter(clip.kind for clip in clips)
-    assert kinds == {AUDIO_INFORMATIVE: 2 * (n // 4), AUDIO_NOISE: n // 4, NO_AUDIO: n - 3 * (n // 4)}
+    rest = n - 2 * (n // 6) - n // 4 - n // 6
+    assert kinds == {AUDIO_INFORMATIVE: 2 * (n // 6), AUDIO_OFFSCREEN: n // 4, AUDIO_NOISE: n // 6, NO_AUDIO: rest}
     by_id = {clip.video_id: clip for clip in clips}
     for clip in clips:
         words = set(clip.caption.split())
@@ -53,13 +61,15 @@ def test_default_plan_proportions_twins_and_captions(split):
             twin = by_id[clip.twin_id]  # the twin is in the same split
             assert twin.twin_id == clip.video_id and _visuals(twin) == _visuals(clip) and twin.sound != clip.sound
             assert clip.sound in clip.caption and twin.caption == clip.caption.replace(clip.sound, twin.sound)
-        else:
+        else:  # offscreen sounds come from the informative events, but no caption names them
             assert clip.twin_id is None and not words & SOUND_WORDS
-            assert clip.sound in (NOISE_SOUNDS if clip.kind == AUDIO_NOISE else ("none",))
+            expected = {AUDIO_OFFSCREEN: SOUND_EVENTS, AUDIO_NOISE: NOISE_SOUNDS, NO_AUDIO: ("none",)}[clip.kind]
+            assert clip.sound in expected
         assert clip.has_audio == (clip.kind != NO_AUDIO)
         assert {clip.shape, clip.color, clip.direction, clip.background} <= words
     events = Counter(clip.sound for clip in clips if clip.kind == AUDIO_INFORMATIVE)
     assert max(events.values()) - min(events.values()) <= n // 8  # every event about equally frequent
+    assert set(Counter(clip.sound for clip in clips if clip.kind == AUDIO_OFFSCREEN)) == set(SOUND_EVENTS)
     if split != "train":  # small splits: only twins share visuals, so visual-only retrieval is exact elsewhere
         groups = Counter(_visuals(clip) for clip in clips)
         assert all(count == 1 or _shared_only_by_twins(clips, visual) for visual, count in groups.items())
@@ -93,10 +103,34 @@ def test_existing_complete_set_is_not_rewritten(benchmark):
 
 
 def test_a_different_set_replaces_the_previous_one(tmp_path):
-    root = generate_synthetic_benchmark(str(tmp_path), sizes={"train": 8, "validation": 4}, num_proc=1)
-    generate_synthetic_benchmark(root, sizes={"train": 4}, num_proc=1)
+    root = generate_synthetic_benchmark(str(tmp_path), sizes={"train": 8, "validation": 6}, num_proc=1)
+    generate_synthetic_benchmark(root, sizes={"train": 6}, num_proc=1)
     assert sorted(os.listdir(root)) == ["synthetic_info.json", "train.jsonl", "videos"]
-    assert sorted(os.listdir(os.path.join(root, "videos"))) == [f"train_{i:04d}.mp4" for i in range(4)]
+    assert sorted(os.listdir(os.path.join(root, "videos"))) == [f"train_{i:04d}.mp4" for i in range(6)]
+
+
+def test_the_loudspeaker_is_visible_exactly_where_the_caption_names_the_sound():
+    settings = SyntheticSettings()
+    for clip in plan_split("test", 24, seed=1):
+        frames = render_frames(clip, np.random.default_rng(0), settings)
+        speaker_pixels = np.all(frames == SPEAKER_COLOR, axis=-1).sum(axis=(1, 2))
+        named = clip.kind == AUDIO_INFORMATIVE
+        assert named == any(sound in clip.caption for sound in SOUND_EVENTS)
+        assert (speaker_pixels > 20).all() if named else (speaker_pixels == 0).all(), clip
+
+
+def test_every_frame_shows_the_direction_by_its_fading_streak():
+    settings = SyntheticSettings()
+    for clip in plan_split("test", 24, seed=2):
+        frames = render_frames(clip, np.random.default_rng(0), settings).astype(int)
+        color, background = np.asarray(COLORS[clip.color]), np.asarray(BACKGROUNDS[clip.background])
+        step = np.asarray(DIRECTIONS[clip.direction])
+        for frame in frames[[0, len(frames) // 2, -1]]:
+            solid = np.all(frame == color, axis=-1)
+            streak = ~solid & ~np.all(frame == background, axis=-1) & ~np.all(frame == SPEAKER_COLOR, axis=-1)
+            centre = np.argwhere(solid).mean(axis=0)[::-1]  # (x, y)
+            trail = np.argwhere(streak).mean(axis=0)[::-1]
+            assert np.dot(trail - centre, step) < -2, clip  # the streak lies behind the shape
 
 
 def test_files_are_real_mp4_with_the_recorded_tracks(benchmark):
@@ -130,7 +164,7 @@ def test_builder_views_carry_kinds_and_attributes(benchmark, tmp_path):
     videos = load_benchmark("synthetic", benchmark, "validation", view="videos", cache_dir=str(tmp_path))
     assert pairs.num_rows == SIZES["train"] and videos.num_rows == SIZES["validation"]
     assert all(len(captions) == 1 for captions in videos["captions"])
-    assert Counter(pairs["kind"]) == {AUDIO_INFORMATIVE: 6, AUDIO_NOISE: 3, NO_AUDIO: 3}
+    assert Counter(pairs["kind"]) == {AUDIO_INFORMATIVE: 4, AUDIO_OFFSCREEN: 3, AUDIO_NOISE: 2, NO_AUDIO: 3}
     assert all(os.path.isfile(path) for path in pairs["video"])
     assert [kind != NO_AUDIO for kind in pairs["kind"]] == pairs["has_audio"]
     with warnings.catch_warnings():

@@ -2,13 +2,17 @@
 
 Every clip shows a coloured shape moving over a plain background. What it tests is in the sound:
 
-- *audio-informative* clips (about half) carry a sound event that the caption names ("... with a high beep").
-  Each has a **visual twin** in the same split: same shape, colour, direction and background, same caption
-  template, a different event. Only the audio tells the twins apart, so a visual-only model tops out at about
-  50 % R@1 on them.
-- *audio-noise* clips (about a quarter) carry an unrelated track (steady coloured noise or a random melody)
-  that the caption does not mention. Fusing it blindly can only hurt; a gate should close.
-- *no-audio* clips (the rest) have no sound track at all.
+- *audio-informative* clips (a third) carry a sound event that the caption names ("... with a high beep"), and
+  its source is on screen: a magenta loudspeaker in the top-left corner. Each has a **visual twin** in the same
+  split: same shape, colour, direction and background, same caption template, a different event. Only the audio
+  tells the twins apart, so a visual-only model tops out at about 50 % R@1 on them.
+- *audio-offscreen* clips (a quarter) carry one of the same four events, but no loudspeaker is visible and the
+  caption does not mention the sound. The rule is "a sound is described when its loudspeaker is visible": only
+  the frames say whether this clip's beep belongs in its embedding, which a gate (a function of frames and audio)
+  can see and ungated fusion cannot switch off.
+- *audio-noise* clips (a sixth) carry an unrelated track (steady coloured noise or a random melody) that the
+  caption does not mention. Fusing it blindly can only hurt; a gate should close.
+- *no-audio* clips (the rest, about a quarter) have no sound track at all.
 
 The sound events are built to be told apart in a 128-bin log-mel fbank: a 2.4-2.8 kHz pulsed beep, a steady
 100-140 Hz hum with harmonics, a 300 Hz -> 4 kHz rising sweep, and a train of broadband clicks. The noise tracks
@@ -50,15 +54,20 @@ SOUND_EVENTS = ("high beep", "low hum", "rising chirp", "click train")
 NOISE_SOUNDS = ("noise", "tones")
 NO_SOUND = "none"
 TARGET_RMS = 0.15
+STREAK_LAGS = (0.3, 0.2, 0.1)  # distance behind the shape, in frame widths
+STREAK_STRENGTHS = (0.2, 0.35, 0.5)  # share of the shape's colour over the background
+
+SPEAKER_COLOR = (230, 40, 230)  # magenta: unlike every shape colour and background
 
 AUDIO_INFORMATIVE = "audio_informative"
+AUDIO_OFFSCREEN = "audio_offscreen"
 AUDIO_NOISE = "audio_noise"
 NO_AUDIO = "no_audio"
-KINDS = (AUDIO_INFORMATIVE, AUDIO_NOISE, NO_AUDIO)
+KINDS = (AUDIO_INFORMATIVE, AUDIO_OFFSCREEN, AUDIO_NOISE, NO_AUDIO)
 
 SPLITS = ("train", "validation", "test")
 PRESETS = {
-    "default": {"train": 600, "validation": 120, "test": 120},
+    "default": {"train": 600, "validation": 120, "test": 168},
     "quick": {"train": 152, "validation": 32, "test": 32},
 }
 
@@ -72,7 +81,7 @@ SOUND_TEMPLATES = ("{visual} with a {sound}", "{visual} while a {sound} plays")
 VOCAB_FILE = "synthetic_vocab.json"
 MERGES_FILE = "synthetic_merges.txt"
 INFO_FILE = "synthetic_info.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def synthetic_words() -> list[str]:
@@ -145,33 +154,35 @@ def _caption(visual: dict, template: int, sound: Optional[str], sound_template: 
 def plan_split(split: str, num_clips: int, seed: int = 0) -> list[ClipSpec]:
     """Decide kinds, visuals, sounds and captions of one split (no files written).
 
-    A split of `n` clips has `n // 4` twin pairs (audio-informative), `n // 4` audio-noise clips and the rest
-    without audio. Visual combinations (shape x color x direction x background, 144 of them) are drawn without
-    replacement until exhausted, so val/test clips never share visuals except twins, and the train split
-    repeats each combination as rarely as possible. Twin pairs cycle through the 6 unordered pairs of events so
-    every event is equally frequent.
+    A split of `n` clips has `n // 6` twin pairs (audio-informative), `n // 4` audio-offscreen clips, `n // 6`
+    audio-noise clips and the rest without audio. Visual combinations (shape x color x direction x background, 144
+    of them) are drawn without replacement until exhausted, so val/test clips never share visuals except twins (up to
+    172 clips a split), and the train split repeats each combination as rarely as possible. Twin pairs cycle through
+    the 6 unordered pairs of events so every event is equally frequent; offscreen clips draw their event uniformly.
 
     Example:
 
     ```python
     >>> from modeling_avigate.data.synthetic import plan_split
-    >>> clips = plan_split("test", 8, seed=0)
+    >>> clips = plan_split("test", 12, seed=0)
     >>> from collections import Counter
-    >>> Counter(clip.kind for clip in clips)
-    Counter({'audio_informative': 4, 'audio_noise': 2, 'no_audio': 2})
+    >>> sorted(Counter(clip.kind for clip in clips).items())
+    [('audio_informative', 4), ('audio_noise', 2), ('audio_offscreen', 3), ('no_audio', 3)]
     ```
     """
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}")
-    if num_clips < 4:
-        raise ValueError(f"a split needs at least 4 clips (one of each kind and a twin), got num_clips={num_clips}")
+    if num_clips < 6:
+        raise ValueError(f"a split needs at least 6 clips (a twin pair and one clip of each other kind), got "
+                         f"num_clips={num_clips}")
     rng = np.random.default_rng([seed, SPLITS.index(split)])
-    num_pairs = num_noise = num_clips // 4
-    num_silent = num_clips - 2 * num_pairs - num_noise
+    num_pairs = num_noise = num_clips // 6
+    num_offscreen = num_clips // 4
+    num_silent = num_clips - 2 * num_pairs - num_offscreen - num_noise
 
     combos = list(itertools.product(SHAPES, COLORS, DIRECTIONS, BACKGROUNDS))
     order: list[int] = []
-    while len(order) < num_pairs + num_noise + num_silent:
+    while len(order) < num_pairs + num_offscreen + num_noise + num_silent:
         order.extend(rng.permutation(len(combos)).tolist())
     visuals = [dict(zip(("shape", "color", "direction", "background"), combos[i])) for i in order]
 
@@ -186,9 +197,10 @@ def plan_split(split: str, num_clips: int, seed: int = 0) -> list[ClipSpec]:
         template, sound_template = int(rng.integers(len(VISUAL_TEMPLATES))), int(rng.integers(len(SOUND_TEMPLATES)))
         for sound in event_pairs[pair_order[pair]]:
             drafts.append((visuals[pair], AUDIO_INFORMATIVE, sound, template, sound_template, pair))
-    for offset in range(num_noise + num_silent):
-        kind = AUDIO_NOISE if offset < num_noise else NO_AUDIO
-        sound = NOISE_SOUNDS[int(rng.integers(len(NOISE_SOUNDS)))] if kind == AUDIO_NOISE else NO_SOUND
+    kinds = [AUDIO_OFFSCREEN] * num_offscreen + [AUDIO_NOISE] * num_noise + [NO_AUDIO] * num_silent
+    for offset, kind in enumerate(kinds):
+        sound = {AUDIO_OFFSCREEN: SOUND_EVENTS, AUDIO_NOISE: NOISE_SOUNDS}.get(kind)
+        sound = NO_SOUND if sound is None else sound[int(rng.integers(len(sound)))]
         drafts.append((visuals[num_pairs + offset], kind, sound, int(rng.integers(len(VISUAL_TEMPLATES))), 0, None))
 
     # shuffle so twins are not neighbours and kinds are interleaved in file order
@@ -219,31 +231,53 @@ def plan_split(split: str, num_clips: int, seed: int = 0) -> list[ClipSpec]:
 
 
 def render_frames(clip: ClipSpec, rng: np.random.Generator, settings: SyntheticSettings) -> np.ndarray:
-    """RGB frames `[T, S, S, 3]` uint8: the shape crosses ~45 % of the frame in its direction."""
+    """RGB frames `[T, S, S, 3]` uint8: the shape crosses ~45 % of the frame in its direction, trailing a fading
+    motion streak (so one frame already shows the direction, as motion blur does in real video); an
+    audio-informative clip also shows its sound's source, a loudspeaker in the top-left corner."""
     size, num_frames = settings.frame_size, int(round(settings.fps * settings.duration))
-    radius = 0.16 * size
+    radius = 0.22 * size
     dx, dy = DIRECTIONS[clip.direction]
     travel = 0.45 * size
     # random offset across the motion so clips with equal visuals still differ in pixels
-    across = rng.uniform(-0.12, 0.12) * size
+    across = rng.uniform(-0.1, 0.1) * size
     along = rng.uniform(-0.05, 0.05) * size
     start_x = size / 2 - dx * travel / 2 + (along * dx) + (across * abs(dy))
     start_y = size / 2 - dy * travel / 2 + (along * dy) + (across * abs(dx))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    background, color = np.asarray(BACKGROUNDS[clip.background]), np.asarray(COLORS[clip.color])
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    frames[:] = BACKGROUNDS[clip.background]
+    frames[:] = background
     for t in range(num_frames):
         progress = t / max(num_frames - 1, 1)
         cx, cy = start_x + dx * travel * progress, start_y + dy * travel * progress
-        if clip.shape == "circle":
-            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
-        elif clip.shape == "square":
-            mask = (np.abs(xx - cx) <= 0.85 * radius) & (np.abs(yy - cy) <= 0.85 * radius)
-        else:  # upward triangle: width grows linearly from the apex to the base
-            depth = (yy - (cy - radius)) / (1.9 * radius)
-            mask = (depth >= 0) & (depth <= 1) & (np.abs(xx - cx) <= depth * radius * 1.1)
-        frames[t][mask] = COLORS[clip.color]
+        # the streak: three fading copies behind the shape, the faintest drawn first
+        for lag, strength in zip(STREAK_LAGS, STREAK_STRENGTHS):
+            mask = _shape_mask(clip.shape, xx - (cx - dx * lag * size), yy - (cy - dy * lag * size), radius)
+            frames[t][mask] = np.round(strength * color + (1 - strength) * background).astype(np.uint8)
+        frames[t][_shape_mask(clip.shape, xx - cx, yy - cy, radius)] = color
+    if clip.kind == AUDIO_INFORMATIVE:
+        _draw_speaker(frames, size)
     return frames
+
+
+def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels of `shape` centred at the origin of the offsets `x`, `y`."""
+    if shape == "circle":
+        return x**2 + y**2 <= radius**2
+    if shape == "square":
+        return (np.abs(x) <= 0.85 * radius) & (np.abs(y) <= 0.85 * radius)
+    # upward triangle: width grows linearly from the apex to the base
+    depth = (y + radius) / (1.9 * radius)
+    return (depth >= 0) & (depth <= 1) & (np.abs(x) <= depth * radius * 1.1)
+
+
+def _draw_speaker(frames: np.ndarray, size: int) -> None:
+    """A loudspeaker (a box and a cone widening to the right) in the top-left corner, drawn over the shape."""
+    unit = max(1, size // 32)
+    frames[:, 3 * unit : 7 * unit, 1 * unit : 4 * unit] = SPEAKER_COLOR
+    for column in range(4 * unit, 8 * unit):
+        spread = (column - 4 * unit) // 2
+        frames[:, 3 * unit - spread : 7 * unit + spread, column] = SPEAKER_COLOR
 
 
 def _envelope(num_samples: int, sample_rate: int, fade: float = 0.01) -> np.ndarray:
@@ -396,7 +430,7 @@ def generate_synthetic_benchmark(
     Args:
         out_dir: destination folder (created).
         seed: the same seed and sizes give the same files and captions.
-        preset: `"default"` (600/120/120 clips) or `"quick"` (152/32/32, for CI).
+        preset: `"default"` (600/120/168 clips) or `"quick"` (152/32/32, for CI).
         sizes: clips per split, overriding the preset, e.g. `{"train": 200, "validation": 40, "test": 40}`.
         settings: frame size, fps, duration, sample rate, codecs.
         overwrite: regenerate even if a matching set exists.
@@ -408,9 +442,9 @@ def generate_synthetic_benchmark(
     ```python
     >>> import tempfile
     >>> from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark
-    >>> root = generate_synthetic_benchmark(tempfile.mkdtemp(), sizes={"train": 8, "validation": 4, "test": 4})
+    >>> root = generate_synthetic_benchmark(tempfile.mkdtemp(), sizes={"train": 8, "validation": 6, "test": 6})
     >>> load_benchmark("synthetic", root, "test").num_rows
-    4
+    6
     ```
     """
     if preset not in PRESETS:

@@ -55,7 +55,11 @@ def build_first_stage(video_embeds: np.ndarray, kind: FirstStage, nlist: int | N
         # float32 vectors and re-scores the quantised scan's best candidates exactly.
         index = faiss.index_factory(dim, f"PQ{dim // PQ_DIMS_PER_CODE}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
         index.k_factor = refine_factor
-        faiss.downcast_index(index.base_index).pq.cp.seed = seed
+        clustering = faiss.downcast_index(index.base_index).pq.cp
+        clustering.seed = seed
+        # 16 centroids per sub-quantiser are well fitted by a few hundred videos; faiss would warn below 39 points per
+        # centroid (624 videos) on every one of the D/4 sub-quantisers.
+        clustering.min_points_per_centroid = 1
         index.train(vectors[np.sort(rng.permutation(num_videos)[:PQ_TRAINING_VECTORS])])
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
