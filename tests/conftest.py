@@ -38,3 +38,9 @@ def load_example_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def folder_snapshot(folder) -> dict[str, bytes]:
+    """Every file below `folder` (hidden ones included) with its bytes, to check that a refused call touched nothing."""
+    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(folder) for name in names}

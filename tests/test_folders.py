@@ -19,16 +19,13 @@ from modeling_avigate.folders import (
     write_marker,
 )
 
+from conftest import folder_snapshot as _snapshot
+
 
 def _write(path, text="data"):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as handle:
         handle.write(text)
-
-
-def _snapshot(folder):
-    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
-            for root, _, names in os.walk(folder) for name in names}
 
 
 def test_atomic_folder_writes_marker_and_replaces_its_own_kind(tmp_path):

@@ -16,10 +16,7 @@ from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned
 from modeling_avigate.search import PREVIEWS_FILE, CorruptIndexError, VideoIndex, build_first_stage
 from modeling_avigate.search.metadata import SCHEMA
 
-
-def _snapshot(folder) -> dict[str, bytes]:
-    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
-            for root, _, names in os.walk(folder) for name in names}
+from conftest import folder_snapshot as _snapshot
 
 
 def _gallery(num_videos: int = 20, seed: int = 0) -> VideoIndex:

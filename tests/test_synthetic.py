@@ -31,7 +31,11 @@ from modeling_avigate.data.synthetic import (
     render_sound,
     synthetic_words,
 )
+from modeling_avigate.data.synthetic import main as synthetic_main
+from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned
 from modeling_avigate.vocab import build_word_level_bpe
+
+from conftest import folder_snapshot
 
 
 SIZES = {"train": 12, "validation": 6, "test": 8}
@@ -105,7 +109,49 @@ def test_existing_complete_set_is_not_rewritten(benchmark):
 def test_a_different_set_replaces_the_previous_one(tmp_path):
     root = generate_synthetic_benchmark(str(tmp_path), sizes={"train": 8, "validation": 6}, num_proc=1)
     generate_synthetic_benchmark(root, sizes={"train": 6}, num_proc=1)
-    assert sorted(os.listdir(root)) == ["synthetic_info.json", "train.jsonl", "videos"]
+    assert sorted(os.listdir(root)) == [MARKER_FILE, "synthetic_info.json", "train.jsonl", "videos"]
+    assert sorted(os.listdir(os.path.join(root, "videos"))) == [f"train_{i:04d}.mp4" for i in range(6)]
+
+
+def _users_folder(root):
+    """A folder of the user's whose names look like the generator's."""
+    os.makedirs(os.path.join(root, "videos"))
+    for name, content in [("train_0001.mp4", b"my holiday"), ("notes.txt", b"keep me"), ("test.jsonl", b"{}\n"),
+                          (os.path.join("videos", "train_0002.mp4"), b"my wedding")]:
+        with open(os.path.join(root, name), "wb") as handle:
+            handle.write(content)
+    return str(root)
+
+
+def test_a_users_folder_is_refused_and_left_byte_identical(tmp_path, capsys):
+    root = _users_folder(tmp_path / "mine")
+    before = folder_snapshot(root)
+    with pytest.raises(FolderOwnershipError, match="refusing to write the synthetic benchmark into") as error:
+        generate_synthetic_benchmark(root, sizes={"train": 6}, num_proc=1)
+    assert "\n" not in str(error.value)
+    with pytest.raises(SystemExit) as exit_info:  # the command line: one line, no traceback
+        synthetic_main([root, "--preset", "quick", "--overwrite", "--num-proc", "1"])
+    assert str(exit_info.value.code).startswith("python -m modeling_avigate.data: error: refusing")
+    assert "\n" not in str(exit_info.value.code)
+    assert folder_snapshot(root) == before
+
+
+def test_an_unmarked_folder_with_an_earlier_sets_info_and_a_users_file_is_refused(tmp_path):
+    root = generate_synthetic_benchmark(str(tmp_path / "set"), sizes={"train": 6}, num_proc=1)
+    os.remove(os.path.join(root, MARKER_FILE))
+    with open(os.path.join(root, "videos", "holiday.mp4"), "wb") as handle:
+        handle.write(b"mine")
+    before = folder_snapshot(root)
+    with pytest.raises(FolderOwnershipError):
+        generate_synthetic_benchmark(root, sizes={"train": 8}, num_proc=1)
+    assert folder_snapshot(root) == before
+
+
+def test_a_set_written_before_folders_were_marked_is_adopted(tmp_path):
+    root = generate_synthetic_benchmark(str(tmp_path / "set"), sizes={"train": 8}, num_proc=1)
+    os.remove(os.path.join(root, MARKER_FILE))
+    generate_synthetic_benchmark(root, sizes={"train": 6}, num_proc=1)
+    assert is_owned(root, "synthetic_benchmark")
     assert sorted(os.listdir(os.path.join(root, "videos"))) == [f"train_{i:04d}.mp4" for i in range(6)]
 
 

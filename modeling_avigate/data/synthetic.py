@@ -43,6 +43,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..folders import FolderOwnershipError, adopt_unmarked_folder, is_owned, read_marker, write_marker
+
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ VOCAB_FILE = "synthetic_vocab.json"
 MERGES_FILE = "synthetic_merges.txt"
 INFO_FILE = "synthetic_info.json"
 FORMAT_VERSION = 2
+FOLDER_KIND = "synthetic_benchmark"  # the ownership marker of an output folder (`modeling_avigate.folders`)
 
 
 def synthetic_words() -> list[str]:
@@ -399,13 +402,56 @@ def render_clip(
     write_clip(path, frames, audio, settings)
 
 
+def _clip_name_pattern() -> re.Pattern:
+    return re.compile(rf"({'|'.join(SPLITS)})_\d{{4}}\.mp4")
+
+
+def _is_unmarked_earlier_set(out_dir: str) -> bool:
+    """Whether `out_dir` is a set this generator wrote before it marked its folders: a readable `INFO_FILE` of the
+    generator's, and nothing in `videos/` but clip names."""
+    try:
+        with open(os.path.join(out_dir, INFO_FILE), encoding="utf-8") as handle:
+            info = json.load(handle)
+        videos = os.listdir(os.path.join(out_dir, "videos"))
+    except (OSError, ValueError):
+        return False
+    pattern = _clip_name_pattern()
+    return (isinstance(info, dict) and {"format_version", "seed", "sizes", "settings"} <= set(info)
+            and all(pattern.fullmatch(name) for name in videos))
+
+
+def _claim_out_dir(out_dir: str) -> None:
+    """Make `out_dir` this generator's marked folder, or refuse it before anything is written: only a new or empty
+    folder, one this generator marked, or an unmarked set it wrote earlier (holding nothing else) is used, because a
+    new set deletes the files an earlier one left there."""
+    if is_owned(out_dir, FOLDER_KIND):
+        return
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise FolderOwnershipError(f"refusing to write the synthetic benchmark into {out_dir}: it exists and is not a "
+                                   "folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if read_marker(out_dir) is None and _is_unmarked_earlier_set(out_dir):
+            own_files = [INFO_FILE, "videos", *(f"{split}.jsonl" for split in SPLITS)]
+            adopt_unmarked_folder(out_dir, FOLDER_KIND, own_files, FORMAT_VERSION)
+            return
+        marker = read_marker(out_dir)
+        what = f"a {marker['kind']} folder" if marker else "a folder this package did not create"
+        raise FolderOwnershipError(f"refusing to write the synthetic benchmark into {out_dir}: it is {what} and not "
+                                   "empty; choose a new or empty folder")
+    os.makedirs(out_dir, exist_ok=True)
+    write_marker(out_dir, FOLDER_KIND, FORMAT_VERSION)
+
+
 def _remove_previous_set(out_dir: str, keep: set[str]) -> None:
-    """Delete what an earlier, different set left in `out_dir` (only files this generator names), so that a smaller
-    set written over a larger one does not keep its extra splits or clips."""
+    """Delete what an earlier, different set left in `out_dir` (only files this generator names, and only in a
+    folder it marked as its own), so that a smaller set written over a larger one does not keep its extra splits or
+    clips."""
+    if not is_owned(out_dir, FOLDER_KIND):
+        raise FolderOwnershipError(f"refusing to delete files in {out_dir}: it is not a {FOLDER_KIND} folder")
     for name in [INFO_FILE] + [f"{split}.jsonl" for split in SPLITS]:
         if os.path.isfile(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
-    pattern = re.compile(rf"({'|'.join(SPLITS)})_\d{{4}}\.mp4")
+    pattern = _clip_name_pattern()
     for name in os.listdir(os.path.join(out_dir, "videos")):
         if pattern.fullmatch(name) and name not in keep:
             os.remove(os.path.join(out_dir, "videos", name))
@@ -425,10 +471,12 @@ def generate_synthetic_benchmark(
     Layout: `videos/{split}_{index:04d}.mp4`, one `{split}.jsonl` per split (rows of `ClipSpec`, `video`
     relative to `out_dir`) and `synthetic_info.json` (the arguments). If `out_dir` already holds a complete set
     made with the same arguments, nothing is rewritten unless `overwrite=True`; a different earlier set is
-    replaced (its split files and clips are removed).
+    replaced (its split files and clips are removed). `out_dir` is marked as this generator's folder
+    (`modeling_avigate.folders`); a folder that is not empty and not such a set is refused with
+    `FolderOwnershipError` before anything is written, so no file of the user's is ever replaced or deleted.
 
     Args:
-        out_dir: destination folder (created).
+        out_dir: destination folder (created), new, empty, or a set written here before.
         seed: the same seed and sizes give the same files and captions.
         preset: `"default"` (600/120/168 clips) or `"quick"` (152/32/32, for CI).
         sizes: clips per split, overriding the preset, e.g. `{"train": 200, "validation": 40, "test": 40}`.
@@ -456,6 +504,7 @@ def generate_synthetic_benchmark(
     info = {"format_version": FORMAT_VERSION, "seed": seed, "sizes": sizes, "settings": asdict(settings)}
     plans = {split: plan_split(split, num_clips, seed) for split, num_clips in sizes.items()}
 
+    _claim_out_dir(out_dir)
     info_path = os.path.join(out_dir, INFO_FILE)
     if not overwrite and os.path.isfile(info_path):
         with open(info_path, encoding="utf-8") as handle:
@@ -506,7 +555,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--num-proc", type=int, default=None, help="worker processes (default: cores, at most 4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    generate_synthetic_benchmark(
-        args.out_dir, seed=args.seed, preset=args.preset, overwrite=args.overwrite, num_proc=args.num_proc
-    )
+    try:
+        generate_synthetic_benchmark(
+            args.out_dir, seed=args.seed, preset=args.preset, overwrite=args.overwrite, num_proc=args.num_proc
+        )
+    except FolderOwnershipError as error:
+        raise SystemExit(f"{parser.prog}: error: {error}") from None
 
