@@ -11,6 +11,7 @@ Which test covers which README command:
 | Quickstart: `from_clip_ast_pretrained` on Hub ids | marked as needing the network; its offline variant below |
 | Quickstart: `from_clip_ast_pretrained` on local folders | `test_quickstart_runs_offline_on_local_folders` |
 | `python -m modeling_avigate.data outputs/synthetic_data` and both synthetic training commands | `test_synthetic_training_commands_run_in_order` |
+| Search page: `avigate index` on the demo's clips, then `avigate serve` | `test_search_page_commands_index_and_serve_the_demo` (on a free port) |
 | `accelerate launch ... msrvtt.yaml --data_dir data/msrvtt` | `test_real_benchmark_command_points_at_its_data_layout` (needs the real data and the Hub's CLIP) |
 """
 
@@ -19,6 +20,8 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -120,6 +123,42 @@ def test_synthetic_training_commands_run_in_order(tmp_path):
         result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=OFFLINE, timeout=1200)
         assert result.returncode == 0, line + "\n" + result.stderr[-3000:]
     assert (tmp_path / "outputs" / "avigate-synthetic" / "best" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_search_page_commands_index_and_serve_the_demo(tmp_path):
+    """The README's search page block on demo-like folders: the index command as written, then the page on a free
+    port (the README's default 7860 may be taken) until it answers."""
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    from browser import free_port
+
+    (block,) = [block for block in code_blocks("bash") if block in section("Search page")]
+    index_line, serve_line = [part.strip() for part in " ".join(commands(block.replace("\\\n", " "))).split("&&")]
+    avigate = [sys.executable, "-m", "modeling_avigate.cli"]
+    save_demo_like_folders(tmp_path)
+    argv = shlex.split(index_line)
+    assert argv[0] == ".venv/bin/avigate"
+    result = subprocess.run(avigate + argv[1:], cwd=tmp_path, capture_output=True, text=True, env=OFFLINE,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("indexed 6 videos into outputs/demo/index")
+    port = free_port()
+    server = subprocess.Popen(avigate + shlex.split(serve_line)[1:] + ["--port", str(port)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=OFFLINE)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, server.communicate()[1][-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "avigate serve did not answer within 300 s"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
 
 
 def test_real_benchmark_command_points_at_its_data_layout():
