@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from conftest import tiny_config_kwargs, tiny_token_ids
@@ -69,7 +70,10 @@ def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp
 
     model = AvigateModel.from_pretrained(tmp_path / "straight" / "best")
     processor = AvigateProcessor.from_pretrained(tmp_path / "straight" / "best")
-    assert processor.num_frames == 8 and model.config.projection_dim == 64
+    with open(CONFIG) as handle:  # the recipe's own values (the synthetic recipe reads 4 frames since issue 15)
+        recipe = yaml.safe_load(handle)
+    assert processor.num_frames == recipe["processor"]["num_frames"]
+    assert model.config.projection_dim == recipe["model"]["projection_dim"]
 
 
 @pytest.mark.slow
