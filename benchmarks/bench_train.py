@@ -45,7 +45,7 @@ from bench_model import build_inputs, peak_rss_mib
 CONFIGS = ("eager/ast", "eager/cache", "sdpa/ast", "sdpa/cache")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 CHECKPOINTING = ("off", "on")
-MAX_GRAD_NORM = 1.0  # DESIGN §5, as in examples/train.py
+MAX_GRAD_NORM = 1.0  # as in examples/train.py
 
 
 def build_model(size: str, attn: str, checkpointing: str, device: torch.device):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate a saved AVIGATE model on a benchmark split: every text and every video embedded once (DESIGN §6).
+"""Evaluate a saved AVIGATE model on a benchmark split: every text and every video embedded once.
 
     python examples/evaluate.py --model outputs/avigate-msrvtt/best --benchmark msrvtt --data_dir data/msrvtt
     python examples/evaluate.py --model outputs/demo/avigate-synthetic --benchmark synthetic \\

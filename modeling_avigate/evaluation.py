@@ -1,4 +1,4 @@
-"""Retrieval evaluation (DESIGN §6): every text and every video is embedded once, then scored with `similarity`."""
+"""Retrieval evaluation: every text and every video is embedded once, then scored with `similarity`."""
 
 import torch
 

@@ -4,7 +4,7 @@
 Pure functions over a score matrix (numpy or torch), shared by the `evaluate` metric module
 (`modeling_avigate/metrics/retrieval`), `evaluate_retrieval` and the `avigate eval` command.
 
-Protocols (DESIGN §6):
+Protocols:
 
 - **one-to-one** (MSR-VTT 1k-A, Charades): caption `i` describes video `i`; the diagonal is the ground truth.
 - **multi-caption** (VATEX): `text_to_video[i]` names the video of caption `i`. Text→video ranks every caption

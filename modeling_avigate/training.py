@@ -28,7 +28,7 @@ CHECKPOINT_PREFIX = "checkpoint-epoch-"
 
 @dataclass
 class LearningRates:
-    """DESIGN §5: new modules at `base`, CLIP towers at `base × clip_multiplier`, audio queries at
+    """The paper's learning rates: new modules at `base`, CLIP towers at `base × clip_multiplier`, audio queries at
     `base × query_multiplier`."""
 
     base: float = 1e-4

@@ -1,4 +1,4 @@
-"""2 processes × B must give the same parameter update as 1 process × 2B (DESIGN §5)."""
+"""2 processes × B must give the same parameter update as 1 process × 2B."""
 
 import os
 import subprocess

@@ -79,7 +79,7 @@ def random_unit(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def naive_similarity(text, frames, mask, sigma: float, lse_temperature: float) -> torch.Tensor:
-    """DESIGN §3.7 with Python loops in float64: s_g on the renormalised mean of real frames, s_l a log-sum-exp."""
+    """The multi-grained score with Python loops in float64: s_g on the renormalised mean of real frames, s_l a log-sum-exp."""
     scores = torch.zeros(len(text), len(frames), dtype=torch.float64)
     for t in range(len(text)):
         for v in range(len(frames)):
