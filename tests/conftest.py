@@ -30,6 +30,16 @@ def tiny_tokenizer_dir(tmp_path):
     return directory
 
 
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    """A small synthetic benchmark (16 / 8 / 8 clips), generated once per test module."""
+    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
+
+    directory = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic_benchmark(str(directory), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
+    return directory
+
+
 def load_example_script(name: str):
     """`examples/NAME.py` as a module, loaded by path: putting `examples/` on `sys.path` would let its `evaluate.py`
     shadow the `evaluate` package for every later test."""

@@ -19,15 +19,6 @@ TRAIN = os.path.join(REPO, "examples", "train.py")
 CONFIG = os.path.join(REPO, "examples", "configs", "synthetic.yaml")
 
 
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
-
-    directory = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic_benchmark(str(directory), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
-    return directory
-
-
 def run_train(synthetic_dir, output_dir, *overrides, check=True) -> subprocess.CompletedProcess:
     caches = os.path.join(os.path.dirname(output_dir), "caches")
     command = [

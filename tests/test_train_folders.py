@@ -68,15 +68,6 @@ def users_folder(path) -> dict[str, str]:
     return snapshot(path)
 
 
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
-
-    directory = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic_benchmark(str(directory), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
-    return directory
-
-
 # -- argument parsing ---------------------------------------------------------------------------------------------
 
 
