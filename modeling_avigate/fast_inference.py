@@ -58,9 +58,11 @@ def quantize_linear_int8(module: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        return quantize_dynamic(copied, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        # One scale per output channel instead of one per weight matrix: the same speed, and the weights' rounding
+        # error no longer grows with the matrix's largest entry.
+        return quantize_dynamic(copied, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
 def _bfloat16_if_float(value):
