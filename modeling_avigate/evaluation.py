@@ -28,7 +28,8 @@ def embed_gallery(model: AvigateModel, processor, videos, **kwargs) -> dict:
     if not positions:
         raise ValueError(f"none of the {len(videos['video'])} videos could be used: {skipped[0] if skipped else ''}")
     embedded = {name: torch.cat(values) for name, values in parts.items()}
-    embedded["video_id"] = [videos["video_id"][position] for position in positions]
+    video_ids = list(videos["video_id"])  # once: a `datasets.Dataset` column is read anew on every access
+    embedded["video_id"] = [video_ids[position] for position in positions]
     embedded["skipped"] = skipped
     return embedded
 
