@@ -82,7 +82,12 @@ from modeling_avigate.training import (
     weights_checksum,
     write_json_atomically,
 )
-from modeling_avigate.pipeline import TrainingPairs, collate_training_pairs, prepare_feature_caches
+from modeling_avigate.pipeline import (
+    HardNegativeSampler,
+    TrainingPairs,
+    collate_training_pairs,
+    prepare_feature_caches,
+)
 
 
 logger = logging.getLogger("avigate.train")
@@ -139,6 +144,12 @@ class TrainArguments:
         default=1, metadata={"help": "checkpoints kept, the best epoch's always among them (transformers' rule); "
                                      "null in the config keeps all"}
     )
+    hard_negative_groups: list[str] | None = field(
+        default=None, metadata={"help": "look-alike groups that fill each batch, coarse to fine, each "
+                                        "`COLUMN[,COLUMN...]:SIZE` (e.g. `color,background:8 shape:4`: groups of 8 "
+                                        "pairs sharing colour and background, made of runs of 4 sharing the shape "
+                                        "too); the first size must divide the batch per process"}
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation and caching batch size"})
     strict: bool = field(default=False, metadata={"help": "fail on an unreadable video instead of skipping it"})
     report_to: str | None = field(default="tensorboard", metadata={"help": "Accelerate tracker; null for none"})
@@ -169,7 +180,7 @@ RUN_INDEPENDENT_ARGUMENTS = frozenset({
 })
 # Arguments added after run records existed, with the value every earlier run had: a record without one is read
 # as holding that value.
-ADDED_SETTINGS = {"encoder_precision": "fp32"}
+ADDED_SETTINGS = {"encoder_precision": "fp32", "hard_negative_groups": None}
 RUN_RECORD = "train_args.json"
 METRICS_FILE = "metrics.json"
 
@@ -469,9 +480,36 @@ def build_data(run: TrainingRun) -> None:
     pairs = load_benchmark(args.benchmark, args.data_dir, args.train_split, view="pairs", **args.benchmark_kwargs)
     dataset = TrainingPairs(pairs, run.processor, frame_cache=run.caches.get("frames"),
                             audio_cache=run.caches.get("audio"), strict=args.strict)
-    run.loader = DataLoader(dataset, batch_size=args.batch_size // accelerator.num_processes, shuffle=True,
+    per_process = args.batch_size // accelerator.num_processes
+    sampler = hard_negative_sampler(dataset, args.hard_negative_groups, per_process, args.seed)
+    run.loader = DataLoader(dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler,
                             drop_last=True, num_workers=args.num_workers,
                             collate_fn=collate_training_pairs(run.processor))
+
+
+def hard_negative_sampler(dataset: TrainingPairs, groups: list[str] | None, per_process: int,
+                          seed: int) -> HardNegativeSampler | None:
+    """The sampler of `--hard_negative_groups` (None without them); each level's key holds its own columns and those
+    of the coarser levels."""
+    if not groups:
+        return None
+    levels, columns = [], []
+    for spec in groups:
+        names, _, size = spec.rpartition(":")
+        if not names or not size.isdigit():
+            raise SystemExit(f"--hard_negative_groups: {spec!r} is not COLUMN[,COLUMN...]:SIZE")
+        columns += names.split(",")
+        try:
+            levels.append((dataset.column_values(columns), int(size)))
+        except ValueError as error:
+            raise SystemExit(f"--hard_negative_groups: {error}") from None
+    if per_process % levels[0][1]:
+        raise SystemExit(f"--hard_negative_groups: the first group size ({levels[0][1]}) must divide the batch per "
+                         f"process ({per_process})")
+    try:
+        return HardNegativeSampler(levels, seed=seed)
+    except ValueError as error:
+        raise SystemExit(f"--hard_negative_groups: {error}") from None
 
 
 def prepare(run: TrainingRun) -> None:

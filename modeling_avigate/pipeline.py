@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from transformers.feature_extraction_utils import BatchFeature
 
@@ -299,12 +299,22 @@ class TrainingPairs(Dataset):
         if len(self.rows) < len(videos):
             logger.warning("training: %d of %d pairs dropped, their videos are not in the feature cache",
                            len(videos) - len(self.rows), len(videos))
+        self.pairs = pairs
         self.videos = videos
         self.strict = strict
         self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def column_values(self, columns: Sequence[str]) -> list[tuple]:
+        """Each kept pair's values of `columns`, in item order (the keys of a [`HardNegativeSampler`])."""
+        missing = [name for name in columns if name not in self.pairs.column_names]
+        if missing:
+            raise ValueError(f"{missing} are not columns of the training pairs (they have "
+                             f"{', '.join(self.pairs.column_names)})")
+        values = list(zip(*(self.pairs[name] for name in columns)))
+        return [values[row] for row in self.rows]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         for attempt in range(len(self.rows)):
@@ -333,6 +343,66 @@ def collate_training_pairs(processor: AvigateProcessor):
         return batch
 
     return collate
+
+
+class HardNegativeSampler(Sampler[int]):
+    """Training order in which consecutive items look alike, so a DataLoader whose batch size is a multiple of the
+    first group size fills each contrastive batch with groups of look-alikes: each caption then meets negatives that
+    differ from its video in only a detail, which random batches rarely hold.
+
+    `levels` go from coarse to fine, each a pair (keys, group size) with one key per item: every aligned run of
+    `size` items shares its key, and finer levels split each coarser group into sub-groups sharing their own keys
+    (e.g. groups of 8 clips with one colour and background, made of two runs of 4 with one shape as well). Each
+    epoch (`set_epoch`, as Accelerate calls it) reshuffles: every key's items are shuffled and cut into groups; the
+    items left over when a key's count is not a multiple of the size go, shuffled together, into mixed groups after
+    the whole ones. Every item appears once per epoch.
+
+    Example:
+
+    ```python
+    >>> from modeling_avigate.pipeline import HardNegativeSampler
+    >>> colours = ["red", "blue"] * 4
+    >>> order = list(HardNegativeSampler([(colours, 2)], seed=0))
+    >>> sorted(order), all(colours[a] == colours[b] for a, b in zip(order[::2], order[1::2]))
+    ([0, 1, 2, 3, 4, 5, 6, 7], True)
+    ```
+    """
+
+    def __init__(self, levels: Sequence[tuple[Sequence[Any], int]], seed: int = 0):
+        sizes = [size for _, size in levels]
+        if not levels or any(size < 1 for size in sizes) or any(a % b for a, b in zip(sizes, sizes[1:])):
+            raise ValueError(f"group sizes must be positive and each a multiple of the next, got {sizes}")
+        if len({len(keys) for keys, _ in levels}) != 1:
+            raise ValueError("every level needs one key per item")
+        self.levels, self.seed, self.epoch = [(list(keys), size) for keys, size in levels], seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.levels[0][0])
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        yield from self._arrange(list(range(len(self))), 0, generator)
+
+    def _arrange(self, items: list[int], level: int, generator: torch.Generator) -> list[int]:
+        """`items` ordered so that aligned runs share the keys of `level` and, within them, of the finer levels."""
+        if level == len(self.levels):
+            return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+        keys, size = self.levels[level]
+        members: dict[Any, list[int]] = {}
+        for item in items:
+            members.setdefault(keys[item], []).append(item)
+        groups, leftovers = [], []
+        for key_items in members.values():
+            ordered = self._arrange(key_items, level + 1, generator)
+            whole = len(ordered) - len(ordered) % size
+            groups += [ordered[start : start + size] for start in range(0, whole, size)]
+            leftovers += ordered[whole:]
+        shuffled = [groups[i] for i in torch.randperm(len(groups), generator=generator).tolist()]
+        mixed = [leftovers[i] for i in torch.randperm(len(leftovers), generator=generator).tolist()]
+        return [item for group in shuffled for item in group] + mixed
 
 
 def unique_videos(video_views: Sequence[Any]) -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ from modeling_avigate.cli import main
 from modeling_avigate.evaluation import embed_gallery, evaluate_retrieval
 from modeling_avigate.index import VideoIndex
 from modeling_avigate.pipeline import (
+    HardNegativeSampler,
     TrainingPairs,
     collate_training_pairs,
     embed_videos,
@@ -152,3 +153,85 @@ def test_training_script_skips_lists_and_finishes_or_stops_with_strict(tmp_path)
     assert strict.returncode != 0
     assert f"train.py: {broken}: cannot be read as media" in strict.stderr
     assert "Traceback" not in strict.stderr
+
+
+# -- hard-negative batches ------------------------------------------------------------------------------------------
+
+
+def looks(count: int, seed: int = 0) -> list[dict]:
+    """`count` clips with random colour, background and shape (uneven group sizes, so leftovers occur)."""
+    generator = torch.Generator().manual_seed(seed)
+    pick = lambda options: options[int(torch.randint(len(options), (1,), generator=generator))]  # noqa: E731
+    return [{"color": pick("rgby"), "background": pick("kw"), "shape": pick("cst")} for _ in range(count)]
+
+
+def keys_of(clips: list[dict], *columns: str) -> list[tuple]:
+    return [tuple(clip[column] for column in columns) for clip in clips]
+
+
+def test_hard_negative_order_covers_every_item_once_and_whole_groups_share_their_keys():
+    clips = looks(203)
+    coarse, fine = keys_of(clips, "color", "background"), keys_of(clips, "color", "background", "shape")
+    sampler = HardNegativeSampler([(coarse, 8), (fine, 4)], seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(clips))) and len(sampler) == len(clips)
+    # Whole groups come first: count them from the group sizes, then check each aligned run.
+    whole_groups = sum(keys.count(key) // 8 for keys in [coarse] for key in set(keys))
+    runs_of_8 = [order[start : start + 8] for start in range(0, 8 * whole_groups, 8)]
+    assert runs_of_8 and all(len({coarse[i] for i in run}) == 1 for run in runs_of_8)
+    # Within a coarse group, each aligned run of 4 made of one fine key's items shares the shape too.
+    fine_runs = [run[half : half + 4] for run in runs_of_8 for half in (0, 4)]
+    sharing = [len({fine[i] for i in run}) == 1 for run in fine_runs]
+    assert sum(sharing) >= len(fine_runs) // 2, "most runs of 4 should be one shape's items"
+
+
+def test_hard_negative_order_is_reshuffled_each_epoch_and_reproducible():
+    keys = keys_of(looks(64), "color")
+    first, again = HardNegativeSampler([(keys, 4)], seed=1), HardNegativeSampler([(keys, 4)], seed=1)
+    epoch0 = list(first)
+    first.set_epoch(1)
+    again.set_epoch(1)
+    assert list(first) == list(again) != epoch0
+    assert list(HardNegativeSampler([(keys, 4)], seed=2)) != epoch0
+
+
+@pytest.mark.parametrize("levels, message", [
+    ([(["a", "b"], 3), (["a", "b"], 2)], "each a multiple of the next"),
+    ([(["a", "b"], 0)], "positive"),
+    ([(["a", "b"], 2), (["a"], 1)], "one key per item"),
+])
+def test_hard_negative_sampler_rejects_inconsistent_levels(levels, message):
+    with pytest.raises(ValueError, match=message):
+        HardNegativeSampler(levels)
+
+
+class PairColumns:
+    """The one method of `TrainingPairs` that the training script's sampler reads."""
+
+    def __init__(self, clips: list[dict]):
+        self.clips = clips
+
+    def column_values(self, columns):
+        missing = [name for name in columns if name not in self.clips[0]]
+        if missing:
+            raise ValueError(f"{missing} are not columns of the training pairs")
+        return keys_of(self.clips, *columns)
+
+
+def test_training_script_builds_nested_groups_and_names_what_is_wrong():
+    from conftest import load_example_script
+
+    train = load_example_script("train")
+    pairs = PairColumns(looks(40))
+    sampler = train.hard_negative_sampler(pairs, ["color,background:8", "shape:4"], per_process=16, seed=0)
+    assert [size for _, size in sampler.levels] == [8, 4]
+    assert sampler.levels[1][0] == keys_of(pairs.clips, "color", "background", "shape")
+    assert train.hard_negative_sampler(pairs, None, per_process=16, seed=0) is None
+    for groups, message in [
+        (["color:8"], "must divide the batch per process \\(12\\)"),
+        (["color"], "is not COLUMN"),
+        (["colour:4"], "not columns of the training pairs"),
+        (["color:4", "shape:8"], "multiple of the next"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            train.hard_negative_sampler(pairs, groups, per_process=12, seed=0)
