@@ -83,7 +83,8 @@ SOUND_TEMPLATES = ("{visual} with a {sound}", "{visual} while a {sound} plays")
 VOCAB_FILE = "synthetic_vocab.json"
 MERGES_FILE = "synthetic_merges.txt"
 INFO_FILE = "synthetic_info.json"
-FORMAT_VERSION = 2
+# Raised whenever the same arguments would write different clips, so an earlier set is rewritten rather than reused.
+FORMAT_VERSION = 3
 FOLDER_KIND = "synthetic_benchmark"  # the ownership marker of an output folder (`modeling_avigate.folders`)
 
 
@@ -234,18 +235,22 @@ def plan_split(split: str, num_clips: int, seed: int = 0) -> list[ClipSpec]:
 
 
 def render_frames(clip: ClipSpec, rng: np.random.Generator, settings: SyntheticSettings) -> np.ndarray:
-    """RGB frames `[T, S, S, 3]` uint8: the shape crosses ~45 % of the frame in its direction, trailing a fading
-    motion streak (so one frame already shows the direction, as motion blur does in real video); an
-    audio-informative clip also shows its sound's source, a loudspeaker in the top-left corner."""
+    """RGB frames `[T, S, S, 3]` uint8: the shape leaves the centre and travels 30 % of the frame toward the edge in
+    its direction, trailing a fading motion streak; an audio-informative clip also shows its sound's source, a
+    loudspeaker in the top-left corner.
+
+    Every single frame shows the direction twice over: by the streak behind the shape (as motion blur does in real
+    video) and by the shape's side of the frame. The second matters to models that average their frames, for which
+    a shape crossing the centre would look the same moving either way."""
     size, num_frames = settings.frame_size, int(round(settings.fps * settings.duration))
     radius = 0.22 * size
     dx, dy = DIRECTIONS[clip.direction]
-    travel = 0.45 * size
+    travel = 0.3 * size
     # random offset across the motion so clips with equal visuals still differ in pixels
     across = rng.uniform(-0.1, 0.1) * size
     along = rng.uniform(-0.05, 0.05) * size
-    start_x = size / 2 - dx * travel / 2 + (along * dx) + (across * abs(dy))
-    start_y = size / 2 - dy * travel / 2 + (along * dy) + (across * abs(dx))
+    start_x = size / 2 + (along * dx) + (across * abs(dy))
+    start_y = size / 2 + (along * dy) + (across * abs(dx))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     background, color = np.asarray(BACKGROUNDS[clip.background]), np.asarray(COLORS[clip.color])
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
