@@ -273,10 +273,13 @@ def _recipe(training_args: Mapping[str, Any] | None, processor: Mapping[str, Any
                 + PAPER_RECIPE[1:])
     origin = initialisation(training_args)
     frames = f"{processor['num_frames']} frames and {processor['max_length']} tokens per pair, " if processor else ""
+    hard_negatives = training_args.get("hard_negative_groups")
+    groups = f" filled with look-alike groups ({', '.join(f'`{g}`' for g in hard_negatives)})" if hard_negatives else ""
     summary = (
         f"This checkpoint: {origin['towers']}; audio encoder: {origin['audio']}. Trained on the "
         f"`{training_args.get('benchmark')}` benchmark (`{training_args.get('train_split')}` split) for "
-        f"{_count(training_args.get('epochs'), 'epoch')}, global batch {training_args.get('batch_size')}, {frames}learning rate "
+        f"{_count(training_args.get('epochs'), 'epoch')}, global batch {training_args.get('batch_size')}{groups}, {frames}"
+        f"learning rate "
         f"{training_args.get('learning_rate'):g} (CLIP towers × {training_args.get('clip_lr_multiplier'):g}, audio "
         f"queries × {training_args.get('query_lr_multiplier'):g}), weight decay {training_args.get('weight_decay'):g},"
         f" {training_args.get('warmup_proportion', 0):.0%} warm-up then cosine decay, seed {training_args.get('seed')};"

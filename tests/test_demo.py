@@ -90,7 +90,8 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
     assert (model_dir / "gates_and_training.png").stat().st_size > 10_000
     card = (model_dir / "README.md").read_text()
     assert "model-index" in card and "synthetic" in card
-    assert "every tower trained from scratch" in card and "for 4 epochs, global batch 32, 4 frames" in card
+    assert "every tower trained from scratch" in card
+    assert "for 4 epochs, global batch 32 filled with look-alike groups (`color,background:8`), 4 frames" in card
 
     from modeling_avigate import AvigateModel, AvigateProcessor
 

@@ -272,6 +272,8 @@ def test_card_of_a_from_scratch_run_describes_that_run(checkpoint_dir, tmp_path)
         in training
     assert "for 1 epoch, global batch 32, 3 frames and 8 tokens per pair, learning rate 0.001" in training
     assert "seed 7" in training and "MSR-VTT" not in training and "5 epochs" not in training
+    grouped = _card_for(tmp_path / "grouped", checkpoint_dir, {**TRAIN_ARGS, "hard_negative_groups": ["shape:4"]})
+    assert "global batch 32 filled with look-alike groups (`shape:4`), 3 frames" in grouped.text
     model = card.text.split("## Model")[1]
     assert "(1 layers" not in model and "3 frames sampled uniformly per video" in model
 
