@@ -8,6 +8,11 @@ also returns in its top 10, averaged over captions), and the cosine of every rea
     python benchmarks/bench_accuracy.py --model outputs/demo/avigate-synthetic --data-dir outputs/demo/data
     python benchmarks/bench_accuracy.py --random-full-size --model outputs/demo/avigate-synthetic \\
         --data-dir outputs/demo/data --max-videos 16      # random-init full-size model, the model folder's tokenizer
+    python benchmarks/bench_accuracy.py ... --precisions int8 int8:audio int8:vision   # one encoder at a time
+
+`PRECISION:audio` / `PRECISION:vision` runs only that encoder at the fast precision (the other stays fp32), to see
+which one moves the rankings. How close the rankings are to begin with is printed too: the gap between each caption's
+10th and 11th fp32 scores, against the score of its first.
 """
 
 import argparse
@@ -22,6 +27,7 @@ import torch  # noqa: E402
 from modeling_avigate import AvigateConfig, AvigateModel  # noqa: E402
 from modeling_avigate.data import load_benchmark  # noqa: E402
 from modeling_avigate.evaluation import evaluate_retrieval  # noqa: E402
+from modeling_avigate.fast_inference import prepare_for_inference  # noqa: E402
 from modeling_avigate.processors import AvigateProcessor  # noqa: E402
 
 
@@ -48,6 +54,20 @@ def top10_overlap(similarity: torch.Tensor, reference: torch.Tensor) -> float:
     return (hits / k).mean().item()
 
 
+def with_fast_encoders(model: AvigateModel, variant: str) -> tuple[AvigateModel, str]:
+    """`(model, encoder_precision)` for `evaluate_retrieval`: `PRECISION` as it is, or for `PRECISION:audio` /
+    `PRECISION:vision` a copy whose other encoder is the fp32 one."""
+    precision, _, only = variant.partition(":")
+    if not only:
+        return model, precision
+    if only not in ("audio", "vision"):
+        raise SystemExit(f"--precisions: {variant!r}: the part after ':' must be audio or vision")
+    fast = prepare_for_inference(model, precision)
+    keep_fp32 = "vision_model" if only == "audio" else "audio_model"
+    setattr(fast, keep_fp32, getattr(model, keep_fp32))
+    return fast, "fp32"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="model folder (its processor is used too)")
@@ -69,14 +89,21 @@ def main() -> None:
     if args.max_videos:
         videos = videos.select(range(min(args.max_videos, len(videos))))
 
-    results = {precision: evaluate_retrieval(model, processor, videos, batch_size=8, return_details=True,
-                                             encoder_precision=precision)
-               for precision in ["fp32", *args.precisions]}
+    results = {}
+    for variant in ["fp32", *args.precisions]:
+        variant_model, precision = with_fast_encoders(model, variant)
+        results[variant] = evaluate_retrieval(variant_model, processor, videos, batch_size=8, return_details=True,
+                                              encoder_precision=precision)
     reference = results["fp32"]
+    ranked = reference["similarity"].sort(dim=1, descending=True).values
+    k = min(10, ranked.shape[1] - 1)
+    gaps = ranked[:, k - 1] - ranked[:, k]
     real = reference["video_mask"].bool()
     size = "random-init full-size model" if args.random_full_size else args.model
     print(f"{size}; {args.benchmark}/{args.split}: {reference['num_videos']} videos, {reference['num_captions']} "
-          f"captions; load average {' '.join(f'{value:.2f}' for value in os.getloadavg())}\n")
+          f"captions; load average {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    print(f"fp32 gap between each caption's rank-{k} and rank-{k + 1} scores: median {gaps.median().item():.5f}, "
+          f"min {gaps.min().item():.6f} (rank-1 scores: median {ranked[:, 0].median().item():.3f})\n")
     print("| precision | t2v R@1 | Δ t2v R@1 (points) | v2t R@1 | Δ v2t R@1 (points) | t2v recall@10 vs fp32 | "
           "frame cosine to fp32 (mean / min) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
