@@ -4,7 +4,8 @@ Methods, measured in the same run, each in its own subprocess (so its peak RSS i
 
 - `naive`: `processor(videos=[path])` then `model.get_video_features`, one video at a time, fp32;
 - `index/fp32`: `VideoIndex.build` (the default pipeline: DataLoader + collator, batch 8, in-process decoding);
-- `index/int8`, `index/bf16`: the same with `encoder_precision` (`modeling_avigate.fast_inference`);
+- `index/int8`, `index/int8-audio`, `index/bf16`: the same with `encoder_precision`
+  (`modeling_avigate.fast_inference`; `int8-audio` quantises the AST only);
 - `index/int8+1worker`: int8 with one DataLoader worker decoding while the model runs (a second core).
 
 Clips: 10 s, 320x240, 30 fps h264 with a 44.1 kHz stereo aac track, written with PyAV into a temporary folder. Each
@@ -33,7 +34,7 @@ import time
 from collections import defaultdict
 
 
-METHODS = ("naive", "index/fp32", "index/int8", "index/bf16", "index/int8+1worker")
+METHODS = ("naive", "index/fp32", "index/int8", "index/int8-audio", "index/bf16", "index/int8+1worker")
 STAGES = ("decode + rest", "fbank", "AST", "ViT", "fusion")
 CAPTION_WORDS = "a man sings with music in a red car".split()
 

@@ -132,7 +132,7 @@ class TrainArguments:
     cache_only: bool = field(default=False, metadata={"help": "build the caches and exit"})
     encoder_precision: EncoderPrecision = field(
         default="fp32", metadata={"help": "precision of the frozen vision and audio encoders while caching and "
-                                          "evaluating: fp32, int8 (CPU) or bf16 (GPU)"}
+                                          "evaluating: fp32, int8 or int8-audio (CPU) or bf16 (GPU)"}
     )
     num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     seed: int = field(default=42, metadata={"help": "random seed"})

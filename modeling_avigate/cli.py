@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     def precision_option(command: argparse.ArgumentParser) -> None:
         # Literal choices (the values of `fast_inference.ENCODER_PRECISIONS`) so that building the parser does not
         # import torch.
-        command.add_argument("--encoder-precision", choices=("fp32", "int8", "bf16"), default="fp32",
+        command.add_argument("--encoder-precision", choices=("fp32", "int8", "int8-audio", "bf16"),
+                             default="fp32",
                              help="precision of the frozen vision and audio encoders while embedding videos: 'int8' "
                                   "(CPU dynamic quantisation, about 1.9x less CPU time per video) or 'bf16' (GPU) "
                                   "(default fp32)")

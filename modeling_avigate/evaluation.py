@@ -56,8 +56,8 @@ def evaluate_retrieval(
 
     With `return_details=True` the result also holds the score matrix, the caption→video index and every video's
     gates, for analyses split by clip kind. `dual_softmax_temperature` turns on the (labelled) dual-softmax
-    re-normalisation; it is off by default. `encoder_precision` (`"fp32"`, `"int8"` on CPU, `"bf16"` on GPU) sets the
-    precision of the frozen vision and audio encoders while the videos are embedded.
+    re-normalisation; it is off by default. `encoder_precision` (`"fp32"`, `"int8"` or `"int8-audio"` on CPU, `"bf16"`
+    on GPU) sets the precision of the frozen vision and audio encoders while the videos are embedded.
 
     Videos whose file cannot be used are skipped with their captions and listed in `skipped_videos` (path and
     reason); `strict=True` raises the first one's `MediaError` instead. The model runs on its own device (`device`,

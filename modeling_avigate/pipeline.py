@@ -250,7 +250,7 @@ def embed_videos(
 
     The model runs in eval mode on its own device and dtype. Unusable files are skipped and listed (see
     [`video_batches`]); `strict=True` raises the first one's [`MediaError`]. `encoder_precision` (`"fp32"`, `"int8"`
-    on CPU, `"bf16"` on GPU) sets the precision of the frozen vision and audio encoders (see
+    or `"int8-audio"` on CPU, `"bf16"` on GPU) sets the precision of the frozen vision and audio encoders (see
     [`~fast_inference.prepare_for_inference`]); `model` itself is left unchanged.
 
     Example (`model` and `processor` loaded beforehand):
@@ -449,8 +449,9 @@ def prepare_feature_caches(
     """Open the requested caches, building the missing ones in a single decoding pass over every video.
 
     `frames` holds normalised frames, masks and `has_audio` (fp16); `audio` holds the frozen AST's token states
-    before its final LayerNorm and `has_audio`, computed at `encoder_precision` (`"fp32"`, `"int8"` on CPU, `"bf16"`
-    on GPU; part of the cache's fingerprint when not fp32). Unusable files are skipped and listed (they stay out of the cache);
+    before its final LayerNorm and `has_audio`, computed at `encoder_precision` (`"fp32"`, `"int8"` or
+    `"int8-audio"` on CPU, `"bf16"` on GPU; part of the cache's fingerprint when not fp32). Unusable files are skipped
+    and listed (they stay out of the cache);
     `strict=True` stops at the first. With `open_only` nothing is built (other processes of a run).
     """
     wanted = {kind: (directory, fingerprint) for kind, directory, fingerprint in (

@@ -1,5 +1,5 @@
-"""The GPU script and the embedding benchmark run end to end on the CPU with their smallest sizes, and the GPU script
-refuses at once, with a clear message, on a machine without a GPU."""
+"""The GPU script and the embedding and accuracy benchmarks run end to end on the CPU with their smallest sizes, and
+the GPU script refuses at once, with a clear message, on a machine without a GPU."""
 
 import os
 import re
@@ -69,3 +69,33 @@ def test_embedding_benchmark_runs_and_compares_with_the_naive_baseline(tmp_path)
     # The int8 index stays close to the naive fp32 embeddings of the same clips.
     mean, low = (float(value) for value in re.findall(r"[0-9.]+", rows["index/int8"][-2]))
     assert 0.99 < low <= mean <= 1.0
+
+
+def test_accuracy_benchmark_compares_each_encoder_on_its_own(synthetic_dir, tmp_path):
+    from test_index import tiny_processor_and_model
+
+    processor, model = tiny_processor_and_model(tmp_path)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tmp_path / "model"),
+                  "--data-dir", str(synthetic_dir), "--precisions", "int8:audio", "int8"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"fp32 gap between each caption's rank-7 and rank-8 scores: median \d", result.stdout)
+    rows = {row[0]: row for row in table_rows(result.stdout, "fp32 gap")}
+    assert list(rows) == ["fp32", "int8:audio", "int8"]
+    assert rows["fp32"][5] == "1.0000" and rows["fp32"][6] == "1.00000 / 1.00000"
+    for variant in ("int8:audio", "int8"):
+        mean_cosine = float(rows[variant][6].split(" / ")[0])
+        assert 0.99 < mean_cosine < 1.0 or rows[variant][6] == "1.00000 / 1.00000"
+    assert rows["int8:audio"][6] != rows["int8"][6]  # the vision tower's rounding shows only in the second
+
+
+def test_accuracy_benchmark_refuses_an_unknown_encoder(synthetic_dir, tmp_path):
+    from test_index import tiny_processor_and_model
+
+    processor, model = tiny_processor_and_model(tmp_path)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tmp_path / "model"),
+                  "--data-dir", str(synthetic_dir), "--precisions", "int8:text"], tmp_path)
+    assert result.returncode != 0 and "the part after ':' must be audio or vision" in result.stderr

@@ -73,13 +73,27 @@ def test_int8_quantises_only_the_encoders_and_leaves_the_model_untouched(model, 
     assert cosine.min() > 0.99
 
 
+def test_int8_audio_quantises_only_the_audio_encoder(model, inputs):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    reference = video_features(model, inputs)
+    fast = prepare_for_inference(model, "int8-audio")
+    assert fast.vision_model is model.vision_model
+    assert count(fast.audio_model, nn.Linear) == 0
+    assert count(fast.audio_model, DynamicQuantizedLinear) == count(model.audio_model, nn.Linear) > 0
+    outputs = video_features(fast, inputs)
+    real = inputs["video_mask"].bool()
+    cosine = nn.functional.cosine_similarity(outputs.last_hidden_state[real], reference.last_hidden_state[real], dim=-1)
+    assert cosine.min() > 0.99 and not torch.equal(outputs.last_hidden_state, reference.last_hidden_state)
+
+
 def test_int8_linear_is_within_the_quantisation_error_of_fp32():
     torch.manual_seed(0)
     linear = nn.Linear(64, 16)
     inputs = torch.randn(8, 64)
     quantized = quantize_linear_int8(nn.Sequential(linear))[0]
-    # Per-tensor int8: weight step max|w|/127, activation step range/255; each product's rounding error is at most
-    # half a step of each factor.
+    # int8 weights with one scale per output channel, whose step is at most max|w|/127 over the whole matrix, and
+    # activations with step range/255; each product's rounding error is at most half a step of each factor.
     weight_step = linear.weight.abs().max() / 127
     input_step = (inputs.max() - inputs.min()) / 255
     bound = 64 * (weight_step / 2 * inputs.abs().max() + input_step / 2 * linear.weight.abs().max()
@@ -108,8 +122,9 @@ def test_bf16_runs_the_encoders_in_bf16_and_returns_float32(model, inputs):
 
 
 @pytest.mark.parametrize("precision, device, message", [
-    ("fp16", "cpu", "encoder_precision must be one of fp32, int8, bf16"),
+    ("fp16", "cpu", "encoder_precision must be one of fp32, int8, int8-audio, bf16"),
     ("int8", "cuda", "runs on the CPU only"),
+    ("int8-audio", "cuda", "runs on the CPU only"),
 ])
 def test_unknown_or_misplaced_precision_is_refused(precision, device, message):
     with pytest.raises(ValueError, match=message):

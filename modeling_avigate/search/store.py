@@ -204,8 +204,8 @@ class VideoIndex:
             shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
             progress: show a progress bar.
             strict: raise the first unusable file's `MediaError` instead of skipping it.
-            encoder_precision: `"fp32"`, `"int8"` (CPU) or `"bf16"` (GPU) for the frozen vision and audio encoders
-                (see `modeling_avigate.fast_inference.prepare_for_inference`).
+            encoder_precision: `"fp32"`, `"int8"` or `"int8-audio"` (CPU) or `"bf16"` (GPU) for the frozen vision
+                and audio encoders (see `modeling_avigate.fast_inference.prepare_for_inference`).
 
         Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `strict=True`
         the first one raises its `MediaError`.
