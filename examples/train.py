@@ -493,22 +493,20 @@ def hard_negative_sampler(dataset: TrainingPairs, groups: list[str] | None, per_
     of the coarser levels."""
     if not groups:
         return None
-    levels, columns = [], []
-    for spec in groups:
-        names, _, size = spec.rpartition(":")
+    specs = [spec.rpartition(":") for spec in groups]
+    for spec, (names, _, size) in zip(groups, specs):
         if not names or not size.isdigit():
             raise SystemExit(f"--hard_negative_groups: {spec!r} is not COLUMN[,COLUMN...]:SIZE")
-        columns += names.split(",")
-        try:
-            levels.append((dataset.column_values(columns), int(size)))
-        except ValueError as error:
-            raise SystemExit(f"--hard_negative_groups: {error}") from None
-    if per_process % levels[0][1]:
-        raise SystemExit(f"--hard_negative_groups: the first group size ({levels[0][1]}) must divide the batch per "
+    if per_process % int(specs[0][2]):
+        raise SystemExit(f"--hard_negative_groups: the first group size ({specs[0][2]}) must divide the batch per "
                          f"process ({per_process})")
+    levels, columns = [], []
     try:
+        for names, _, size in specs:
+            columns = columns + names.split(",")  # a finer level's key holds the coarser levels' columns too
+            levels.append((dataset.column_values(columns), int(size)))
         return HardNegativeSampler(levels, seed=seed)
-    except ValueError as error:
+    except ValueError as error:  # a missing column, or sizes that do not nest
         raise SystemExit(f"--hard_negative_groups: {error}") from None
 
 

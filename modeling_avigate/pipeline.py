@@ -383,7 +383,8 @@ class HardNegativeSampler(Sampler[int]):
         return len(self.levels[0][0])
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        # One stream per (seed, epoch): resuming at an epoch replays that epoch's order.
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)))
         yield from self._arrange(list(range(len(self))), 0, generator)
 
     def _arrange(self, items: list[int], level: int, generator: torch.Generator) -> list[int]:

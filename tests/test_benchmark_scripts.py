@@ -71,13 +71,19 @@ def test_embedding_benchmark_runs_and_compares_with_the_naive_baseline(tmp_path)
     assert 0.99 < low <= mean <= 1.0
 
 
-def test_accuracy_benchmark_compares_each_encoder_on_its_own(synthetic_dir, tmp_path):
+@pytest.fixture
+def tiny_model_dir(tmp_path) -> Path:
+    """A saved tiny model with its processor, for the accuracy benchmark's `--model`."""
     from test_index import tiny_processor_and_model
 
     processor, model = tiny_processor_and_model(tmp_path)
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
-    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tmp_path / "model"),
+    return tmp_path / "model"
+
+
+def test_accuracy_benchmark_compares_each_encoder_on_its_own(synthetic_dir, tiny_model_dir, tmp_path):
+    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tiny_model_dir),
                   "--data-dir", str(synthetic_dir), "--precisions", "int8:audio", "int8"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"fp32 gap between each caption's rank-7 and rank-8 scores: median \d", result.stdout)
@@ -90,12 +96,7 @@ def test_accuracy_benchmark_compares_each_encoder_on_its_own(synthetic_dir, tmp_
     assert rows["int8:audio"][6] != rows["int8"][6]  # the vision tower's rounding shows only in the second
 
 
-def test_accuracy_benchmark_refuses_an_unknown_encoder(synthetic_dir, tmp_path):
-    from test_index import tiny_processor_and_model
-
-    processor, model = tiny_processor_and_model(tmp_path)
-    model.save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
-    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tmp_path / "model"),
+def test_accuracy_benchmark_refuses_an_unknown_encoder(synthetic_dir, tiny_model_dir, tmp_path):
+    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tiny_model_dir),
                   "--data-dir", str(synthetic_dir), "--precisions", "int8:text"], tmp_path)
     assert result.returncode != 0 and "the part after ':' must be audio or vision" in result.stderr
