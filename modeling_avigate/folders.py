@@ -6,7 +6,9 @@ Every folder the package writes (index, feature cache, checkpoint, best model, s
 `.avigate-folder.json` naming its kind and format version. Writes go to a marked staging sibling
 (`.NAME.tmp-XXXXXX`) that is renamed into place; the folder it replaces is first moved to `.NAME.previous` and removed
 afterwards. A kill -9 at any point leaves either the old folder, the new one, or the old one parked at
-`.NAME.previous`, which [`recover_interrupted_replace`] (called by every write and by loaders) moves back.
+`.NAME.previous`, which [`recover_interrupted_replace`] (called by every write and by loaders) moves back. A killed
+writer's staging folder is removed by the next write; a live writer's (another process building the same cache) is
+left alone, told apart by the lock its writer holds.
 
 Example:
 
@@ -27,6 +29,12 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
+
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so a staging folder's writer cannot be told alive from killed
+    fcntl = None
 
 
 MARKER_FILE = ".avigate-folder.json"
@@ -148,7 +156,8 @@ def clean_leftovers(directory: str | os.PathLike) -> None:
     for entry in os.listdir(parent):
         path = os.path.join(parent, entry)
         # A staging folder is marked as staging, or already as its final kind when the kill came during the replace.
-        staged = entry.startswith(f".{name}{STAGING_INFIX}") and read_marker(path) is not None
+        staged = (entry.startswith(f".{name}{STAGING_INFIX}") and read_marker(path) is not None
+                  and not _staging_in_use(path))
         parked = entry == f".{name}{PREVIOUS_SUFFIX}" and read_marker(path) is not None
         if staged or parked:
             shutil.rmtree(path, ignore_errors=True)
@@ -187,6 +196,37 @@ def make_staging_dir(parent: str, name: str) -> str:
 
 
 @contextlib.contextmanager
+def _writer_lock(staging: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `staging`'s marker file while the block runs: the operating system drops it
+    when the writer exits or is killed, which is how [`clean_leftovers`] tells a live writer's folder from a dead one's
+    (two trainings building the same cache at once must not delete each other's staging folder)."""
+    descriptor = os.open(os.path.join(staging, MARKER_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _staging_in_use(staging: str) -> bool:
+    """Whether a live process holds [`_writer_lock`] on `staging`."""
+    if fcntl is None:
+        return False
+    try:
+        descriptor = os.open(os.path.join(staging, MARKER_FILE), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
+@contextlib.contextmanager
 def atomic_folder(directory: str | os.PathLike, kind: str, format_version: int = 1) -> Iterator[str]:
     """Yield a marked staging folder beside `directory`; on success it replaces `directory` (see
     [`replace_folder`]), on error it is removed. The check that `directory` may be replaced runs first, before any
@@ -197,13 +237,15 @@ def atomic_folder(directory: str | os.PathLike, kind: str, format_version: int =
     parent, name = _siblings(directory)
     os.makedirs(parent, exist_ok=True)
     staging = make_staging_dir(parent, name)
-    write_marker(staging, STAGING_KIND)
-    try:
-        yield staging
-        replace_folder(staging, directory, kind, format_version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    # Locked before the marker is written: until then `read_marker` finds nothing and no cleaner touches the folder.
+    with _writer_lock(staging):
+        write_marker(staging, STAGING_KIND)
+        try:
+            yield staging
+            replace_folder(staging, directory, kind, format_version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 __all__ = [

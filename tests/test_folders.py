@@ -129,6 +129,33 @@ def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):
     assert open(target / "v").read() == "new"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="writers are told alive by fcntl advisory locks (POSIX only)")
+def test_a_live_writers_staging_folder_survives_a_concurrent_write(tmp_path):
+    """Two processes building the same cache at once: the second one's clean-up leaves the first one's staging folder
+    (its writer holds the lock) and both finish; once the first writer is killed -9, its folder is a leftover."""
+    target = tmp_path / "cache"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from modeling_avigate.folders import atomic_folder
+        with atomic_folder({str(target)!r}, kind="feature_cache") as staging:
+            open(os.path.join(staging, "rows"), "w").write("first")
+            print(staging, flush=True)
+            time.sleep(60)
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        first_staging = writer.stdout.readline().strip()
+        with atomic_folder(target, kind="feature_cache") as staging:
+            _write(os.path.join(staging, "rows"), "second")
+        assert open(os.path.join(first_staging, "rows")).read() == "first"
+        assert open(target / "rows").read() == "second"
+    finally:
+        writer.kill()
+        writer.wait()
+    clean_leftovers(target)
+    assert sorted(os.listdir(tmp_path)) == ["cache"]
+
+
 def test_written_folder_has_the_permissions_of_any_folder_the_user_makes(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
