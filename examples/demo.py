@@ -61,7 +61,7 @@ CONFIG = os.path.join(EXAMPLES, "configs", "synthetic.yaml")
 MODES = {"learned": "AVIGATE (gated)", "closed": "visual only", "open": "ungated fusion"}
 RECALLS = ("R@1", "R@5", "R@10")
 QUICK_EPOCHS = 4
-EPOCH_LINE = re.compile(r"epoch \d+ \S+ text→video")  # train.py's line after each epoch's validation
+EPOCH_LINE = re.compile(r"epoch (\d+) \S+ text→video")  # train.py's line after each validation
 DIRECTIONS = ("text_to_video", "video_to_text")
 ATTRIBUTES = ("color", "shape", "direction", "background", "sound")
 
@@ -77,9 +77,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def launch_train(arguments: list[str], log_path: str, on_epoch: Callable[[], None] | None = None) -> None:
+def launch_train(arguments: list[str], log_path: str, on_epoch: Callable[[int], None] | None = None) -> None:
     """One `accelerate launch examples/train.py --config synthetic.yaml ARGUMENTS` process, logged to `log_path`;
-    `on_epoch` is called each time the run logs a finished epoch."""
+    `on_epoch(epochs_done)` is called each time the run logs a validation."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(EXAMPLES, "train.py"), "--config", CONFIG,
@@ -93,8 +93,9 @@ def launch_train(arguments: list[str], log_path: str, on_epoch: Callable[[], Non
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         for line in process.stdout:
             log.write(line)
-            if on_epoch is not None and EPOCH_LINE.search(line):
-                on_epoch()
+            match = EPOCH_LINE.search(line)
+            if on_epoch is not None and match:
+                on_epoch(int(match.group(1)))
         returncode = process.wait()
     if returncode:
         raise SystemExit(f"training with {' '.join(arguments)} failed; see {log_path}")
@@ -137,17 +138,21 @@ def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], e
                file=sys.stdout)
     lock = threading.Lock()
 
-    def one_epoch_done() -> None:
-        with lock:
-            bar.update()
-
     def train(mode_and_seed: tuple[str, int]) -> None:
         mode, seed = mode_and_seed
         run_dir = os.path.join(runs_dir, f"{mode}-seed{seed}")
         # A rerun retrains: `--overwrite_output_dir` replaces only the checkpoints an earlier demo run left there.
         arguments = ["--data_dir", data_dir, "--output_dir", run_dir, "--gate_mode", mode, "--seed", str(seed),
                      "--epochs", str(epochs), "--overwrite_output_dir", "true", *cache_arguments(cache_dir, seed)]
-        launch_train(arguments, run_dir + ".log", on_epoch=one_epoch_done)
+        counted = 0
+
+        def epochs_done(done: int) -> None:
+            nonlocal counted
+            with lock:
+                bar.update(done - counted)
+            counted = done
+
+        launch_train(arguments, run_dir + ".log", on_epoch=epochs_done)
         with open(os.path.join(latest_checkpoint(run_dir), "trainer_state.json")) as handle:
             state = json.load(handle)
         with lock:

@@ -140,6 +140,10 @@ class TrainArguments:
     stop_after_epochs: int | None = field(
         default=None, metadata={"help": "stop after this many epochs of this invocation (resume later)"}
     )
+    eval_every_epochs: int = field(
+        default=1, metadata={"help": "validate, select the best model and checkpoint every N epochs and after the "
+                                     "last (an interrupted run resumes from the last of these)"}
+    )
     save_total_limit: int | None = field(
         default=1, metadata={"help": "checkpoints kept, the best epoch's always among them (transformers' rule); "
                                      "null in the config keeps all"}
@@ -166,6 +170,8 @@ class TrainArguments:
         for name, annotation in typing.get_type_hints(type(self)).items():
             if getattr(self, name) in NULL_STRINGS and type(None) in typing.get_args(annotation):
                 setattr(self, name, None)
+        if self.eval_every_epochs < 1:
+            raise SystemExit(f"--eval_every_epochs must be at least 1, got {self.eval_every_epochs}")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise SystemExit(f"--save_total_limit must be at least 1 (or null to keep all), got "
                              f"{self.save_total_limit}")
@@ -180,7 +186,7 @@ RUN_INDEPENDENT_ARGUMENTS = frozenset({
 })
 # Arguments added after run records existed, with the value every earlier run had: a record without one is read
 # as holding that value.
-ADDED_SETTINGS = {"encoder_precision": "fp32", "hard_negative_groups": None}
+ADDED_SETTINGS = {"encoder_precision": "fp32", "hard_negative_groups": None, "eval_every_epochs": 1}
 RUN_RECORD = "train_args.json"
 METRICS_FILE = "metrics.json"
 
@@ -666,8 +672,18 @@ def train(args: TrainArguments) -> dict:
             accelerator.end_training()
             return {"stopped_after_epoch": epoch}
         loss = train_epoch(run, epoch)
-        save(run, evaluate_and_select(run, epoch, loss))
+        if is_evaluation_epoch(run, epoch, first_epoch):
+            save(run, evaluate_and_select(run, epoch, loss))
     return finish(run)
+
+
+def is_evaluation_epoch(run: TrainingRun, epoch: int, first_epoch: int) -> bool:
+    """Whether `epoch` (0-based) ends with validation and a checkpoint: every `--eval_every_epochs`, the last epoch,
+    the epoch that reaches `--max_train_steps`, and the last one `--stop_after_epochs` runs (so a resume loses nothing)."""
+    args = run.args
+    stopping = args.stop_after_epochs is not None and epoch + 1 - first_epoch >= args.stop_after_epochs
+    return ((epoch + 1) % args.eval_every_epochs == 0 or epoch + 1 == args.epochs
+            or run.state["global_step"] >= run.total_steps or stopping)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -68,6 +68,24 @@ def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp
 
 
 @pytest.mark.slow
+def test_eval_every_epochs_checkpoints_every_n_and_the_stop_point_and_resumes_exactly(synthetic_dir, tmp_path):
+    common = ("--epochs", "3", "--eval_every_epochs", "2", "--save_total_limit", "5")
+    run_train(synthetic_dir, tmp_path / "straight", *common)
+    assert sorted(p.name for p in (tmp_path / "straight").glob("checkpoint-epoch-*")) == [
+        "checkpoint-epoch-2", "checkpoint-epoch-3"]  # every 2nd epoch and the last
+    state = json.loads((tmp_path / "straight" / "checkpoint-epoch-3" / "trainer_state.json").read_text())
+    assert [record["epoch"] for record in state["history"]] == [2, 3]
+
+    run_train(synthetic_dir, tmp_path / "resumed", *common, "--stop_after_epochs", "1")
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-epoch-*")) == ["checkpoint-epoch-1"]
+    run_train(synthetic_dir, tmp_path / "resumed", *common, "--resume_from_checkpoint", "latest")
+    straight = weights(tmp_path / "straight" / "checkpoint-epoch-3")
+    resumed = weights(tmp_path / "resumed" / "checkpoint-epoch-3")
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=f"{name} differs after resume")
+
+
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(synthetic_dir, tmp_path):
     import numpy as np
 

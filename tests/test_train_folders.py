@@ -92,6 +92,8 @@ def test_config_and_command_line_overrides(tmp_path):
         train_script.parse_arguments(["--config", CONFIG, "--modle.gate_mode", "closed"])
     with pytest.raises(SystemExit, match="save_total_limit must be at least 1"):
         train_script.parse_arguments(["--config", CONFIG, "--save_total_limit", "0"])
+    with pytest.raises(SystemExit, match="eval_every_epochs must be at least 1"):
+        train_script.parse_arguments(["--config", CONFIG, "--eval_every_epochs", "0"])
 
 
 # -- feature caches -----------------------------------------------------------------------------------------------
