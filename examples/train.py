@@ -11,8 +11,9 @@ YAML's top-level keys (`null` clears an optional one); `--model.key value`, `--p
 `--benchmark_kwargs.key value` override keys of those sections (`--model.text_config.hidden_size 32` reaches nested
 ones; values are read as YAML).
 
-Every epoch writes `output_dir/checkpoint-epoch-N` (model + processor, loadable by `AvigateModel.from_pretrained`, the
-Accelerate state and `trainer_state.json`) atomically; `--save_total_limit N` keeps N of them (transformers' rule: the
+Every epoch (every `--eval_every_epochs N`, and the last) is validated and writes `output_dir/checkpoint-epoch-N`
+(model + processor, loadable by `AvigateModel.from_pretrained`, the Accelerate state and `trainer_state.json`)
+atomically; `--save_total_limit N` keeps N of them (transformers' rule: the
 best epoch's is always kept; the default 1 keeps the best and the last). The best epoch by the selection split's
 text→video R@1 is copied to `output_dir/best`, and `output_dir/metrics.json` holds the final evaluation of exactly
 those weights (their checksum is recorded) in the format `modeling_avigate.hub` turns into a model card. With
