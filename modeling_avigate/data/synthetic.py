@@ -56,6 +56,9 @@ SOUND_EVENTS = ("high beep", "low hum", "rising chirp", "click train")
 NOISE_SOUNDS = ("noise", "tones")
 NO_SOUND = "none"
 TARGET_RMS = 0.15
+SHAPE_RADIUS = 0.22  # in frame widths
+START_OFFSET = 0.2  # where the shape starts: this far from the centre toward its direction, in frame widths
+TRAVEL = 0.15  # how far it moves over the clip, in frame widths
 STREAK_LAGS = (0.3, 0.2, 0.1)  # distance behind the shape, in frame widths
 STREAK_STRENGTHS = (0.2, 0.35, 0.5)  # share of the shape's colour over the background
 
@@ -84,7 +87,7 @@ VOCAB_FILE = "synthetic_vocab.json"
 MERGES_FILE = "synthetic_merges.txt"
 INFO_FILE = "synthetic_info.json"
 # Raised whenever the same arguments would write different clips, so an earlier set is rewritten rather than reused.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FOLDER_KIND = "synthetic_benchmark"  # the ownership marker of an output folder (`modeling_avigate.folders`)
 
 
@@ -235,20 +238,21 @@ def plan_split(split: str, num_clips: int, seed: int = 0) -> list[ClipSpec]:
 
 
 def render_frames(clip: ClipSpec, rng: np.random.Generator, settings: SyntheticSettings) -> np.ndarray:
-    """RGB frames `[T, S, S, 3]` uint8: the shape leaves the centre and travels 30 % of the frame toward the edge in
-    its direction, trailing a fading motion streak; an audio-informative clip also shows its sound's source, a
-    loudspeaker in the top-left corner.
+    """RGB frames `[T, S, S, 3]` uint8: the shape starts on its direction's side of the frame (20 % of the frame from
+    the centre) and moves 15 % further toward that edge, trailing a fading motion streak; an audio-informative clip
+    also shows its sound's source, a loudspeaker in the top-left corner.
 
     Every single frame shows the direction twice over: by the streak behind the shape (as motion blur does in real
     video) and by the shape's side of the frame. The second matters to models that average their frames, for which
-    a shape crossing the centre would look the same moving either way."""
+    a shape crossing the centre would look the same moving either way; starting off-centre keeps the shape on its
+    side in every frame, so a vision tower whose patches split the frame in halves sees it in one half."""
     size, num_frames = settings.frame_size, int(round(settings.fps * settings.duration))
-    radius = 0.22 * size
+    radius = SHAPE_RADIUS * size
     dx, dy = DIRECTIONS[clip.direction]
-    travel = 0.3 * size
+    travel = TRAVEL * size
     # random offset across the motion so clips with equal visuals still differ in pixels
     across = rng.uniform(-0.1, 0.1) * size
-    along = rng.uniform(-0.05, 0.05) * size
+    along = (START_OFFSET + rng.uniform(-0.05, 0.05)) * size
     start_x = size / 2 + (along * dx) + (across * abs(dy))
     start_y = size / 2 + (along * dy) + (across * abs(dx))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
@@ -273,7 +277,8 @@ def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, radius: float) -> np.n
     if shape == "circle":
         return x**2 + y**2 <= radius**2
     if shape == "square":
-        return (np.abs(x) <= 0.85 * radius) & (np.abs(y) <= 0.85 * radius)
+        # sides as long as the circle's diameter: at 32 pixels a smaller square was taken for the circle
+        return (np.abs(x) <= radius) & (np.abs(y) <= radius)
     # upward triangle: width grows linearly from the apex to the base
     depth = (y + radius) / (1.9 * radius)
     return (depth >= 0) & (depth <= 1) & (np.abs(x) <= depth * radius * 1.1)
