@@ -79,6 +79,7 @@ from modeling_avigate.training import (
     checkpoints_to_delete,
     contrastive_loss_from_outputs,
     freeze_for_training,
+    hold_gates_open,
     latest_checkpoint,
     weights_checksum,
     write_json_atomically,
@@ -141,6 +142,11 @@ class TrainArguments:
     stop_after_epochs: int | None = field(
         default=None, metadata={"help": "stop after this many epochs of this invocation (resume later)"}
     )
+    open_gates_proportion: float = field(
+        default=0.0, metadata={"help": "share of the epochs (rounded) that a learned-gate model trains first with "
+                                       "every gate held at 1 (ungated fusion) before its gates take over; they are "
+                                       "checkpointed but not validated or selected"}
+    )
     eval_every_epochs: int = field(
         default=1, metadata={"help": "validate, select the best model and checkpoint every N epochs and after the "
                                      "last (an interrupted run resumes from the last of these)"}
@@ -171,6 +177,8 @@ class TrainArguments:
         for name, annotation in typing.get_type_hints(type(self)).items():
             if getattr(self, name) in NULL_STRINGS and type(None) in typing.get_args(annotation):
                 setattr(self, name, None)
+        if not 0 <= self.open_gates_proportion < 1:
+            raise SystemExit(f"--open_gates_proportion must be in [0, 1), got {self.open_gates_proportion}")
         if self.eval_every_epochs < 1:
             raise SystemExit(f"--eval_every_epochs must be at least 1, got {self.eval_every_epochs}")
         if self.save_total_limit is not None and self.save_total_limit < 1:
@@ -187,7 +195,8 @@ RUN_INDEPENDENT_ARGUMENTS = frozenset({
 })
 # Arguments added after run records existed, with the value every earlier run had: a record without one is read
 # as holding that value.
-ADDED_SETTINGS = {"encoder_precision": "fp32", "hard_negative_groups": None, "eval_every_epochs": 1}
+ADDED_SETTINGS = {"encoder_precision": "fp32", "hard_negative_groups": None, "eval_every_epochs": 1,
+                  "open_gates_proportion": 0.0}
 RUN_RECORD = "train_args.json"
 METRICS_FILE = "metrics.json"
 
@@ -591,12 +600,25 @@ def evaluate_split(run: TrainingRun, model: torch.nn.Module, split: str) -> dict
     )
 
 
+def gates_held_open(run: TrainingRun, epoch: int) -> bool:
+    """Whether `epoch` (0-based) trains with the gates held open: one of the first `--open_gates_proportion` of the
+    epochs (never the last) of a learned-gate model (visual-only and ungated runs have no gates to hold)."""
+    args = run.args
+    held_epochs = min(round(args.open_gates_proportion * args.epochs), args.epochs - 1)
+    return epoch < held_epochs and run.accelerator.unwrap_model(run.model).config.gate_mode == "learned"
+
+
 def evaluate_and_select(run: TrainingRun, epoch: int, loss: float) -> bool:
     """Record the epoch in the trainer state; whether it is the best so far by the selection split's text→video R@1
     (without a selection split every epoch is, so the last is kept: never select on the test split)."""
     args, state = run.args, run.state
     state["epoch"] = epoch
     record = {"epoch": epoch + 1, "step": state["global_step"], "loss": loss}
+    if gates_held_open(run, epoch):
+        # Weights trained for open gates: their validation would not describe the model they become, a learned-gate
+        # one, so they are never the best.
+        state["history"].append({**record, "gates_held_open": True})
+        return False
     is_best = True
     if args.selection_split:
         t2v = evaluate_split(run, run.model, args.selection_split)["text_to_video"]
@@ -672,6 +694,7 @@ def train(args: TrainArguments) -> dict:
                         args.stop_after_epochs)
             accelerator.end_training()
             return {"stopped_after_epoch": epoch}
+        hold_gates_open(run.accelerator.unwrap_model(run.model), gates_held_open(run, epoch))
         loss = train_epoch(run, epoch)
         if is_evaluation_epoch(run, epoch, first_epoch):
             save(run, evaluate_and_select(run, epoch, loss))

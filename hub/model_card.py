@@ -275,6 +275,9 @@ def _recipe(training_args: Mapping[str, Any] | None, processor: Mapping[str, Any
     frames = f"{processor['num_frames']} frames and {processor['max_length']} tokens per pair, " if processor else ""
     hard_negatives = training_args.get("hard_negative_groups")
     groups = f" filled with look-alike groups ({', '.join(f'`{g}`' for g in hard_negatives)})" if hard_negatives else ""
+    held_open = training_args.get("open_gates_proportion") or 0
+    gates = (f" The first {held_open:.0%} of the epochs trained with every gate held open (ungated fusion) before "
+             "the learned gates took over." if held_open else "")
     summary = (
         f"This checkpoint: {origin['towers']}; audio encoder: {origin['audio']}. Trained on the "
         f"`{training_args.get('benchmark')}` benchmark (`{training_args.get('train_split')}` split) for "
@@ -283,7 +286,7 @@ def _recipe(training_args: Mapping[str, Any] | None, processor: Mapping[str, Any
         f"{training_args.get('learning_rate'):g} (CLIP towers × {training_args.get('clip_lr_multiplier'):g}, audio "
         f"queries × {training_args.get('query_lr_multiplier'):g}), weight decay {training_args.get('weight_decay'):g},"
         f" {training_args.get('warmup_proportion', 0):.0%} warm-up then cosine decay, seed {training_args.get('seed')};"
-        f" best epoch selected on `{training_args.get('selection_split') or 'the last epoch'}`."
+        f" best epoch selected on `{training_args.get('selection_split') or 'the last epoch'}`.{gates}"
     )
     rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in sorted(training_args.items()))
     return f"{summary}\n\nEvery training argument of the run:\n\n| argument | value |\n|---|---|\n{rows}"

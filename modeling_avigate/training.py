@@ -59,6 +59,14 @@ def freeze_for_training(
             parameter.requires_grad_(train_audio_encoder)
 
 
+def hold_gates_open(model: AvigateModel, held: bool) -> None:
+    """Run every fusion layer with its gates fixed at 1, as ungated fusion does (`held=True`), or with the model's
+    own `gate_mode` again (`held=False`). The model's config, and so every saved copy of it, keeps its gate mode."""
+    mode = "open" if held else model.config.gate_mode
+    for layer in model.fusion.layers:
+        layer.gate_mode = mode
+
+
 def is_no_decay(name: str, parameter: nn.Parameter) -> bool:
     """Biases, norms and scalars are not decayed."""
     return parameter.ndim < 2 or "norm" in name or name.endswith(".bias")

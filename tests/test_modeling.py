@@ -271,6 +271,25 @@ def test_fixed_gate_modes(gate_mode, value, inputs):
         assert not torch.allclose(outputs.pooler_output, audio_free.pooler_output)
 
 
+def test_held_open_gates_compute_the_ungated_model_and_release_back_to_learned(inputs):
+    from modeling_avigate.training import hold_gates_open
+
+    learned = build_model(seed=3)
+    ungated = build_model(seed=3, gate_mode="open")  # same seed, same weights
+    video = video_inputs(inputs)
+    with torch.no_grad():
+        before = learned.get_video_features(**video)
+        hold_gates_open(learned, True)
+        held = learned.get_video_features(**video)
+        reference = ungated.get_video_features(**video)
+        hold_gates_open(learned, False)
+        released = learned.get_video_features(**video)
+    torch.testing.assert_close(held.pooler_output, reference.pooler_output, rtol=0, atol=0)
+    assert torch.equal(held.attn_gates, reference.attn_gates) and not torch.equal(before.attn_gates, held.attn_gates)
+    torch.testing.assert_close(released.pooler_output, before.pooler_output, rtol=0, atol=0)
+    assert learned.config.gate_mode == "learned"  # what gets saved is unchanged
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 4. Padding and batching invariance
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ def run_train(synthetic_dir, output_dir, *overrides, check=True) -> subprocess.C
     command = [
         sys.executable, TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
         "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
-        "--batch_size", "8", "--epochs", "2", "--report_to", "null", "--eval_batch_size", "16", *overrides,
+        "--batch_size", "8", "--epochs", "2", "--eval_every_epochs", "1", "--report_to", "null", "--eval_batch_size",
+        "16", *overrides,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -83,6 +84,22 @@ def test_eval_every_epochs_checkpoints_every_n_and_the_stop_point_and_resumes_ex
     resumed = weights(tmp_path / "resumed" / "checkpoint-epoch-3")
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=f"{name} differs after resume")
+
+
+@pytest.mark.slow
+def test_open_gates_proportion_trains_ungated_first_and_are_never_selected(synthetic_dir, tmp_path):
+    run_train(synthetic_dir, tmp_path / "run", "--epochs", "3", "--open_gates_proportion", "0.6", "--gate_mode",
+              "learned", "--save_total_limit", "5", "--eval_every_epochs", "1")  # round(0.6 * 3) = 2 epochs held
+    state = json.loads((tmp_path / "run" / "checkpoint-epoch-3" / "trainer_state.json").read_text())
+    assert [record.get("gates_held_open", False) for record in state["history"]] == [True, True, False]
+    assert "t2v_R@1" not in state["history"][0] and "t2v_R@1" in state["history"][2]
+    assert state["best_epoch"] == 3
+    # held gates are not in the forward pass, so their weights move only once the learned gates take over
+    epochs = [weights(tmp_path / "run" / f"checkpoint-epoch-{epoch}") for epoch in (1, 2, 3)]
+    gate = "fusion.layers.0.attn_gate.fc1.weight"
+    assert torch.equal(epochs[0][gate], epochs[1][gate]) and not torch.equal(epochs[1][gate], epochs[2][gate])
+    assert not torch.equal(epochs[0]["fusion.layers.0.cross_attn.q_proj.weight"],
+                           epochs[1]["fusion.layers.0.cross_attn.q_proj.weight"])  # the audio branch trains
 
 
 @pytest.mark.slow

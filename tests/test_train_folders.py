@@ -94,6 +94,8 @@ def test_config_and_command_line_overrides(tmp_path):
         train_script.parse_arguments(["--config", CONFIG, "--save_total_limit", "0"])
     with pytest.raises(SystemExit, match="eval_every_epochs must be at least 1"):
         train_script.parse_arguments(["--config", CONFIG, "--eval_every_epochs", "0"])
+    with pytest.raises(SystemExit, match=r"open_gates_proportion must be in \[0, 1\), got 1.0"):
+        train_script.parse_arguments(["--config", CONFIG, "--open_gates_proportion", "1"])
 
 
 # -- feature caches -----------------------------------------------------------------------------------------------
@@ -312,8 +314,8 @@ def train_command(synthetic_dir, output_dir, *overrides) -> list[str]:
     caches = os.path.join(os.path.dirname(output_dir), "caches")
     return [TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
             "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
-            "--selection_split", "null", "--batch_size", "8", "--epochs", "2", "--report_to", "null",
-            "--eval_batch_size", "16", *overrides]
+            "--selection_split", "null", "--batch_size", "8", "--epochs", "2", "--eval_every_epochs", "1",
+            "--report_to", "null", "--eval_batch_size", "16", *overrides]
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
