@@ -2,8 +2,8 @@
 """The one home of the package's hashes: what identifies a model, a set of tensors, a file or a data folder.
 
 An index records its model's [`config_hash`] and [`weights_fingerprint`] and a [`sha256_file`] per data file; a
-feature cache records a [`tensor_fingerprint`] of the weights it depends on; a dataset builder keys its cache on a
-[`directory_fingerprint`] of the data folder.
+feature cache records a [`tensor_fingerprint`] of the weights it depends on and a [`files_fingerprint`] of the videos
+it was built from; a dataset builder keys its cache on a [`directory_fingerprint`] of the data folder.
 
 Example:
 
@@ -18,7 +18,7 @@ True
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -73,21 +73,34 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def directory_fingerprint(data_dir: str | os.PathLike) -> str:
-    """Hash of every file's relative path, size and modification time under `data_dir` (no file is read)."""
+def files_fingerprint(files: Iterable[tuple[str, str | os.PathLike]]) -> str:
+    """Hash of each `(name, path)`'s name, size and modification time, in the order given (no file is read; a missing
+    file counts as size and time -1), so a file rewritten in place changes it."""
     digest = hashlib.sha256()
-    for root, dirs, files in os.walk(data_dir):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
+    for name, path in files:
+        try:
             stat = os.stat(path)
-            digest.update(f"{os.path.relpath(path, data_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            size, modified = stat.st_size, stat.st_mtime_ns
+        except OSError:
+            size = modified = -1
+        digest.update(f"{name}\0{size}\0{modified}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def directory_fingerprint(data_dir: str | os.PathLike) -> str:
+    """[`files_fingerprint`] of every file under `data_dir`, named by its relative path, in a fixed order."""
+    files = []
+    for root, dirs, names in os.walk(data_dir):
+        dirs.sort()
+        files += [(os.path.relpath(os.path.join(root, name), data_dir), os.path.join(root, name))
+                  for name in sorted(names)]
+    return files_fingerprint(files)
 
 
 __all__ = [
     "config_hash",
     "directory_fingerprint",
+    "files_fingerprint",
     "sha256_file",
     "strip_keys",
     "tensor_fingerprint",

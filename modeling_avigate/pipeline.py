@@ -17,7 +17,7 @@ Workers decode; the main process holds the batches the DataLoader prefetches and
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from transformers.feature_extraction_utils import BatchFeature
 
 from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare_for_inference
 from .feature_cache import FeatureCache, FeatureCacheWriter
-from .fingerprints import tensor_fingerprint
+from .fingerprints import files_fingerprint, tensor_fingerprint
 from .modeling_avigate import AvigateModel, AvigateVideoOutput
 from .processors import AvigateProcessor, MediaError
 
@@ -416,19 +416,26 @@ def unique_videos(video_views: Sequence[Any]) -> dict[str, list[str]]:
     return {"video_id": list(paths), "video": list(paths.values())}
 
 
-def frame_cache_fingerprint(processor: AvigateProcessor) -> str:
-    """Decoded frames depend only on the processor's settings."""
-    return tensor_fingerprint({}, {"frames": processor.to_dict()})
+def videos_fingerprint(rows: Mapping[str, list[str]]) -> str:
+    """The videos a cache is built from (`video_id`, `video` rows): each one's id, size and modification time, so a
+    video rewritten in place (a regenerated benchmark) makes every cache built from it stale."""
+    return files_fingerprint(sorted(zip(rows["video_id"], rows["video"])))
+
+
+def frame_cache_fingerprint(processor: AvigateProcessor, videos: str) -> str:
+    """Decoded frames depend on the videos (their [`videos_fingerprint`]) and the processor's settings."""
+    return tensor_fingerprint({}, {"frames": processor.to_dict(), "videos": videos})
 
 
 def audio_cache_fingerprint(
-    model: AvigateModel, processor: AvigateProcessor, encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION
+    model: AvigateModel, processor: AvigateProcessor, videos: str,
+    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> str:
-    """The frozen AST's states depend on its weights (all but the trainable final LayerNorm), the fbank settings and
-    the precision it ran at (fp32 caches keep the fingerprint they had before precisions existed)."""
+    """The frozen AST's states depend on the videos (their [`videos_fingerprint`]), the AST's weights (all but the
+    trainable final LayerNorm), the fbank settings and the precision it ran at."""
     weights = {name: tensor for name, tensor in model.audio_model.state_dict().items()
                if not name.startswith("layernorm.")}
-    settings = {"audio": processor.feature_extractor.to_dict()}
+    settings = {"audio": processor.feature_extractor.to_dict(), "videos": videos}
     if encoder_precision != "fp32":
         settings["encoder_precision"] = encoder_precision
     return tensor_fingerprint(weights, settings)
@@ -456,9 +463,12 @@ def prepare_feature_caches(
     and listed (they stay out of the cache);
     `strict=True` stops at the first. With `open_only` nothing is built (other processes of a run).
     """
+    rows = unique_videos(video_views)
+    videos = videos_fingerprint(rows)
     wanted = {kind: (directory, fingerprint) for kind, directory, fingerprint in (
-        ("frames", frame_cache, frame_cache_fingerprint(processor) if frame_cache else None),
-        ("audio", audio_cache, audio_cache_fingerprint(model, processor, encoder_precision) if audio_cache else None),
+        ("frames", frame_cache, frame_cache_fingerprint(processor, videos) if frame_cache else None),
+        ("audio", audio_cache,
+         audio_cache_fingerprint(model, processor, videos, encoder_precision) if audio_cache else None),
     ) if directory}
     caches, missing = {}, {}
     for kind, (directory, fingerprint) in wanted.items():
@@ -470,7 +480,6 @@ def prepare_feature_caches(
             missing[kind] = (directory, fingerprint)
     if not missing:
         return caches
-    rows = unique_videos(video_views)
     writers = {kind: FeatureCacheWriter(directory, len(rows["video"]), fingerprint)
                for kind, (directory, fingerprint) in missing.items()}
     was_training = model.training

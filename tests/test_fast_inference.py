@@ -143,10 +143,10 @@ def test_cli_choices_are_the_module_precisions():
 
 def test_audio_cache_fingerprint_names_non_fp32_precisions(model, tmp_path):
     processor, _ = tiny_processor_and_model(tmp_path)
-    fp32 = audio_cache_fingerprint(model, processor)
-    assert audio_cache_fingerprint(model, processor, "fp32") == fp32
-    assert len({fp32, audio_cache_fingerprint(model, processor, "int8"),
-                audio_cache_fingerprint(model, processor, "bf16")}) == 3
+    fp32 = audio_cache_fingerprint(model, processor, "videos")
+    assert audio_cache_fingerprint(model, processor, "videos", "fp32") == fp32
+    assert len({fp32, audio_cache_fingerprint(model, processor, "videos", "int8"),
+                audio_cache_fingerprint(model, processor, "videos", "bf16")}) == 3
 
 
 def test_int8_index_is_close_to_fp32_and_keeps_the_model_fingerprint(tmp_path):

@@ -103,6 +103,31 @@ def test_training_caches_skip_and_list_unusable_files_and_training_drops_their_p
         prepare_feature_caches(model, processor, views, frame_cache=str(tmp_path / "strict"), strict=True)
 
 
+def test_caches_are_rebuilt_when_a_video_is_rewritten_in_place(setup, tmp_path):
+    """A regenerated benchmark keeps its file names: caches keyed only on settings served the old frames silently."""
+    import shutil
+
+    model, processor, paths = setup["model"], setup["processor"], setup["paths"]
+    video = str(tmp_path / "clip.mp4")
+    shutil.copyfile(paths[0], video)
+    views = [{"video_id": ["clip"], "video": [video]}]
+    kwargs = {"frame_cache": str(tmp_path / "frames"), "audio_cache": str(tmp_path / "audio")}
+    before = prepare_feature_caches(model, processor, views, **kwargs)
+    reopened = prepare_feature_caches(model, processor, views, open_only=True, **kwargs)  # unchanged: reused as is
+    assert reopened["frames"].fingerprint == before["frames"].fingerprint
+    old_frames = before["frames"].get("clip")["pixel_values"]
+    old_audio = before["audio"].get("clip")["audio_hidden_states"]
+    shutil.copyfile(paths[1], video)  # same path and id, other pixels and sound
+    with pytest.raises(ValueError):
+        prepare_feature_caches(model, processor, views, open_only=True, **kwargs)
+    after = prepare_feature_caches(model, processor, views, **kwargs)
+    expected = prepare_feature_caches(model, processor, [{"video_id": ["clip"], "video": [paths[1]]}],
+                                      frame_cache=str(tmp_path / "fresh_frames"))["frames"].get("clip")
+    assert not torch.equal(after["frames"].get("clip")["pixel_values"], old_frames)
+    assert torch.equal(after["frames"].get("clip")["pixel_values"], expected["pixel_values"])
+    assert not torch.equal(after["audio"].get("clip")["audio_hidden_states"], old_audio)
+
+
 def test_index_cli_skips_and_lists_bad_files_and_strict_stops_with_one_line(setup, tmp_path, capsys):
     model, processor, paths, bad = setup["model"], setup["processor"], setup["paths"], setup["bad"]
     model.save_pretrained(tmp_path / "model")
