@@ -4,7 +4,7 @@ which take nearly all of a video's embedding time, run in int8 (CPU) or bf16 (GP
 Measured with `benchmarks/bench_embed.py` and `benchmarks/bench_accuracy.py` on a 2-core CPU (see
 `docs/benchmarks.md`): int8 for both encoders is 2.0× faster end to end than the naive fp32 loop, with frame
 embeddings within a cosine of 0.9998 of fp32, but it can reorder near-tied results; int8 for the AST alone
-(`"int8-audio"`) is 1.47× faster and kept R@1 and at least 99.9 % of every top 10. Neither is the default.
+(`"int8-audio"`) is 1.47× faster and kept R@1 and 99.9 % of the top-10 results. Neither is the default.
 """
 
 import copy
