@@ -703,7 +703,8 @@ def train(args: TrainArguments) -> dict:
 
 def is_evaluation_epoch(run: TrainingRun, epoch: int, first_epoch: int) -> bool:
     """Whether `epoch` (0-based) ends with validation and a checkpoint: every `--eval_every_epochs`, the last epoch,
-    the epoch that reaches `--max_train_steps`, and the last one `--stop_after_epochs` runs (so a resume loses nothing)."""
+    the epoch that reaches `--max_train_steps`, and the last one `--stop_after_epochs` runs (so a resume loses
+    nothing)."""
     args = run.args
     stopping = args.stop_after_epochs is not None and epoch + 1 - first_epoch >= args.stop_after_epochs
     return ((epoch + 1) % args.eval_every_epochs == 0 or epoch + 1 == args.epochs
