@@ -6,9 +6,10 @@
     python examples/demo.py --quick                   # the same path on the small set with one seed (CI)
 
 Steps, each announced with the elapsed time: generate the benchmark (PyAV mp4 files, seeded), build the frame and
-audio caches once (`train.py --cache_only true`), train each gate mode with
-`accelerate launch examples/train.py --config examples/configs/synthetic.yaml`, `--jobs` runs at a time (one
-progress bar over all epochs, a line per finished run; each run's log is in `OUTPUT/runs`), evaluate the best epoch
+audio caches once (`train.py --cache_only true`) and train each gate mode with
+`accelerate launch examples/train.py --config examples/configs/synthetic.yaml`, `--jobs` processes at a time, a
+seed's runs starting once its caches exist (one progress bar over all epochs, a line per finished cache and run; each
+run's log is in `OUTPUT/runs`), evaluate the best epoch
 of every run on the test split, and print
 
 1. text→video and video→text R@1/R@5/R@10 for AVIGATE (learned gates), visual only (closed) and ungated fusion (open),
@@ -114,32 +115,29 @@ def cache_arguments(cache_dir: str, seed: int, frames: bool = True) -> list[str]
     ]
 
 
-def build_caches(data_dir: str, cache_dir: str, seeds: list[int], jobs: int, log_dir: str, started: float) -> None:
-    """Build the frame cache and each seed's audio cache before any training run, so parallel runs only read them
-    (two processes building one cache would race); a line per finished cache."""
-
-    def build(seed: int) -> None:
-        arguments = ["--data_dir", data_dir, "--cache_only", "true", "--seed", str(seed),
-                     *cache_arguments(cache_dir, seed, frames=seed == seeds[0])]
-        launch_train(arguments, os.path.join(log_dir, f"cache-seed{seed}.log"))
-        print(f"{elapsed(started)} cached {'frames and ' if seed == seeds[0] else ''}seed {seed}'s audio features",
-              flush=True)
-
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(build, seeds))
-
-
-def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], epochs: int, jobs: int,
-               started: float) -> None:
-    """Train every gate mode for every seed, `jobs` runs at a time; each run is deterministic given its seed. One
-    progress bar counts the epochs of all runs; each finished run prints a line with its validation R@1."""
+def cache_and_train(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], epochs: int, jobs: int,
+                    started: float) -> None:
+    """Build the frame cache and each seed's audio cache, and train every gate mode for every seed, `jobs` processes
+    at a time. The caches are queued first and a seed's runs wait for that seed's caches, so parallel runs only read
+    them (two processes building one cache would race) while no core idles waiting for the last cache. One progress
+    bar counts the epochs of all runs; each finished cache and run prints a line (a run's with its validation R@1).
+    Every run is deterministic given its seed."""
     runs = [(mode, seed) for seed in seeds for mode in MODES]
     bar = tqdm(total=len(runs) * epochs, desc=f"training {len(runs)} runs", unit="epoch", leave=False,
                file=sys.stdout)
     lock = threading.Lock()
 
-    def train(mode_and_seed: tuple[str, int]) -> None:
-        mode, seed = mode_and_seed
+    def build(seed: int) -> None:
+        arguments = ["--data_dir", data_dir, "--cache_only", "true", "--seed", str(seed),
+                     *cache_arguments(cache_dir, seed, frames=seed == seeds[0])]
+        launch_train(arguments, os.path.join(runs_dir, f"cache-seed{seed}.log"))
+        with lock:
+            bar.write(f"{elapsed(started)} cached {'frames and ' if seed == seeds[0] else ''}seed {seed}'s audio "
+                      "features")
+
+    def train(mode: str, seed: int) -> None:
+        cached[seeds[0]].result()  # the shared frame cache
+        cached[seed].result()
         run_dir = os.path.join(runs_dir, f"{mode}-seed{seed}")
         # A rerun retrains: `--overwrite_output_dir` replaces only the checkpoints an earlier demo run left there.
         arguments = ["--data_dir", data_dir, "--output_dir", run_dir, "--gate_mode", mode, "--seed", str(seed),
@@ -159,8 +157,12 @@ def train_runs(data_dir: str, runs_dir: str, cache_dir: str, seeds: list[int], e
             bar.write(f"{elapsed(started)} trained {MODES[mode]} (seed {seed}): best validation text→video R@1 "
                       f"{state['best_metric']:.1f} at epoch {state['best_epoch']}/{epochs}")
 
+    # The pool takes tasks in the order they are submitted, so every cache is started before any run that waits on it.
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(train, runs))
+        cached = {seed: pool.submit(build, seed) for seed in seeds}
+        trained = [pool.submit(train, mode, seed) for mode, seed in runs]
+        for future in [*cached.values(), *trained]:
+            future.result()
     bar.close()
 
 
@@ -394,10 +396,10 @@ def main(argv=None) -> None:
     runs_dir = os.path.join(args.output_dir, "runs")
     print(f"{elapsed(started)} 2/5 caching decoded frames and the frozen audio encoder's features for seeds {seeds} "
           f"in {cache_dir}", flush=True)
-    build_caches(data_dir, cache_dir, seeds, args.jobs, runs_dir, started)
     print(f"{elapsed(started)} 3/5 training {len(MODES)} gate modes × {len(seeds)} seeds, {epochs} epochs each, "
-          f"{args.jobs} at a time (logs: {runs_dir}/*.log)", flush=True)
-    train_runs(data_dir, runs_dir, cache_dir, seeds, epochs, args.jobs, started)
+          f"{args.jobs} processes at a time with the caching, a seed's runs once its caches exist (logs: "
+          f"{runs_dir}/*.log)", flush=True)
+    cache_and_train(data_dir, runs_dir, cache_dir, seeds, epochs, args.jobs, started)
 
     print(f"{elapsed(started)} 4/5 evaluating every run on the test split", flush=True)
     test_videos = load_benchmark("synthetic", data_dir, "test", view="videos")
