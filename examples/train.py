@@ -430,6 +430,7 @@ class TrainingRun:
     loader: DataLoader | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     total_steps: int = 0
+    epochs: int = 0  # the epochs the run trains: `--epochs`, or fewer when `--max_train_steps` ends it sooner
     state: dict = field(default_factory=lambda: {
         "epoch": -1, "global_step": 0, "best_metric": None, "best_epoch": None, "best_weights_checksum": None,
         "history": [],
@@ -531,6 +532,7 @@ def prepare(run: TrainingRun) -> None:
     args, accelerator = run.args, run.accelerator
     steps_per_epoch = math.ceil(len(run.loader) / args.gradient_accumulation_steps)
     run.total_steps = args.max_train_steps or steps_per_epoch * args.epochs
+    run.epochs = min(args.epochs, math.ceil(run.total_steps / steps_per_epoch))
     scheduler = get_cosine_schedule_with_warmup(run.optimizer, int(args.warmup_proportion * run.total_steps),
                                                 run.total_steps)
     run.model, run.optimizer, run.loader, run.scheduler = accelerator.prepare(
@@ -602,9 +604,9 @@ def evaluate_split(run: TrainingRun, model: torch.nn.Module, split: str) -> dict
 
 def gates_held_open(run: TrainingRun, epoch: int) -> bool:
     """Whether `epoch` (0-based) trains with the gates held open: one of the first `--open_gates_proportion` of the
-    epochs (never the last) of a learned-gate model (visual-only and ungated runs have no gates to hold)."""
-    args = run.args
-    held_epochs = min(round(args.open_gates_proportion * args.epochs), args.epochs - 1)
+    run's epochs (never its last, so it ends with a model to select) of a learned-gate model (visual-only and
+    ungated runs have no gates to hold)."""
+    held_epochs = min(round(run.args.open_gates_proportion * run.epochs), run.epochs - 1)
     return epoch < held_epochs and run.accelerator.unwrap_model(run.model).config.gate_mode == "learned"
 
 

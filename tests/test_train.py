@@ -103,6 +103,15 @@ def test_open_gates_proportion_trains_ungated_first_and_are_never_selected(synth
 
 
 @pytest.mark.slow
+def test_held_gates_leave_a_selectable_epoch_when_max_train_steps_ends_the_run_early(synthetic_dir, tmp_path):
+    run_train(synthetic_dir, tmp_path / "run", "--epochs", "3", "--open_gates_proportion", "0.6", "--gate_mode",
+              "learned", "--max_train_steps", "2")  # ends inside epoch 1: the only epoch, so it is not held
+    state = json.loads((tmp_path / "run" / "checkpoint-epoch-1" / "trainer_state.json").read_text())
+    assert state["best_epoch"] == 1 and "gates_held_open" not in state["history"][0]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_epoch"] == 1
+
+
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(synthetic_dir, tmp_path):
     import numpy as np
 
