@@ -70,7 +70,9 @@ ATTRIBUTES = ("color", "shape", "direction", "background", "sound")
 RUN_IMPORTS = ("accelerate", "datasets", "yaml", "modeling_avigate", "modeling_avigate.data",
                "modeling_avigate.evaluation", "modeling_avigate.hub.model_card", "modeling_avigate.pipeline",
                "modeling_avigate.training")
-forked_scripts.preload(RUN_IMPORTS)
+# One thread per run: the tiny model's matrices are too small for two intra-op threads to pay off, so the demo runs as
+# many processes as cores. `OMP_NUM_THREADS`, when set, overrides.
+forked_scripts.configure_server(RUN_IMPORTS, {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -86,8 +88,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def launch_train(arguments: list[str], log_path: str, on_epoch: Callable[[int], None] | None = None) -> None:
     """One run of `examples/train.py --config synthetic.yaml ARGUMENTS` in its own process (forked from a server
-    that has the imports done, see `RUN_IMPORTS`), logged to `log_path`; `on_epoch(epochs_done)` is called each time
-    the run logs a validation."""
+    with `RUN_IMPORTS` imported), logged to `log_path`; `on_epoch(epochs_done)` is called each time the run logs a
+    validation."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "w") as log:
 
@@ -97,11 +99,8 @@ def launch_train(arguments: list[str], log_path: str, on_epoch: Callable[[int], 
             if on_epoch is not None and match:
                 on_epoch(int(match.group(1)))
 
-        # The tiny model's matrices are too small for two intra-op threads to pay off: one thread per process, and
-        # as many processes as cores.
-        threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
         exitcode = forked_scripts.run_script(os.path.join(EXAMPLES, "train.py"), ["--config", CONFIG, *arguments],
-                                             threads, on_line)
+                                             on_line)
     if exitcode:
         raise SystemExit(f"training with {' '.join(arguments)} failed; see {log_path}")
 
