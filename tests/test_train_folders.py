@@ -310,12 +310,13 @@ def test_refusal_reaches_the_user_as_one_line_without_a_traceback(tmp_path):
 
 
 def train_command(synthetic_dir, output_dir, *overrides) -> list[str]:
-    # No selection split: every epoch is the best so far, so `best/` is replaced at every epoch.
+    # No selection split and no epoch with held-open gates (which is never selected): every epoch is the best so far,
+    # so `best/` is replaced at every epoch.
     caches = os.path.join(os.path.dirname(output_dir), "caches")
     return [TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
             "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
             "--selection_split", "null", "--batch_size", "8", "--epochs", "2", "--eval_every_epochs", "1",
-            "--report_to", "null", "--eval_batch_size", "16", *overrides]
+            "--open_gates_proportion", "0", "--report_to", "null", "--eval_batch_size", "16", *overrides]
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
