@@ -3,7 +3,9 @@
 A fresh interpreter spends ~5 CPU-seconds importing torch, transformers and accelerate before a script does anything,
 which is 6 % of a demo training run. Here every run is forked from one multiprocessing "forkserver" process that
 imported the modules given to `configure_server` once. That server is itself a fresh interpreter, so no run inherits the
-caller's threads, locks or state, and each run still ends with its own process.
+caller's threads, locks or state, and each run still ends with its own process. As with multiprocessing's "spawn",
+each run first imports the caller's main script, so that script must keep its work under
+`if __name__ == "__main__":`.
 """
 
 import multiprocessing
