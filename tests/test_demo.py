@@ -42,7 +42,6 @@ def test_attribute_matches_count_rank_one_agreement_per_attribute():
     assert matches["sound"] == pytest.approx(50.0)  # over the two captions that name a sound
 
 
-@pytest.mark.slow
 def test_a_failed_training_run_stops_the_demo_naming_its_log(tmp_path):
     # Runs are forked from a server process, not started with subprocess: the child's output must still reach the
     # log, and its failure the caller.
@@ -52,6 +51,7 @@ def test_a_failed_training_run_stops_the_demo_naming_its_log(tmp_path):
     assert "is not a directory" in log.read_text()
 
 
+@pytest.mark.slow
 def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "examples", "demo.py"), "--quick", "--output_dir", str(tmp_path)],
