@@ -61,11 +61,13 @@ def run_script(path: str, argv: Sequence[str], on_line: Callable[[str], None]) -
     process = _SERVER.Process(target=_run_in_child, args=(path, list(argv), writer))
     process.start()
     writer.close()  # the child now holds the only write end, so the output ends when the child does
-    with open(reader.fileno(), encoding="utf-8", errors="replace", closefd=False) as output:
-        for line in output:
-            on_line(line)
-    reader.close()
-    process.join()
+    try:
+        with open(reader.fileno(), encoding="utf-8", errors="replace", closefd=False) as output:
+            for line in output:
+                on_line(line)
+    finally:
+        reader.close()  # if `on_line` failed, the child's next write fails, so the join waits no longer than that
+        process.join()
     return process.exitcode
 
 

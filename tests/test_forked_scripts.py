@@ -1,9 +1,12 @@
 """`modeling_avigate.forked_scripts`: a script forked from the preloaded server runs as `__main__` with its own
-arguments and thread count, its output reaches the caller line by line, and its exit code comes back."""
+arguments and the server's environment, its output reaches the caller line by line, and its exit code comes back."""
 
 import subprocess
 import sys
 import textwrap
+import time
+
+import pytest
 
 from modeling_avigate import forked_scripts
 
@@ -60,3 +63,20 @@ def test_system_exit_codes_come_back(tmp_path):
         sys.exit(3)
     """)
     assert forked_scripts.run_script(path, [], lambda line: None) == 3
+
+
+def test_a_failing_line_handler_stops_the_run_and_reaches_the_caller(tmp_path):
+    path = _script(tmp_path, """
+        import time
+        for _ in range(600):  # a minute of output unless its reader goes away
+            print("progress", flush=True)
+            time.sleep(0.1)
+    """)
+
+    def on_line(line: str) -> None:
+        raise OSError("log disk full")
+
+    started = time.monotonic()
+    with pytest.raises(OSError, match="log disk full"):
+        forked_scripts.run_script(path, [], on_line)
+    assert time.monotonic() - started < 30  # the child ended at its next write, not after its minute
