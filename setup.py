@@ -6,7 +6,6 @@
 
 from setuptools import setup
 
-VIDEO = ["av>=12"]  # kept as an extra name for users who list it; PyAV is a core dependency of the processor
 TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "matplotlib>=3.7"]
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
@@ -28,6 +27,7 @@ setup(
     python_requires=">=3.10",
     packages=[
         "modeling_avigate",
+        "modeling_avigate.commands",
         "modeling_avigate.data",
         "modeling_avigate.search",
         "modeling_avigate.serve",
@@ -52,7 +52,6 @@ setup(
         "av>=12",
     ],
     extras_require={
-        "video": VIDEO,
         "train": TRAIN,
         "eval": EVAL,
         "retrieval": RETRIEVAL,

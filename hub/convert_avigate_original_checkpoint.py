@@ -16,17 +16,12 @@ otherwise the conversion stops and lists the offending keys, unless `allow_parti
 Usage:
 
 ```bash
-python -m modeling_avigate.hub.convert_avigate_original_checkpoint \
-    --checkpoint ckpts/msrvtt/pytorch_model.bin.4 --output-dir avigate-msrvtt
-python -m modeling_avigate.hub.convert_avigate_original_checkpoint \
-    --clip-checkpoint ViT-B-32.pt --ast-checkpoint audioset_10_10_0.4593.pth --output-dir avigate-init
+avigate convert --checkpoint ckpts/msrvtt/pytorch_model.bin.4 --output-dir avigate-msrvtt
+avigate convert --clip-checkpoint ViT-B-32.pt --ast-checkpoint audioset_10_10_0.4593.pth --output-dir avigate-init
 ```
 """
 
-import argparse
-import json
 import re
-import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +32,6 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_avigate import AvigateConfig, AvigateModel
-from modeling_avigate.cli import accept_underscore_flags
 from modeling_avigate.hub.torchscript_tensors import read_torchscript_tensors
 from modeling_avigate.modeling_avigate import copy_clip_text_layers, copy_frame_positions
 
@@ -376,7 +370,7 @@ def build_model_from_official_layout(
         missing = [key for key in missing if not key.startswith(NEW_MODULE_PREFIXES)]
     report.missing_keys = missing
     if not report.is_complete and not allow_partial:
-        raise ValueError(f"Incomplete conversion (pass allow_partial=True / --allow_partial to write it anyway):\n"
+        raise ValueError(f"Incomplete conversion (pass allow_partial=True / --allow-partial to write it anyway):\n"
                          f"{report.format()}")
     loadable = {
         key: tensor for key, tensor in converted.items() if key in expected and tensor.shape == expected[key].shape
@@ -471,33 +465,3 @@ def convert_avigate_original_checkpoint(
     )
     model.save_pretrained(output_dir)
     return report
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    """Command line; options are spelled with dashes (`--output-dir`), the older underscore spellings still work."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", required=True, help="folder to write the Hugging Face model into")
-    parser.add_argument("--checkpoint", help="official AVIGATE training checkpoint (pytorch_model.bin.N)")
-    parser.add_argument("--clip-checkpoint", help="OpenAI CLIP checkpoint (e.g. ViT-B-32.pt), with --ast-checkpoint")
-    parser.add_argument("--ast-checkpoint", help="original AST checkpoint (audioset_10_10_0.4593.pth)")
-    parser.add_argument("--config", help="AvigateConfig JSON file (or folder with config.json) instead of inference")
-    parser.add_argument("--config-overrides", type=json.loads, default=None,
-                        help='AvigateConfig fields (JSON) set on the inferred config, e.g. \'{"margin_max": 0.05}\'')
-    parser.add_argument("--allow-partial", action="store_true", help="write the model even if keys are missing")
-    args = parser.parse_args(accept_underscore_flags(sys.argv[1:] if argv is None else argv))
-    config = AvigateConfig.from_pretrained(args.config) if args.config else None
-    report = convert_avigate_original_checkpoint(
-        args.output_dir,
-        checkpoint_path=args.checkpoint,
-        clip_checkpoint_path=args.clip_checkpoint,
-        ast_checkpoint_path=args.ast_checkpoint,
-        config=config,
-        config_overrides=args.config_overrides,
-        allow_partial=args.allow_partial,
-    )
-    print(report.format())
-    print(f"Saved to {args.output_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -6,14 +6,11 @@ source files with `auto_map` for AutoConfig, AutoModel and AutoProcessor, and a 
 commit. Strangers can load the result with `trust_remote_code=True`; users of this package need no remote code.
 
 ```bash
-python -m modeling_avigate.hub.push outputs/msrvtt/best user/avigate-msrvtt \
-    --eval-results outputs/msrvtt/best/eval_results.json
+avigate push outputs/msrvtt/best user/avigate-msrvtt --eval-results outputs/msrvtt/best/eval_results.json
 ```
 """
 
-import argparse
 import json
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -25,7 +22,6 @@ from huggingface_hub.errors import HfHubHTTPError
 from transformers.utils import logging
 
 from modeling_avigate import AvigateModel
-from modeling_avigate.cli import accept_underscore_flags
 
 
 try:  # the HTTP library of huggingface_hub: httpx2 in recent versions, httpx before
@@ -188,49 +184,3 @@ def _upload(api: HfApi, staging: str, repo_id: str, validate_card: bool, **commi
         repo_id=repo_id, operations=operations, commit_message=commit_kwargs["commit_message"],
         revision=commit_kwargs["revision"], create_pr=commit_kwargs["create_pr"], repo_type="model",
     )
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    """Command line; options are spelled with dashes (`--eval-results`), the older underscore spellings still work.
-    A Hub that cannot be reached ends the program with one line naming the repository and the cause."""
-    parser = argparse.ArgumentParser(prog=prog, description="Publish an AVIGATE checkpoint folder to the Hugging Face "
-                                     "Hub.")
-    parser.add_argument("checkpoint_dir", help="folder written by save_pretrained (model, optionally processor)")
-    parser.add_argument("repo_id", help="target repository, user/name")
-    parser.add_argument("--eval-results", help=f"evaluation JSON (default: checkpoint_dir/{EVAL_RESULTS_FILE})")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--commit-message", default="Upload AVIGATE model")
-    parser.add_argument("--token", help="Hub token (default: the logged-in user's)")
-    parser.add_argument("--revision", help="branch to commit to")
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    parser.add_argument("--license", default="apache-2.0", help="licence in the model card")
-    parser.add_argument("--datasets", nargs="*", help="Hub dataset ids for the card (default: from eval results)")
-    parser.add_argument("--no-validate-card", action="store_true", help="skip the Hub's card metadata check")
-    parser.add_argument("--stage-only", metavar="DIR", help="write the repository contents into DIR, upload nothing")
-    args = parser.parse_args(accept_underscore_flags(sys.argv[1:] if argv is None else argv))
-    card_kwargs = {"license": args.license, "datasets": args.datasets}
-    if args.stage_only:
-        stage_avigate_checkpoint(args.checkpoint_dir, args.stage_only, args.eval_results, repo_id=args.repo_id,
-                                 **card_kwargs)
-        print(f"Staged {args.repo_id} in {args.stage_only}")
-        return
-    try:
-        commit = push_avigate_to_hub(
-            args.checkpoint_dir,
-            args.repo_id,
-            private=args.private,
-            eval_results=args.eval_results,
-            commit_message=args.commit_message,
-            token=args.token,
-            revision=args.revision,
-            create_pr=args.create_pr,
-            validate_card=not args.no_validate_card,
-            **card_kwargs,
-        )
-    except HubConnectionError as error:
-        raise SystemExit(f"{parser.prog}: error: {error}") from None
-    print(f"Pushed to {commit.commit_url}")
-
-
-if __name__ == "__main__":
-    main()

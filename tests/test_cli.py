@@ -72,8 +72,6 @@ def test_index_search_info_end_to_end(workspace, capsys):
         # the benchmark is checked before the model is loaded (the model does not even exist here)
         (["eval", "--benchmark", "synthetic", "--data-dir", "{root}/missing", "--model", "{root}/no-model"],
          "missing"),
-        (["eval", "--benchmark", "synthetic", "--data_dir", "{root}/missing", "--model", "{root}/no-model"],
-         "missing"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(workspace, capsys, argv, reason):
@@ -113,6 +111,18 @@ def test_hub_commands_have_their_own_help_with_dashed_options(command, capsys):
     assert ("--eval-results" if command == "push" else "--output-dir") in options
 
 
+@pytest.mark.parametrize("argv", [["eval", "--benchmark", "synthetic", "--data-dir", "d", "--model", "m", "--batch_size", "4"],
+                                  ["push", "model", "user/repo", "--stage_only", "out"],
+                                  ["convert", "--output-dir", "out", "--allow_partial"]])
+def test_underscore_spellings_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    flag = next(arg for arg in argv if arg.startswith("--") and "_" in arg)
+    assert "error: unrecognized arguments: " + flag in error
+
+
 def test_push_without_network_is_one_line_naming_the_repo(workspace, capsys, monkeypatch):
     from huggingface_hub import HfApi
 
@@ -122,16 +132,15 @@ def test_push_without_network_is_one_line_naming_the_repo(workspace, capsys, mon
         raise TransportError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(HfApi, "create_repo", refuse)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["push", str(workspace / "model"), "user/avigate-test", "--no_validate_card"])  # old spelling works
-    assert str(exit_info.value.code) == ("avigate push: error: could not push to user/avigate-test: [Errno 111] "
-                                         "Connection refused")
+    status, out, err = run_cli(capsys, "push", workspace / "model", "user/avigate-test", "--no-validate-card")
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == 1 and out == "" and errors == [err.strip().splitlines()[-1]]
+    assert errors[0] == "avigate push: error: could not push to user/avigate-test: [Errno 111] Connection refused"
 
 
-def test_hub_commands_are_forwarded_with_their_own_options_and_errors(capsys):
-    status = main(["convert", "--output_dir", "unused"])
-    error = capsys.readouterr().err.strip()
-    assert status == 1 and error.startswith("avigate convert: error:") and "\n" not in error
+def test_convert_errors_are_one_line(tmp_path, capsys):
+    status, out, err = run_cli(capsys, "convert", "--output-dir", tmp_path / "unused")
+    assert status == 1 and out == "" and err.startswith("avigate convert: error:") and err.count("\n") == 1
 
 
 def test_index_records_an_absolute_model_folder_so_search_works_from_any_directory(workspace, capsys, monkeypatch,

@@ -5,13 +5,13 @@ import torch
 from conftest import tiny_config_kwargs
 
 from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.cli import main
 from modeling_avigate.hub.convert_avigate_original_checkpoint import (
     build_model_from_official_layout,
     clip_ast_to_official_layout,
     convert_official_state_dict,
     infer_config_kwargs,
     load_original_state_dict,
-    main,
 )
 
 
@@ -300,7 +300,8 @@ def test_cli_writes_a_loadable_folder(tmp_path, official):
     torch.save({f"module.{key}": value for key, value in official.items()}, checkpoint)  # DataParallel prefix
     (tmp_path / "config").mkdir()
     AvigateConfig(**tiny_config_kwargs()).save_pretrained(tmp_path / "config")
-    main(["--checkpoint", str(checkpoint), "--config", str(tmp_path / "config"), "--output_dir", str(tmp_path / "hf")])
+    assert main(["convert", "--checkpoint", str(checkpoint), "--config", str(tmp_path / "config"), "--output-dir",
+                 str(tmp_path / "hf")]) == 0
     assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "modeling_avigate.py").is_file()
     loaded = AvigateModel.from_pretrained(tmp_path / "hf")
     torch.testing.assert_close(loaded.audio_resampler.query_tokens, official["query_tokens"].T)

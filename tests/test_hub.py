@@ -17,9 +17,9 @@ from transformers import CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.cli import main
 from modeling_avigate.hub import load_eval_results, push_avigate_to_hub, write_model_card
 from modeling_avigate.hub.model_card import METRICS
-from modeling_avigate.hub.push import main as push_main
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
 
 
@@ -213,7 +213,8 @@ def test_stranger_loads_the_upload_with_remote_code(captured_upload, checkpoint_
 
 def test_stage_only_cli_and_package_loading(checkpoint_dir, tmp_path):
     staged = tmp_path / "staged"
-    push_main([str(checkpoint_dir), REPO_ID, "--stage_only", str(staged), "--datasets", "someone/msrvtt-parquet"])
+    assert main(["push", str(checkpoint_dir), REPO_ID, "--stage-only", str(staged), "--datasets",
+                 "someone/msrvtt-parquet"]) == 0
     assert ModelCard.load(staged / "README.md").data.datasets == ["someone/msrvtt-parquet"]
     # With the package installed the same files load without remote code.
     model = AvigateModel.from_pretrained(staged)

@@ -285,11 +285,11 @@ def test_upgrade_adopts_an_unmarked_format_1_index_only_when_it_holds_nothing_el
                                              metadata["checksums"].pop(PREVIEWS_FILE)))
     (folder / "notes.txt").write_text("mine")
     before = _snapshot(tmp_path)
-    error = _cli_error(capsys, "upgrade-index", folder)
-    assert "refusing to replace" in error and "notes.txt" in error
+    with pytest.raises(FolderOwnershipError, match="refusing to replace .*notes.txt"):
+        VideoIndex.upgrade(folder)
     assert _snapshot(tmp_path) == before
     (folder / "notes.txt").unlink()
-    assert main(["upgrade-index", str(folder)]) == 0
+    VideoIndex.upgrade(folder)
     assert is_owned(folder, "index")
     upgraded = VideoIndex.load(folder)
     assert len(upgraded.previews) == 20 and upgraded.previews.posters == [b""] * 20  # its videos do not exist

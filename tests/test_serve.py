@@ -94,9 +94,7 @@ def test_format_1_index_is_refused_then_upgraded_from_poster_frames_only(built, 
         raise AssertionError("the upgrade must not re-embed videos")
 
     monkeypatch.setattr(VideoIndex, "_embed_and_append", no_embedding)
-    from modeling_avigate.cli import main
-
-    assert main(["upgrade-index", str(folder)]) == 0
+    VideoIndex.upgrade(folder)
     upgraded = VideoIndex.load(folder)
     assert upgraded.previews.posters == built["index"].previews.posters
     torch.testing.assert_close(upgraded.previews.frame_times, built["index"].previews.frame_times, equal_nan=True)
