@@ -94,6 +94,23 @@ def test_forced_other_model_and_help(workspace, capsys):
     assert "accelerate launch" in capsys.readouterr().out
 
 
+HEAVY_MODULES = ("torch", "transformers", "av", "numpy")
+
+
+def imported_heavy_modules(argv: list[str]) -> list[str]:
+    """The heavy modules a fresh process has imported after running `avigate ARGV`."""
+    code = ("import sys\nfrom modeling_avigate.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            f"    pass\nprint(sorted(name for name in {HEAVY_MODULES!r} if name in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.splitlines()[-1].replace("'", '"'))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["search", "--help"], ["push", "--help"]])
+def test_help_imports_neither_torch_nor_transformers(argv):
+    assert imported_heavy_modules(argv) == []
+
+
 def test_search_needs_at_least_one_result(workspace, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", str(workspace / "gallery"), "a dog", "-k", "0"])
