@@ -31,6 +31,7 @@ setup(
         "modeling_avigate.data",
         "modeling_avigate.search",
         "modeling_avigate.serve",
+        "modeling_avigate.training",
         "modeling_avigate.processors",
         "modeling_avigate.hub",
     ],

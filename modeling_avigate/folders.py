@@ -183,6 +183,15 @@ def replace_folder(staging: str | os.PathLike, directory: str | os.PathLike, kin
         shutil.rmtree(parked)
 
 
+def write_json_atomically(path: str | os.PathLike, data: dict) -> None:
+    """Write `data` as JSON to a temporary sibling and rename it over `path`: a kill leaves the old file or the new."""
+    directory, name = _siblings(os.fspath(path))
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    with open(temporary, "w") as stream:
+        json.dump(data, stream, indent=2)
+    os.replace(temporary, path)
+
+
 def make_staging_dir(parent: str, name: str) -> str:
     """A new empty `.NAME.tmp-XXXXXXXX` folder in `parent`, with the permissions the user's umask gives any folder
     (`tempfile.mkdtemp` would make it, and so the finished folder, private to its owner)."""
@@ -261,5 +270,6 @@ __all__ = [
     "recover_interrupted_replace",
     "remove_owned_folder",
     "replace_folder",
+    "write_json_atomically",
     "write_marker",
 ]

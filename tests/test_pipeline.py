@@ -244,14 +244,13 @@ class PairColumns:
 
 
 def test_training_script_builds_nested_groups_and_names_what_is_wrong():
-    from conftest import load_example_script
+    from modeling_avigate.training import hard_negative_sampler
 
-    train = load_example_script("train")
     pairs = PairColumns(looks(40))
-    sampler = train.hard_negative_sampler(pairs, ["color,background:8", "shape:4"], per_process=16, seed=0)
+    sampler = hard_negative_sampler(pairs, ["color,background:8", "shape:4"], per_process=16, seed=0)
     assert [size for _, size in sampler.levels] == [8, 4]
     assert sampler.levels[1][0] == keys_of(pairs.clips, "color", "background", "shape")
-    assert train.hard_negative_sampler(pairs, None, per_process=16, seed=0) is None
+    assert hard_negative_sampler(pairs, None, per_process=16, seed=0) is None
     for groups, message in [
         (["color:8"], "must divide the batch per process \\(12\\)"),
         (["color"], "is not COLUMN"),
@@ -259,4 +258,4 @@ def test_training_script_builds_nested_groups_and_names_what_is_wrong():
         (["color:4", "shape:8"], "multiple of the next"),
     ]:
         with pytest.raises(SystemExit, match=message):
-            train.hard_negative_sampler(pairs, groups, per_process=12, seed=0)
+            hard_negative_sampler(pairs, groups, per_process=12, seed=0)

@@ -25,7 +25,7 @@ import urllib.request
 
 import pytest
 
-from conftest import load_example_script, tiny_config_kwargs
+from conftest import tiny_config_kwargs
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,9 +59,9 @@ def save_demo_like_folders(root) -> None:
 
     from modeling_avigate import AvigateConfig, AvigateModel
     from modeling_avigate.data import generate_synthetic_benchmark
+    from modeling_avigate.training import processor_from_settings
 
-    train = load_example_script("train")
-    processor = train.processor_from_settings(tokenizer="synthetic", image_size=32, num_frames=4, max_length=16)
+    processor = processor_from_settings(tokenizer="synthetic", image_size=32, num_frames=4, max_length=16)
     tokenizer = processor.tokenizer
     kwargs = tiny_config_kwargs()
     kwargs["text_config"].update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,

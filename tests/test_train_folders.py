@@ -7,7 +7,6 @@ transformers' own `rotate_checkpoints`, `best/` as a function of the trainer sta
 """
 
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
@@ -19,15 +18,22 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from modeling_avigate import forked_scripts
 from modeling_avigate.feature_cache import FeatureCache, FeatureCacheWriter
 from modeling_avigate.folders import FolderOwnershipError, is_owned, write_marker
 from modeling_avigate.training import (
     BEST_MODEL_KIND,
     CHECKPOINT_KIND,
+    TrainerState,
     checkpoint_dir,
     checkpoint_epochs,
     checkpoints_to_delete,
+    claim_output_dir,
+    ensure_best_model,
     latest_checkpoint,
+    parse_arguments,
+    plan_output_dir,
+    rotate_checkpoints,
     weights_checksum,
 )
 
@@ -36,16 +42,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "examples", "train.py")
 CONFIG = os.path.join(REPO, "examples", "configs", "synthetic.yaml")
 KILL_HARNESS = os.path.join(REPO, "tests", "scripts", "killed_at_write_point.py")
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_script = load_train_script()
 
 
 def snapshot(directory) -> dict[str, str]:
@@ -72,7 +68,7 @@ def users_folder(path) -> dict[str, str]:
 
 
 def test_config_and_command_line_overrides(tmp_path):
-    args = train_script.parse_arguments([
+    args = parse_arguments([
         "--config", CONFIG, "--epochs", "3", "--model.gate_mode", "closed", "--model.text_config.hidden_size", "32",
         "--processor.num_frames", "4", "--frame_cache", "null", "--cache_only", "true", "--no_freeze_clip_embeddings",
         "--save_total_limit", "2",
@@ -87,15 +83,15 @@ def test_config_and_command_line_overrides(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("epochs: 1\nepoch: 2\n")
     with pytest.raises(SystemExit, match=r"bad.yaml: unknown keys \['epoch'\]"):
-        train_script.parse_arguments(["--config", str(config)])
+        parse_arguments(["--config", str(config)])
     with pytest.raises(SystemExit, match="unrecognised argument --modle.gate_mode"):
-        train_script.parse_arguments(["--config", CONFIG, "--modle.gate_mode", "closed"])
+        parse_arguments(["--config", CONFIG, "--modle.gate_mode", "closed"])
     with pytest.raises(SystemExit, match="save_total_limit must be at least 1"):
-        train_script.parse_arguments(["--config", CONFIG, "--save_total_limit", "0"])
+        parse_arguments(["--config", CONFIG, "--save_total_limit", "0"])
     with pytest.raises(SystemExit, match="eval_every_epochs must be at least 1"):
-        train_script.parse_arguments(["--config", CONFIG, "--eval_every_epochs", "0"])
+        parse_arguments(["--config", CONFIG, "--eval_every_epochs", "0"])
     with pytest.raises(SystemExit, match=r"open_gates_proportion must be in \[0, 1\), got 1.0"):
-        train_script.parse_arguments(["--config", CONFIG, "--open_gates_proportion", "1"])
+        parse_arguments(["--config", CONFIG, "--open_gates_proportion", "1"])
 
 
 # -- feature caches -----------------------------------------------------------------------------------------------
@@ -179,36 +175,36 @@ def test_rotation_never_removes_an_unmarked_folder_or_the_best_epochs_checkpoint
     for epoch in (2, 3, 4):
         fake_checkpoint(tmp_path, epoch, float(epoch))
     assert checkpoint_epochs(str(tmp_path)) == [2, 3, 4] and latest_checkpoint(str(tmp_path)).endswith("-4")
-    train_script.rotate_checkpoints(str(tmp_path), 1, best_epoch=2)
+    rotate_checkpoints(str(tmp_path), 1, best_epoch=2)
     assert checkpoint_epochs(str(tmp_path)) == [2, 4]
     assert snapshot(users_copy) == before
 
 
 def test_best_model_is_rebuilt_from_the_trainer_state_when_missing_or_stale(tmp_path):
     first, second = fake_checkpoint(tmp_path, 1, 1.0), fake_checkpoint(tmp_path, 2, 2.0)
-    state = {"best_epoch": 2, "best_weights_checksum": weights_checksum(second)}
+    state = TrainerState(best_epoch=2, best_weights_checksum=weights_checksum(second))
     best = tmp_path / "best"
 
-    train_script.ensure_best_model(str(tmp_path), state)  # missing
-    assert weights_checksum(best) == state["best_weights_checksum"] and is_owned(best, BEST_MODEL_KIND)
+    ensure_best_model(str(tmp_path), state)  # missing
+    assert weights_checksum(best) == state.best_weights_checksum and is_owned(best, BEST_MODEL_KIND)
     assert sorted(os.listdir(best)) == [".avigate-folder.json", "model.safetensors"]  # no optimiser state
 
     (tmp_path / "metrics.json").write_text("{}")
-    train_script.ensure_best_model(str(tmp_path), {"best_epoch": 1, "best_weights_checksum": weights_checksum(first)})
+    ensure_best_model(str(tmp_path), TrainerState(best_epoch=1, best_weights_checksum=weights_checksum(first)))
     assert weights_checksum(best) == weights_checksum(first)
     assert not (tmp_path / "metrics.json").exists()  # it described the weights best/ no longer holds
 
     (tmp_path / "metrics.json").write_text("{}")
-    train_script.ensure_best_model(str(tmp_path), {"best_epoch": 1, "best_weights_checksum": weights_checksum(first)})
+    ensure_best_model(str(tmp_path), TrainerState(best_epoch=1, best_weights_checksum=weights_checksum(first)))
     assert (tmp_path / "metrics.json").exists()  # up to date: nothing rewritten
 
 
 def test_best_model_refuses_to_replace_a_folder_of_the_users_files(tmp_path):
     second = fake_checkpoint(tmp_path, 2, 2.0)
     before = users_folder(tmp_path / "best")
-    state = {"best_epoch": 2, "best_weights_checksum": weights_checksum(second)}
+    state = TrainerState(best_epoch=2, best_weights_checksum=weights_checksum(second))
     with pytest.raises(FolderOwnershipError, match="best"):
-        train_script.ensure_best_model(str(tmp_path), state)
+        ensure_best_model(str(tmp_path), state)
     assert snapshot(tmp_path / "best") == before
 
 
@@ -221,87 +217,87 @@ def arguments_for(output_dir, *overrides) -> list[str]:
 
 def test_run_record_decides_what_this_run_is(tmp_path):
     output_dir = tmp_path / "run"
-    args = train_script.parse_arguments(arguments_for(output_dir))
-    assert train_script.plan_output_dir(args) is None  # absent: a fresh run
-    train_script.claim_output_dir(args)
+    args = parse_arguments(arguments_for(output_dir))
+    assert plan_output_dir(args) is None  # absent: a fresh run
+    claim_output_dir(args)
     fake_checkpoint(output_dir, 1, 1.0)
-    assert train_script.plan_output_dir(args) == checkpoint_dir(str(output_dir), 1)  # this run's: it resumes
+    assert plan_output_dir(args) == checkpoint_dir(str(output_dir), 1)  # this run's: it resumes
 
-    same_run = train_script.parse_arguments(arguments_for(output_dir, "--num_workers", "2", "--eval_batch_size", "8",
+    same_run = parse_arguments(arguments_for(output_dir, "--num_workers", "2", "--eval_batch_size", "8",
                                                           "--stop_after_epochs", "1"))
-    assert train_script.plan_output_dir(same_run) == checkpoint_dir(str(output_dir), 1)
-    other_run = train_script.parse_arguments(arguments_for(output_dir, "--seed", "7", "--model.gate_mode", "open",
+    assert plan_output_dir(same_run) == checkpoint_dir(str(output_dir), 1)
+    other_run = parse_arguments(arguments_for(output_dir, "--seed", "7", "--model.gate_mode", "open",
                                                            "--resume_from_checkpoint", "latest"))
     with pytest.raises(FolderOwnershipError, match=r"holds another run \(its train_args.json differs in model, seed\)"):
-        train_script.plan_output_dir(other_run)
+        plan_output_dir(other_run)
 
-    elsewhere = train_script.parse_arguments(arguments_for(tmp_path / "fresh", "--resume_from_checkpoint",
+    elsewhere = parse_arguments(arguments_for(tmp_path / "fresh", "--resume_from_checkpoint",
                                                            checkpoint_dir(str(output_dir), 1)))
-    assert train_script.plan_output_dir(elsewhere) == checkpoint_dir(str(output_dir), 1)
-    not_a_checkpoint = train_script.parse_arguments(arguments_for(tmp_path / "fresh", "--resume_from_checkpoint",
+    assert plan_output_dir(elsewhere) == checkpoint_dir(str(output_dir), 1)
+    not_a_checkpoint = parse_arguments(arguments_for(tmp_path / "fresh", "--resume_from_checkpoint",
                                                                   str(output_dir)))
     with pytest.raises(FolderOwnershipError, match="not a checkpoint folder written by examples/train.py"):
-        train_script.plan_output_dir(not_a_checkpoint)
+        plan_output_dir(not_a_checkpoint)
 
-    overwrite = train_script.parse_arguments(arguments_for(output_dir, "--seed", "7", "--overwrite_output_dir", "true"))
-    assert train_script.plan_output_dir(overwrite) is None
+    overwrite = parse_arguments(arguments_for(output_dir, "--seed", "7", "--overwrite_output_dir", "true"))
+    assert plan_output_dir(overwrite) is None
     (output_dir / "my_notes.txt").write_text("mine")
-    train_script.claim_output_dir(overwrite)
+    claim_output_dir(overwrite)
     assert sorted(os.listdir(output_dir)) == [".avigate-folder.json", "my_notes.txt", "train_args.json"]
     assert json.loads((output_dir / "train_args.json").read_text())["seed"] == 7
 
 
-def test_a_run_recorded_before_encoder_precision_existed_is_still_this_run_at_fp32(tmp_path):
-    output_dir = tmp_path / "run"
-    args = train_script.parse_arguments(arguments_for(output_dir))
-    train_script.claim_output_dir(args)
-    fake_checkpoint(output_dir, 1, 1.0)
-    record_path = output_dir / "train_args.json"
-    record = json.loads(record_path.read_text())
-    assert record["encoder_precision"] == "fp32"
-    del record["encoder_precision"]  # as written before the option existed: every such run embedded at fp32
-    record_path.write_text(json.dumps(record))
-    assert train_script.plan_output_dir(args) == checkpoint_dir(str(output_dir), 1)
-
-    int8 = train_script.parse_arguments(arguments_for(output_dir, "--encoder_precision", "int8"))
-    with pytest.raises(FolderOwnershipError, match=r"holds another run \(its train_args.json differs in "
-                                                   r"encoder_precision\)"):
-        train_script.plan_output_dir(int8)
-    train_script.claim_output_dir(train_script.parse_arguments(arguments_for(
-        output_dir, "--encoder_precision", "int8", "--overwrite_output_dir", "true")))
-    assert json.loads((output_dir / "train_args.json").read_text())["encoder_precision"] == "int8"
-    with pytest.raises(FolderOwnershipError, match="differs in encoder_precision"):
-        train_script.plan_output_dir(args)
+# Refusals run the script itself, forked from a server that imported the package once (a fresh interpreter per case
+# would spend seconds importing torch).
+forked_scripts.configure_server(("modeling_avigate.training", "modeling_avigate.evaluation", "modeling_avigate.hub"),
+                                {"OMP_NUM_THREADS": "1"})
 
 
-@pytest.mark.parametrize("case", ["frame_cache", "audio_cache", "output_dir", "output_dir of another run"])
+def run_train_script(arguments: list[str]) -> tuple[int, str]:
+    """Exit code and output of `examples/train.py ARGUMENTS`."""
+    lines = []
+    exitcode = forked_scripts.run_script(TRAIN, arguments, lines.append)
+    return exitcode, "".join(lines)
+
+
+REFUSED_CASES = ["frame_cache", "audio_cache", "output_dir",
+                 "output_dir with --overwrite_output_dir", "output_dir of another run"]
+
+
+@pytest.mark.parametrize("case", REFUSED_CASES)
 def test_users_files_are_refused_with_one_line_and_left_byte_identical(synthetic_dir, tmp_path, case):
     target = tmp_path / "target"
     output_dir = target if case.startswith("output_dir") else tmp_path / "run"
     if case == "output_dir of another run":
-        other = train_script.parse_arguments(arguments_for(target, "--learning_rate", "0.5"))
-        train_script.claim_output_dir(other)
+        other = parse_arguments(arguments_for(target, "--learning_rate", "0.5"))
+        claim_output_dir(other)
         fake_checkpoint(target, 1, 1.0)
     before = users_folder(target)
-    overrides = [f"--{case}", str(target)] if case.endswith("cache") else []
-    arguments = arguments_for(output_dir, "--data_dir", str(synthetic_dir), "--batch_size", "2", *overrides)
+    if case == "frame_cache holding a cache_index.json":  # another tool's index, without our fields
+        (target / "cache_index.json").write_text('{"entries": []}')
+        before = snapshot(target)
+    overrides = {"frame_cache": ["--frame_cache", str(target), "--audio_cache", "null"],
+                 "audio_cache": ["--audio_cache", str(target), "--frame_cache", "null"],
+                 "output_dir with --overwrite_output_dir": ["--overwrite_output_dir", "true"]}
+    arguments = arguments_for(output_dir, "--data_dir", str(synthetic_dir), "--batch_size", "2",
+                              *overrides.get(case.removesuffix(" holding a cache_index.json"), []))
 
-    with pytest.raises(SystemExit) as refused:
-        train_script.main(arguments)
-    message = str(refused.value.code)
-    assert message.startswith("train.py: ") and "\n" not in message and str(target) in message
+    exitcode, output = run_train_script(arguments)
+    assert exitcode == 1 and "Traceback" not in output, output[-3000:]
+    message = output.strip().splitlines()[-1]
+    assert message.startswith("train.py: ") and str(target) in message, output[-3000:]
     assert snapshot(target) == before
     assert sorted(os.listdir(tmp_path)) == ["target"]  # nothing written beside it either
 
 
 def test_refusal_reaches_the_user_as_one_line_without_a_traceback(tmp_path):
     before = users_folder(tmp_path / "mine")
-    result = subprocess.run([sys.executable, TRAIN, *arguments_for(tmp_path / "mine")], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run([sys.executable, TRAIN, *arguments_for(tmp_path / "mine", "--overwrite_output_dir", "true")],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"train.py: --output_dir {tmp_path / 'mine'} is not empty and holds no training run; choose an empty or new "
-        "folder (or pass --overwrite_output_dir true to write beside its files)"
+        "folder"
     )
     assert snapshot(tmp_path / "mine") == before
 
