@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import torch
 
-from .folders import atomic_folder, recover_interrupted_replace
+from .folders import atomic_folder, is_owned, recover_interrupted_replace
 
 
 INDEX_FILE = "cache_index.json"
@@ -76,8 +76,9 @@ class FeatureCache:
         """Open a cache read-only; with `fingerprint`, refuse one built from other weights or settings."""
         recover_interrupted_replace(directory)
         index_path = os.path.join(directory, INDEX_FILE)
-        if not os.path.isfile(index_path):
-            raise FileNotFoundError(f"{directory} is not a feature cache (no {INDEX_FILE})")
+        # Only a folder this package marked is read: another tool's `cache_index.json` is not ours to interpret.
+        if not is_owned(directory, FOLDER_KIND) or not os.path.isfile(index_path):
+            raise FileNotFoundError(f"{directory} is not a feature cache (no {INDEX_FILE} with the package's marker)")
         with open(index_path) as handle:
             index = json.load(handle)
         if fingerprint is not None and index["fingerprint"] != fingerprint:

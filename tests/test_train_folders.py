@@ -260,7 +260,7 @@ def run_train_script(arguments: list[str]) -> tuple[int, str]:
     return exitcode, "".join(lines)
 
 
-REFUSED_CASES = ["frame_cache", "audio_cache", "output_dir",
+REFUSED_CASES = ["frame_cache", "audio_cache", "frame_cache holding a cache_index.json", "output_dir",
                  "output_dir with --overwrite_output_dir", "output_dir of another run"]
 
 
