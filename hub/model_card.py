@@ -30,7 +30,6 @@ from modeling_avigate import AvigateConfig
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAIN_ARGS_FILE = "train_args.json"
 PROCESSOR_FILE = "processor_config.json"
-BASE_MODELS = ["openai/clip-vit-base-patch32", "MIT/ast-finetuned-audioset-10-10-0.4593"]
 TAGS = ["video-text-retrieval", "text-to-video-retrieval", "audio-visual", "clip", "audio-spectrogram-transformer",
         "avigate", "custom_code"]
 PAPER_URL = "https://arxiv.org/abs/2504.02397"
@@ -338,7 +337,7 @@ def build_model_card(
         license: the card's licence.
         datasets: Hub dataset ids for the metadata; defaults to the datasets named in `eval_results`.
         base_model: the checkpoints the model was initialised from; defaults to what `training_args` says (none for
-            a model trained from scratch), or CLIP and AST when the arguments are unknown.
+            a model trained from scratch, and none when the arguments are unknown).
         training_args: the run's arguments (`train_args.json` of `examples/train.py`): the Training section describes
             this run from them (epochs, batch, learning rates, initialisation, audio encoder weights).
         processor_settings: the processor's `processor_config.json` (frames and tokens per pair).
@@ -346,8 +345,8 @@ def build_model_card(
     """
     records = load_eval_results(eval_results)
     if base_model is None:
-        base_model = initialisation(training_args)["base_model"]
-        base_model = BASE_MODELS if base_model is None else base_model
+        # Unknown training arguments declare no lineage rather than guess one.
+        base_model = initialisation(training_args)["base_model"] or []
     if datasets is None:
         datasets = list(dict.fromkeys(record["dataset"] for record in records))
     model_name = repo_id.split("/")[-1]

@@ -11,6 +11,7 @@ avigate push outputs/msrvtt/best user/avigate-msrvtt --eval-results outputs/msrv
 """
 
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ try:  # the HTTP library of huggingface_hub: httpx2 in recent versions, httpx be
 except ImportError:
     from httpx import HTTPError as TransportError
 
-from .model_card import EVAL_RESULTS_FILE, find_eval_results, load_eval_results, write_model_card
+from .model_card import EVAL_RESULTS_FILE, TRAIN_ARGS_FILE, find_eval_results, load_eval_results, write_model_card
 
 
 logger = logging.get_logger(__name__)
@@ -64,8 +65,9 @@ def stage_avigate_checkpoint(
 ) -> Path:
     """
     Write everything a Hub repository needs into `staging_dir`: the model (safetensors, config, remote code), the
-    processor when `checkpoint_dir` has processor files, the evaluation records (`eval_results.json`) and the model
-    card (`README.md`).
+    processor when `checkpoint_dir` has processor files, the evaluation records (`eval_results.json`), the run's
+    training arguments (`train_args.json`, when the folder has them) and the model card (`README.md`), which
+    describes the run from those files.
 
     Args:
         checkpoint_dir: a folder written by `save_pretrained` (training checkpoints, optimizer states and other files
@@ -101,6 +103,9 @@ def stage_avigate_checkpoint(
     records = load_eval_results(eval_results if eval_results is not None else find_eval_results(checkpoint_dir))
     if records:
         (staging_dir / EVAL_RESULTS_FILE).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    # The run's arguments travel with its weights: the card's lineage (base_model, recipe) is read from them.
+    if (checkpoint_dir / TRAIN_ARGS_FILE).is_file():
+        shutil.copyfile(checkpoint_dir / TRAIN_ARGS_FILE, staging_dir / TRAIN_ARGS_FILE)
     write_model_card(staging_dir, repo_id=repo_id or checkpoint_dir.resolve().name, **card_kwargs)
     return staging_dir
 

@@ -38,10 +38,20 @@ EVAL_RESULTS = [
     },
 ]
 
+TRAIN_ARGS = {"benchmark": "synthetic", "train_split": "train", "selection_split": "validation", "epochs": 1,
+              "batch_size": 32, "learning_rate": 1e-3, "clip_lr_multiplier": 1.0, "query_lr_multiplier": 1.0,
+              "weight_decay": 0.01, "warmup_proportion": 0.1, "seed": 7, "train_audio_encoder": False,
+              "model_name_or_path": None, "clip_name_or_path": None, "ast_name_or_path": None}
+# The run the checkpoint fixture comes from: initialised from CLIP and AST.
+PRETRAINED_TRAIN_ARGS = {**TRAIN_ARGS, "benchmark": "msrvtt", "epochs": 5, "seed": 11,
+                         "clip_name_or_path": "openai/clip-vit-base-patch32",
+                         "ast_name_or_path": "MIT/ast-finetuned-audioset-10-10-0.4593"}
+
 
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory) -> Path:
-    """A training run's output folder: tiny model, processor files, eval_results.json and unrelated extras."""
+    """A training run's `best/` folder: tiny model, processor files, eval_results.json, train_args.json and unrelated
+    extras."""
     from conftest import TEST_WORDS
     from modeling_avigate.vocab import write_word_level_clip_vocab
 
@@ -67,6 +77,7 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     )
     processor.save_pretrained(root / "best")
     (root / "best" / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))
+    (root / "best" / "train_args.json").write_text(json.dumps(PRETRAINED_TRAIN_ARGS))
     (root / "best" / "optimizer.pt").write_bytes(b"not for the hub")
     return root / "best"
 
@@ -135,7 +146,12 @@ def test_card_metadata_and_model_index_match_the_metrics(captured_upload):
                 assert result.metric_args["test_time_renormalization"] == renormalization
                 assert result.metric_args.get("selected_on") == record["selected_on"]
     assert json.loads((capture / "eval_results.json").read_text()) == EVAL_RESULTS
+    assert json.loads((capture / "train_args.json").read_text()) == PRETRAINED_TRAIN_ARGS
     text = card.text
+    training = text.split("## Training")[1].split("## Limitations")[0]
+    assert training.startswith("\n\nThis checkpoint: CLIP towers from `openai/clip-vit-base-patch32`, AST from "
+                               "`MIT/ast-finetuned-audioset-10-10-0.4593`")
+    assert "Trained on the `msrvtt` benchmark (`train` split) for 5 epochs" in training and "seed 11" in training
     for section in ("## Results", "## Usage", "## Training", "## Limitations", "## Citation"):
         assert section in text
     assert "| MSR-VTT | test_1k_a | val | text-to-video | 50.2 | 74.3 | 83.2 | 1 | 13.8 | none |" in text
@@ -250,18 +266,31 @@ def test_malformed_eval_results_are_rejected(record, message, tmp_path):
     assert str(path) in str(error.value)
 
 
-TRAIN_ARGS = {"benchmark": "synthetic", "train_split": "train", "selection_split": "validation", "epochs": 1,
-              "batch_size": 32, "learning_rate": 1e-3, "clip_lr_multiplier": 1.0, "query_lr_multiplier": 1.0,
-              "weight_decay": 0.01, "warmup_proportion": 0.1, "seed": 7, "train_audio_encoder": False,
-              "model_name_or_path": None, "clip_name_or_path": None, "ast_name_or_path": None}
-
-
 def _card_for(tmp_path, checkpoint_dir, training_args: dict | None) -> ModelCard:
     folder = tmp_path / "model"
     shutil.copytree(checkpoint_dir, folder)
+    (folder / "train_args.json").unlink()
     if training_args is not None:
         (folder / "train_args.json").write_text(json.dumps(training_args))
     return ModelCard.load(write_model_card(folder))
+
+
+def test_staged_card_of_a_from_scratch_run_describes_that_run(checkpoint_dir, tmp_path):
+    run, staged = tmp_path / "best", tmp_path / "staged"
+    shutil.copytree(checkpoint_dir, run)
+    (run / "train_args.json").write_text(json.dumps(TRAIN_ARGS))
+    results = {"dataset": "synthetic", "split": "test", "selected_on": "validation", "test_time_renormalization": None,
+               "text_to_video": {"R@1": 62.5, "R@5": 100.0, "R@10": 100.0, "MdR": 1.0, "MnR": 1.5}}
+    (run / "eval_results.json").write_text(json.dumps(results))
+    assert main(["push", str(run), REPO_ID, "--stage-only", str(staged)]) == 0
+    card = ModelCard.load(staged / "README.md")
+    assert card.data.to_dict().get("base_model") is None and card.data.datasets == ["synthetic"]
+    assert {result.metric_name: result.metric_value for result in card.data.eval_results} == \
+        results["text_to_video"]
+    training = card.text.split("## Training")[1].split("## Limitations")[0]
+    assert "This checkpoint: every tower trained from scratch (random initialisation)" in training
+    assert "Trained on the `synthetic` benchmark (`train` split) for 1 epoch, global batch 32" in training
+    assert "seed 7" in training and "not supplied" not in training and "MSR-VTT" not in training
 
 
 def test_card_of_a_from_scratch_run_describes_that_run(checkpoint_dir, tmp_path):
@@ -291,3 +320,4 @@ def test_card_names_the_pretrained_towers_and_audio_weights(checkpoint_dir, tmp_
 def test_card_without_training_arguments_says_so(checkpoint_dir, tmp_path):
     card = _card_for(tmp_path, checkpoint_dir, None)
     assert "This checkpoint's training arguments were not supplied. For reference, the paper's" in card.text
+    assert card.data.to_dict().get("base_model") is None  # unknown lineage is not guessed
