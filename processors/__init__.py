@@ -7,9 +7,11 @@ from ..configuration_avigate import AvigateConfig
 from .feature_extraction_avigate import AvigateFeatureExtractor
 from .processing_avigate import AvigateProcessor
 from .video_io import (
-    DecodedVideo,
+    DecodeSettings,
     FrameResizer,
     MediaError,
+    VideoSegment,
+    decode_segments,
     read_frame_at,
     read_video,
     sample_frame_indices,
@@ -27,9 +29,11 @@ AvigateProcessor.register_for_auto_class("AutoProcessor")
 __all__ = [
     "AvigateFeatureExtractor",
     "AvigateProcessor",
-    "DecodedVideo",
+    "DecodeSettings",
     "FrameResizer",
     "MediaError",
+    "VideoSegment",
+    "decode_segments",
     "read_frame_at",
     "read_video",
     "sample_frame_indices",

@@ -1,25 +1,27 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
-"""Decode video files with PyAV: sampled frames (resized by FFmpeg's scaler, centre-cropped, turned upright) and the
-sound track.
+"""Decode video files with PyAV: per segment (or for the whole file), sampled frames (resized by FFmpeg's scaler,
+centre-cropped, turned upright), a poster frame and the mono sound track, in one open of the file.
 
-A file is read in two passes. The first demuxes every packet: it collects the presentation timestamps of the video
-packets (cheap, nothing is decoded) and streams the sound track through a mono 16 kHz resampler into a bounded buffer.
-The frames to keep are chosen from those timestamps, which is right for variable frame rate and for streams that do
-not start at 0. The second pass decodes the video and converts only the chosen frames with FFmpeg's scaler (see
-`FrameResizer`): no frame goes through PIL, and the frames not chosen are never converted at all.
+[`decode_segments`] is the decoder; [`read_video`] is its whole-file case. A file is read in two passes over one
+open container. The first demuxes every packet without decoding anything: the video packets' timestamps and keyframe
+flags. The frames to keep are chosen from those timestamps (right for variable frame rate and for streams that do
+not start at 0). The second pass, after a seek back to the first packet, decodes only the video packets from the
+keyframe before each chosen frame up to it, converts only the chosen frames with FFmpeg's scaler (see
+`FrameResizer`), and streams the sound track through one FFmpeg filter graph to mono 16 kHz (see `MonoDownmixer`).
 
 Every PyAV object dies with its container (reading one afterwards reads freed memory and fails at random), so each
-pass copies what it needs into plain Python numbers and numpy arrays inside its `with av.open(...)` block.
+pass copies what it needs into plain Python numbers and numpy arrays while the container is open.
 
-Memory does not grow with the file: frames larger than `max_pixels` are refused before they are decoded, and a sound
-track longer than `max_audio_samples` is not kept; only its sample count is, and a third pass gathers the few
-analysis windows the AVIGATE fbank reads from it (`long_audio_windows`).
+Memory does not grow with the file: frames larger than `max_pixels` are refused before any is decoded, segments keep
+only their own sound, and a whole-file sound track longer than `max_audio_samples` is not kept; only its sample
+count is, and a third pass gathers the few analysis windows the AVIGATE fbank reads from it (`long_audio_windows`).
 """
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -42,8 +44,6 @@ TIME_TOLERANCE = 5e-7
 DEFAULT_MAX_PIXELS = 100_000_000
 # Longest sound track kept whole (20 minutes at 16 kHz, 77 MB of float32); longer tracks keep only fbank windows.
 DEFAULT_MAX_AUDIO_SAMPLES = 16000 * 60 * 20
-# Native-rate mono samples gathered before one resampler call: few PyAV calls per clip, a small buffer.
-RESAMPLE_CHUNK = 1 << 16
 
 
 class MediaError(ValueError):
@@ -58,32 +58,6 @@ class MediaError(ValueError):
     def __reduce__(self):
         # Exceptions pickle as `cls(*args)`; rebuild from both fields so the error crosses process pools intact.
         return type(self), (self.path, self.reason)
-
-
-@dataclass
-class DecodedVideo:
-    """Frames and sound track of one file.
-
-    Attributes:
-        frames: `[n, crop_height, crop_width, 3]` uint8 RGB, `n <= num_frames` (short clips give fewer frames).
-        frame_indices: position of each kept frame among all the stream's frames in presentation order.
-        frame_times: presentation time of each kept frame in seconds.
-        audio: mono float32 waveform at the requested rate, or `None` when the file has no (non-empty) sound track.
-            For a track longer than `max_audio_samples`, the concatenated fbank windows (see [`read_video`]).
-        width, height: size of the source frames as displayed (after the rotation).
-        rotation: counter-clockwise rotation in degrees applied to the stored frames to display them (0, 90, 180,
-            270), from the file's display matrix.
-        audio_samples: length of the whole sound track at the requested rate (0 without sound).
-    """
-
-    frames: np.ndarray
-    frame_indices: np.ndarray
-    frame_times: np.ndarray
-    audio: np.ndarray | None
-    width: int
-    height: int
-    rotation: int = 0
-    audio_samples: int = 0
 
 
 def resize_output_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
@@ -215,48 +189,146 @@ def check_media_file(path: str) -> None:
         raise MediaError(path, "the file is empty (0 bytes)")
 
 
-class MonoResampler:
-    """Stream decoded audio frames into mono float32 chunks at `target_rate`, without keeping the native-rate track.
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What [`decode_segments`] reads from a file, and how.
 
-    Channels are reduced first (`"mix"`: their mean, `"first"`: the first one), native samples are gathered into
-    chunks of `RESAMPLE_CHUNK` and each chunk goes through one FFmpeg resampler, which keeps its filter state between
-    calls, so the output is the same as resampling the whole track at once.
+    Attributes:
+        num_frames: frames sampled per segment (fewer when a segment holds fewer frames).
+        shortest_edge, crop_size, interpolation: frame geometry, see [`FrameResizer`].
+        sample_fps: see [`sample_frame_indices`].
+        read_audio: decode the first sound track.
+        sampling_rate: rate of the returned waveforms.
+        audio_channel: `"mix"` (the mean of the channels) or `"first"` (the first channel, which the reference's
+            torchaudio Kaldi fbank uses).
+        num_threads: decoder threads; 1 suits DataLoader workers (one process per core), 0 lets FFmpeg choose.
+        max_pixels: files with larger frames are refused with a [`MediaError`] before any frame is decoded.
+        max_audio_samples: longest sound track (at `sampling_rate`) a whole-file segment returns whole.
+        long_audio_windows: `(count, length)`: for a longer whole-file track, return the `count` windows of `length`
+            samples that start every `track_length // count` samples, concatenated (what the AVIGATE fbank reads).
+            `None` returns the first `max_audio_samples` samples (all a 10 ms-shift fbank of 1024 frames reads).
+        segment_seconds: cut the file into segments of this length; `None` (or a file not longer than it) gives
+            one segment spanning the whole file.
+        stride_seconds: time between segment starts (defaults to `segment_seconds`; smaller values overlap).
+        poster_size: also return each segment's poster (its middle sampled frame, upright, longer side at most
+            this many pixels); `None` returns none.
+    """
+
+    num_frames: int = 12
+    shortest_edge: int = 224
+    crop_size: tuple[int, int] = (224, 224)
+    interpolation: str = "BICUBIC"
+    sample_fps: float | None = None
+    read_audio: bool = True
+    sampling_rate: int = 16000
+    audio_channel: str = "mix"
+    num_threads: int = 1
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_audio_samples: int = DEFAULT_MAX_AUDIO_SAMPLES
+    long_audio_windows: tuple[int, int] | None = None
+    segment_seconds: float | None = None
+    stride_seconds: float | None = None
+    poster_size: int | None = None
+
+    def __post_init__(self):
+        if self.num_frames < 1:
+            raise ValueError(f"`num_frames` must be at least 1, got {self.num_frames}.")
+        if self.audio_channel not in ("mix", "first"):
+            raise ValueError(f"`audio_channel` must be 'mix' or 'first', got {self.audio_channel!r}.")
+        windows = self.long_audio_windows
+        if windows is not None and self.max_audio_samples < windows[0] * windows[1]:
+            raise ValueError("`max_audio_samples` must hold at least the `long_audio_windows`.")
+        if self.segment_seconds is not None:
+            if self.segment_seconds <= 0 or (self.stride_seconds is not None and self.stride_seconds <= 0):
+                raise ValueError("`segment_seconds` and `stride_seconds` must be positive.")
+            if self.segment_seconds * self.sampling_rate > self.max_audio_samples:
+                raise ValueError("`max_audio_samples` must hold a whole segment (`segment_seconds`).")
+        elif self.stride_seconds is not None:
+            raise ValueError("`stride_seconds` needs `segment_seconds`.")
+
+
+@dataclass
+class VideoSegment:
+    """One segment of a file as [`decode_segments`] yields it (the whole file when it is not cut).
+
+    Attributes:
+        index: position of the segment in the file (0, 1, ...).
+        num_segments: how many segments the file gives (for progress bars).
+        start, end: the span in seconds on the file's timeline (presentation times; the whole file: from its
+            first frame to the end of its last packet).
+        duration: the file's length in seconds (`end - start` of its whole span).
+        frames: `[n, crop_height, crop_width, 3]` uint8 RGB, `n <= num_frames` (short segments give fewer frames).
+        frame_indices: position of each kept frame among all the stream's frames in presentation order.
+        frame_times: presentation time of each kept frame in seconds.
+        audio: mono float32 waveform of the span at `sampling_rate`, or `None` when the file has no (non-empty) sound
+            track. A whole-file segment holds the whole track (for a track longer than `max_audio_samples`, its
+            fbank windows, see [`DecodeSettings`]).
+        audio_samples: length of the span's sound at `sampling_rate` (of the whole track for a whole-file segment).
+        poster: the middle kept frame, upright RGB uint8 `[h, w, 3]` with the longer side at most `poster_size`,
+            or `None` when no `poster_size` was asked for.
+        width, height: size of the source frames as displayed (after the rotation).
+        rotation: counter-clockwise rotation in degrees applied to the stored frames to display them (0, 90, 180,
+            270), from the file's display matrix.
+    """
+
+    index: int
+    num_segments: int
+    start: float
+    end: float
+    duration: float
+    frames: np.ndarray
+    frame_indices: np.ndarray
+    frame_times: np.ndarray
+    audio: np.ndarray | None
+    audio_samples: int
+    poster: np.ndarray | None
+    width: int
+    height: int
+    rotation: int
+
+
+class MonoDownmixer:
+    """Stream decoded audio frames into mono float32 chunks at `target_rate` with one FFmpeg filter graph: the
+    channels are reduced by `pan` (`"mix"`: their mean, `"first"`: the first one), then resampled. Python never
+    touches the multichannel frames: PyAV 18 misreads 8-channel planar frames (9 planes) and crashes the process.
     """
 
     def __init__(self, target_rate: int, audio_channel: str):
         self.target_rate = target_rate
         self.audio_channel = audio_channel
-        self.native_rate: int | None = None
-        self._to_planar = av.AudioResampler(format="fltp")
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
-        self._pending: list[np.ndarray] = []
-        self._pending_size = 0
+        self._graph: av.filter.Graph | None = None
 
-    def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
-        """Add one decoded frame; returns the resampled chunks that became ready (often none)."""
-        self.native_rate = self.native_rate or frame.sample_rate
-        planar = [frame] if frame.format.name == "fltp" else self._to_planar.resample(frame)
-        for piece in planar:
-            planes = piece.to_ndarray()
-            self._pending.append(planes.mean(axis=0) if self.audio_channel == "mix" else planes[0].copy())
-            self._pending_size += planes.shape[1]
-        return self._resample_pending() if self._pending_size >= RESAMPLE_CHUNK else []
+    def _build(self, frame: av.AudioFrame) -> None:
+        channels = frame.layout.nb_channels
+        gains = "c0" if self.audio_channel == "first" else "+".join(f"{1 / channels!r}*c{i}" for i in range(channels))
+        graph = av.filter.Graph()
+        chain = [
+            graph.add("abuffer", sample_rate=str(frame.sample_rate), sample_fmt=frame.format.name,
+                      channel_layout=frame.layout.name, time_base=str(frame.time_base or Fraction(1, frame.sample_rate))),
+            # Mix in float: `pan` works in its input's sample format, and integer input would round the mean.
+            graph.add("aformat", sample_fmts="flt"),
+            graph.add("pan", f"mono|c0={gains}"),
+            graph.add("aformat", sample_fmts="flt", channel_layouts="mono", sample_rates=str(self.target_rate)),
+            graph.add("abuffersink"),
+        ]
+        for source, sink in zip(chain, chain[1:]):
+            source.link_to(sink)
+        graph.configure()
+        self._graph = graph
 
-    def flush(self) -> list[np.ndarray]:
-        """The last resampled chunks (the resampler's delay line included)."""
-        chunks = self._resample_pending() if self._pending_size else []
-        if self.native_rate is not None and self.native_rate != self.target_rate:
-            chunks += [out.to_ndarray().reshape(-1) for out in self._resampler.resample(None)]
-        return chunks
-
-    def _resample_pending(self) -> list[np.ndarray]:
-        native = np.concatenate(self._pending).astype(np.float32, copy=False)
-        self._pending, self._pending_size = [], 0
-        if self.native_rate == self.target_rate:
-            return [native]
-        frame = av.AudioFrame.from_ndarray(native.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = self.native_rate
-        return [out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame)]
+    def push(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        """Add one decoded frame (`None`: the end of the track); returns the mono chunks that became ready."""
+        if self._graph is None:
+            if frame is None:
+                return []
+            self._build(frame)
+        self._graph.push(frame)
+        chunks = []
+        while True:
+            try:
+                chunks.append(self._graph.pull().to_ndarray().reshape(-1))
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return chunks
 
 
 class BoundedTrack:
@@ -322,14 +394,441 @@ class WindowGatherer:
         return self._windows.reshape(-1)
 
 
-@dataclass
-class _Scan:
-    """What the first pass learns, as plain values (no PyAV object outlives its container)."""
+class SpanAudio:
+    """Cut the sample ranges `[start, end)` of a stream of mono chunks, in order, keeping only the samples a pending
+    range still needs (a rolling buffer, so memory follows the segment length, not the file length). An `end` of
+    `None` runs to the end of the track.
 
-    times: np.ndarray
-    audio: np.ndarray | None
-    audio_samples: int
-    audio_overflowed: bool
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> spans = SpanAudio([(0, 4), (2, 6), (6, None)])
+    >>> spans.add(np.arange(5, dtype=np.float32)); [s.tolist() for s in spans.ready()]
+    [[0.0, 1.0, 2.0, 3.0]]
+    >>> spans.add(np.arange(5, 8, dtype=np.float32)); spans.finish(); [s.tolist() for s in spans.ready()]
+    [[2.0, 3.0, 4.0, 5.0], [6.0, 7.0]]
+    ```
+    """
+
+    def __init__(self, ranges: list[tuple[int, int | None]]):
+        self._ranges = ranges
+        self._next = 0
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer_start = 0  # sample number of `_buffer[0]`
+        self._finished = False
+
+    @property
+    def num_samples(self) -> int:
+        return self._buffer_start + self._buffer.size
+
+    def add(self, chunk: np.ndarray) -> None:
+        self._buffer = np.concatenate([self._buffer, chunk])
+
+    def finish(self) -> None:
+        self._finished = True
+
+    def ready(self) -> list[np.ndarray]:
+        """The waveforms of the next ranges that are complete (in order), each returned once."""
+        waveforms = []
+        while self._next < len(self._ranges):
+            start, end = self._ranges[self._next]
+            if not self._finished and (end is None or self.num_samples < end):
+                break
+            low, high = start - self._buffer_start, (self.num_samples if end is None else end) - self._buffer_start
+            waveforms.append(self._buffer[max(low, 0) : max(high, 0)].copy())
+            self._next += 1
+            keep_from = self._ranges[self._next][0] if self._next < len(self._ranges) else self.num_samples
+            drop = min(max(keep_from - self._buffer_start, 0), self._buffer.size)
+            self._buffer, self._buffer_start = self._buffer[drop:], self._buffer_start + drop
+        return waveforms
+
+
+@dataclass
+class _Timeline:
+    """What demuxing the whole file tells before anything is decoded, as plain values (no PyAV object outlives its
+    container): every video packet in demux order, and where the file ends."""
+
+    pts: np.ndarray  # int64 presentation stamp of each video packet, in the stream's time base, demux order
+    keyframe: np.ndarray  # bool, demux order
+    time_base: float
+    end: float  # seconds: end of the last packet of any stream
+    audio_start: float | None  # seconds: stamp of the first sound packet (None without sound)
+    first_packet: tuple[int, int | None, int]  # (stream index, dts, size) of the first packet, to check a rewind
+
+    @property
+    def order(self) -> np.ndarray:
+        """Demux indices in presentation order (stable for equal stamps)."""
+        return np.argsort(self.pts, kind="stable")
+
+    @property
+    def times(self) -> np.ndarray:
+        """Presentation times in seconds, sorted."""
+        return np.sort(self.pts, kind="stable") * self.time_base
+
+
+def _open(path: str, max_pixels: int) -> av.container.InputContainer:
+    """Open `path`; FFmpeg's own `max_pixels` stops probing from decoding an oversized first frame (an image codec
+    such as PNG is sized only by decoding it, and a 16000×16000 16-bit frame takes 1.5 GB)."""
+    return av.open(path, options={"max_pixels": str(max_pixels)})
+
+
+def _streams(path: str, container: av.container.InputContainer, settings: DecodeSettings):
+    """The video stream (size checked against `max_pixels`) and the sound stream to decode (or `None`)."""
+    if not container.streams.video:
+        raise MediaError(path, "the file has no video stream")
+    video = container.streams.video[0]
+    width, height = video.codec_context.width, video.codec_context.height
+    if not width or not height:
+        raise MediaError(path, f"the frame size cannot be read without decoding a frame larger than the limit of "
+                               f"{settings.max_pixels} pixels (`max_pixels`), or at all")
+    _check_pixels(path, width, height, settings.max_pixels)
+    audio = container.streams.audio[0] if container.streams.audio and settings.read_audio else None
+    return video, audio
+
+
+def _packet_stamp(packet: av.Packet) -> int | None:
+    """Presentation stamp of a packet that carries data (its decoding stamp when it has none); `None` for flush
+    packets and packets without any stamp."""
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    return stamp if packet.size else None
+
+
+def _demux_timeline(path: str, container: av.container.InputContainer, video, audio_streams) -> _Timeline:
+    """First pass: the timestamps and keyframe flags of every video packet; nothing is decoded."""
+    streams = [video, *audio_streams]
+    time_bases = {stream.index: float(stream.time_base) for stream in streams}
+    video_index = video.index
+    pts, keyframe, first_packet, audio_start = [], [], None, None
+    last_end = dict.fromkeys(time_bases, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
+    for packet in container.demux(*streams):
+        if first_packet is None:
+            first_packet = (packet.stream_index, packet.dts, packet.size)
+        stamp = _packet_stamp(packet)
+        if stamp is None:
+            continue
+        stream_index = packet.stream_index
+        last_end[stream_index] = max(last_end[stream_index], stamp + (packet.duration or 0))
+        if stream_index == video_index:
+            pts.append(stamp)
+            keyframe.append(packet.is_keyframe)
+        elif audio_start is None:
+            audio_start = stamp * time_bases[stream_index]
+    # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error; the
+    # duration in their header still tells the cut. The margin leaves room for rounded durations.
+    end = max(stamp * time_bases[index] for index, stamp in last_end.items())
+    declared = container.duration / av.time_base if container.duration else None
+    if declared is not None and end < 0.9 * declared:
+        raise MediaError(path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s")
+    if not pts:
+        raise MediaError(path, "the video stream holds no frames")
+    return _Timeline(np.asarray(pts, dtype=np.int64), np.asarray(keyframe, dtype=bool), time_bases[video_index], end,
+                     audio_start, first_packet)
+
+
+def _rewind(container: av.container.InputContainer, timeline: _Timeline) -> bool:
+    """Seek back to the file's first packet (exactly: `seek(0)` would skip sound packets stamped before 0, such as
+    AAC priming); `False` when the demuxer cannot."""
+    stream_index, dts, _ = timeline.first_packet
+    try:
+        container.seek(dts or 0, stream=container.streams[stream_index], backward=True, any_frame=True)
+    except av.FFmpegError:
+        return False
+    return True
+
+
+@dataclass
+class _Span:
+    """One planned segment: its time span, the positions (in presentation order) of its sampled frames, and the
+    sample range of its sound (`end` `None`: to the end of the track)."""
+
+    start: float
+    end: float
+    positions: np.ndarray
+    audio_range: tuple[int, int | None]
+
+
+def _plan_spans(timeline: _Timeline, settings: DecodeSettings) -> list[_Span]:
+    """Segments of `settings.segment_seconds` every `stride_seconds` from the first frame; the last one ends with the
+    file. A file not longer than a segment is one whole-file span; spans holding no frame (a gap in a variable frame
+    rate stream) are left out."""
+    times = timeline.times
+    first, end = float(times[0]), max(timeline.end, float(times[-1]))
+    length, rate = end - first, settings.sampling_rate
+    if settings.segment_seconds is None or length <= settings.segment_seconds + TIME_TOLERANCE:
+        return [_Span(first, end, sample_frame_indices(times, settings.num_frames, settings.sample_fps), (0, None))]
+    stride = settings.stride_seconds or settings.segment_seconds
+    count = 1 + int(np.ceil((length - settings.segment_seconds) / stride - TIME_TOLERANCE))
+    audio_start = timeline.audio_start or 0.0
+    spans = []
+    for index in range(count):
+        start = first + index * stride
+        last = index == count - 1
+        stop = end if last else start + settings.segment_seconds
+        low = int(np.searchsorted(times, start - TIME_TOLERANCE, side="left"))
+        high = times.size if last else int(np.searchsorted(times, stop - TIME_TOLERANCE, side="left"))
+        if low == high:
+            continue
+        positions = low + sample_frame_indices(times[low:high], settings.num_frames, settings.sample_fps)
+        sample_start = max(int(round((start - audio_start) * rate)), 0)
+        sample_end = None if last else max(int(round((stop - audio_start) * rate)), sample_start)
+        spans.append(_Span(start, stop, positions, (sample_start, sample_end)))
+    return spans
+
+
+class _FrameSelector:
+    """Which video packets to decode, and which decoded frame each wanted position gets.
+
+    A wanted frame needs its packet and every packet from the keyframe before it (in decoding order, with a
+    presentation time not after it: open-GOP leading frames need the previous GOP) up to it. These ranges are merged
+    where they overlap; the decoder is drained and reset at the end of each range, and packets outside every range
+    are never decoded. Each wanted position gets the first frame shown at or after its time (the frame itself, or the
+    first decodable one when it cannot be decoded), the rule of decoding the whole stream.
+    """
+
+    def __init__(self, timeline: _Timeline, positions: np.ndarray):
+        order = timeline.order
+        self.time_base = timeline.time_base
+        self.positions = np.unique(positions)
+        self.times = timeline.times[self.positions]
+        packets = order[self.positions]
+        keyframes = np.flatnonzero(timeline.keyframe)
+        starts = []
+        for packet, stamp in zip(packets.tolist(), timeline.pts[packets].tolist()):
+            candidate = int(np.searchsorted(keyframes, packet, side="right")) - 1
+            while candidate >= 0 and timeline.pts[keyframes[candidate]] > stamp:
+                candidate -= 1
+            starts.append(int(keyframes[candidate]) if candidate >= 0 else 0)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.ranges = self._merge(sorted(zip(starts, packets.tolist())))
+        self._range = 0
+        self._pending = list(range(len(self.positions)))  # indices into positions, in time order
+
+    @staticmethod
+    def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        merged: list[list[int]] = []
+        for start, stop in ranges:
+            if merged and start <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], stop)
+            else:
+                merged.append([start, stop])
+        return [(start, stop) for start, stop in merged]
+
+    @property
+    def done(self) -> bool:
+        return not self._pending
+
+    def decode(self, codec_context, packet: av.Packet, index: int) -> list[tuple[int, av.VideoFrame]]:
+        """Feed the video packet at demux `index` if a range needs it; returns `(position, frame)` for the wanted
+        positions the decoded frames settle."""
+        while self._range < len(self.ranges) and self.ranges[self._range][1] < index:
+            self._range += 1
+        if self._range == len(self.ranges) or index < self.ranges[self._range][0]:
+            return []
+        settled = self._settle(codec_context.decode(packet), index)
+        if index == self.ranges[self._range][1]:
+            settled += self.drain(codec_context, index)
+        return settled
+
+    def drain(self, codec_context, index: int) -> list[tuple[int, av.VideoFrame]]:
+        """The frames the decoder still holds; the decoder is then reset for the next range."""
+        settled = self._settle(codec_context.decode(None), index)
+        codec_context.flush_buffers()
+        return settled
+
+    def _settle(self, frames, index: int) -> list[tuple[int, av.VideoFrame]]:
+        settled = []
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            time = frame.pts * self.time_base
+            while self._pending:
+                wanted = self._pending[0]
+                if self.times[wanted] > time + TIME_TOLERANCE or self.starts[wanted] > index:
+                    break
+                settled.append((int(self.positions[wanted]), frame))
+                self._pending.pop(0)
+        return settled
+
+    def missing_after(self) -> float:
+        """Time of the first wanted frame never decoded (for the error message)."""
+        return float(self.times[self._pending[0]])
+
+
+class _PosterScaler:
+    """Upright RGB uint8 frames with the longer side at most `size`, scaled by FFmpeg from the decoded frame."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame, rotation: int = 0) -> np.ndarray:
+        scale = min(1.0, self.size / max(frame.width, frame.height))
+        width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+        image = self._reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                           interpolation="BICUBIC").to_ndarray()
+        return np.ascontiguousarray(np.rot90(image, (rotation // 90) % 4))
+
+
+def decode_segments(path: str | os.PathLike, settings: DecodeSettings) -> Iterator[VideoSegment]:
+    """Decode a video file segment by segment, opening it once; memory follows the segment length, not the file's.
+
+    The file is read in two passes over one open container. The first demuxes every packet without decoding: the
+    video packets' presentation times and keyframe flags (right for variable frame rate and streams that do not
+    start at 0) and where the file ends. From them each segment's frames are chosen (`num_frames` uniformly over the
+    frames shown in its span, see [`sample_frame_indices`]). The second pass, after a seek back to the first packet,
+    demuxes the file again: it decodes only the video packets from the keyframe before each chosen frame up to it,
+    converts only the chosen frames (FFmpeg's scaler, see [`FrameResizer`]), and streams the sound track through a
+    mono resampler (see [`MonoDownmixer`]) into each segment's window. A segment is yielded as soon as its frames and
+    sound are complete.
+
+    With `settings.segment_seconds=None`, or for a file not longer than a segment, the only segment is the whole file:
+    frames sampled over all of it and its whole sound track (exactly [`read_video`]).
+
+    Args:
+        path: the file (any container and codec FFmpeg reads: mp4, webm, mkv, avi, ...).
+        settings: what to read (see [`DecodeSettings`]).
+
+    Yields:
+        [`VideoSegment`] in time order. Stop iterating (or close the generator) to close the file early.
+
+    Raises:
+        MediaError: the file is missing, unreadable, not a media file, has no video stream, is truncated, cannot be
+            decoded or its frames exceed `max_pixels`. A generator raises it when it gets there, possibly after
+            yielding segments: a caller that skips bad files must drop the file's earlier segments.
+
+    Example:
+
+    ```python
+    >>> settings = DecodeSettings(num_frames=12, segment_seconds=10.0, poster_size=240)
+    >>> for segment in decode_segments("film.mp4", settings):  # doctest: +SKIP
+    ...     print(segment.index, segment.start, segment.end, segment.frames.shape, segment.audio.shape)
+    0 0.0 10.0 (12, 224, 224, 3) (160000,)
+    1 10.0 20.0 (12, 224, 224, 3) (160000,)
+    ```
+    """
+    path = os.fspath(path)
+    check_media_file(path)
+    with _media_errors(path), _open(path, settings.max_pixels) as container:
+        video, audio = _streams(path, container, settings)
+        timeline = _demux_timeline(path, container, video, [audio] if audio is not None else [])
+        spans = _plan_spans(timeline, settings)
+        if not _rewind(container, timeline):
+            raise MediaError(path, "the file cannot be read a second time from its start (seek failed)")
+        yield from _decode_spans(path, container, video, audio, timeline, spans, settings)
+
+
+def _decode_spans(path, container, video, audio, timeline, spans, settings) -> Iterator[VideoSegment]:
+    """Second pass of [`decode_segments`]: frames and sound of every span, yielded in order when complete."""
+    selector = _FrameSelector(timeline, np.concatenate([span.positions for span in spans]))
+    resizer = FrameResizer(settings.shortest_edge, settings.crop_size, settings.interpolation)
+    poster_scaler = _PosterScaler(settings.poster_size) if settings.poster_size else None
+    poster_positions = {int(span.positions[len(span.positions) // 2]) for span in spans}
+    video.thread_count = settings.num_threads
+    video.thread_type = "AUTO" if settings.num_threads != 1 else "SLICE"
+    codec_context = video.codec_context
+    whole_file = len(spans) == 1 and spans[0].audio_range == (0, None)
+    track = BoundedTrack(settings.max_audio_samples)
+    span_audio = SpanAudio([span.audio_range for span in spans])
+    downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
+    converted: dict[int, np.ndarray] = {}
+    posters: dict[int, np.ndarray] = {}
+    geometry: dict[str, int] = {}
+    audio_waveforms: list[np.ndarray] = []
+    next_span, video_index = 0, 0
+
+    def settle(settled: list[tuple[int, av.VideoFrame]]) -> None:
+        for position, frame in settled:
+            _check_pixels(path, frame.width, frame.height, settings.max_pixels)
+            if not geometry:
+                rotation = int(round(frame.rotation)) % 360
+                width, height = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
+                geometry.update(rotation=rotation, width=width, height=height)
+            converted[position] = resizer(frame, geometry["rotation"])
+            if poster_scaler is not None and position in poster_positions:
+                posters[position] = poster_scaler(frame, geometry["rotation"])
+
+    def add_audio(chunks: list[np.ndarray]) -> None:
+        if whole_file:
+            track.extend(chunks)
+        else:
+            for chunk in chunks:
+                span_audio.add(chunk)
+            audio_waveforms.extend(span_audio.ready())
+
+    def segment(index: int) -> VideoSegment:
+        span = spans[index]
+        frames = np.stack([converted[position] for position in span.positions.tolist()])
+        if whole_file:
+            waveform, num_samples = (track.waveform(), track.num_samples) if audio is not None else (None, 0)
+            if track.overflowed and settings.long_audio_windows is not None:
+                waveform = _gather_windows(container, timeline, audio, settings, track.num_samples)
+        else:
+            waveform = audio_waveforms[index] if audio is not None else None
+            num_samples = 0 if waveform is None else waveform.size
+        middle = int(span.positions[len(span.positions) // 2])
+        return VideoSegment(
+            index=index, num_segments=len(spans), start=span.start, end=span.end,
+            duration=spans[-1].end - spans[0].start, frames=frames, frame_indices=span.positions.copy(),
+            frame_times=timeline.times[span.positions], audio=waveform if num_samples else None,
+            audio_samples=num_samples, poster=posters.get(middle), **geometry,
+        )
+
+    def forget(index: int) -> None:
+        still_needed = {position for span in spans[index + 1 :] for position in span.positions.tolist()}
+        for position in spans[index].positions.tolist():
+            if position not in still_needed:
+                converted.pop(position, None)
+                posters.pop(position, None)
+
+    def complete(index: int, finished: bool) -> bool:
+        frames_ready = all(position in converted for position in spans[index].positions.tolist())
+        return frames_ready and (finished or whole_file or audio is None or index < len(audio_waveforms))
+
+    for packet in container.demux(*[stream for stream in (video, audio) if stream is not None]):
+        if packet.stream_index == video.index:
+            if _packet_stamp(packet) is None:
+                continue
+            settle(selector.decode(codec_context, packet, video_index))
+            video_index += 1
+        elif _packet_stamp(packet) is not None:
+            add_audio([chunk for frame in packet.decode() for chunk in downmixer.push(frame)])
+        while next_span < len(spans) and not whole_file and complete(next_span, finished=False):
+            yield segment(next_span)
+            forget(next_span)
+            next_span += 1
+    settle(selector.drain(codec_context, video_index))
+    if audio is not None:
+        add_audio(downmixer.push(None))
+        span_audio.finish()
+        audio_waveforms.extend(span_audio.ready())
+    if not selector.done:
+        raise MediaError(
+            path,
+            f"the video stream is truncated or corrupt: decoding stopped before the frame at "
+            f"{selector.missing_after():.3f} s that the container lists",
+        )
+    while next_span < len(spans):
+        yield segment(next_span)
+        forget(next_span)
+        next_span += 1
+
+
+def _gather_windows(container, timeline: _Timeline, audio, settings: DecodeSettings, num_samples: int) -> np.ndarray:
+    """Third pass, for whole-file sound tracks longer than `max_audio_samples` only: the fbank windows of the whole
+    track, concatenated (see [`WindowGatherer`])."""
+    count, length = settings.long_audio_windows
+    gatherer = WindowGatherer(num_samples // count, count, length)
+    downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
+    if not _rewind(container, timeline):
+        raise MediaError(container.name, "the file cannot be read a second time from its start (seek failed)")
+    for packet in container.demux(audio):
+        for frame in packet.decode():
+            for chunk in downmixer.push(frame):
+                gatherer.add(chunk)
+    for chunk in downmixer.push(None):
+        gatherer.add(chunk)
+    return gatherer.windows
 
 
 def read_video(
@@ -346,25 +845,9 @@ def read_video(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_audio_samples: int = DEFAULT_MAX_AUDIO_SAMPLES,
     long_audio_windows: tuple[int, int] | None = None,
-) -> DecodedVideo:
-    """Decode `num_frames` uniformly sampled, upright frames and the sound track of a video file.
-
-    Args:
-        path: the file (any container and codec FFmpeg reads: mp4, webm, mkv, avi, ...).
-        num_frames: frames to sample (fewer when the clip is shorter).
-        shortest_edge, crop_size, interpolation: see [`FrameResizer`].
-        sample_fps: see [`sample_frame_indices`].
-        read_audio: decode the first sound track.
-        sampling_rate: rate of the returned waveform.
-        audio_channel: `"mix"` (the mean of the channels) or `"first"` (the first channel, which the reference's
-            torchaudio Kaldi fbank uses).
-        num_threads: decoder threads; 1 suits DataLoader workers (one process per core), 0 lets FFmpeg choose.
-        max_pixels: larger frames are refused with a [`MediaError`] before they are decoded.
-        max_audio_samples: longest sound track (at `sampling_rate`) returned whole.
-        long_audio_windows: `(count, length)`: for a longer track, return the `count` windows of `length` samples
-            that start every `track_length // count` samples, concatenated (what the AVIGATE fbank reads; one more
-            pass over the sound track). `None` returns the first `max_audio_samples` samples (all a 10 ms-shift
-            fbank of 1024 frames reads).
+) -> VideoSegment:
+    """Decode `num_frames` uniformly sampled, upright frames and the sound track of a whole video file: the one
+    segment [`decode_segments`] gives without `segment_seconds` (the arguments are those of [`DecodeSettings`]).
 
     Raises:
         MediaError: the file is missing, unreadable, not a media file, has no video stream, is truncated, cannot be
@@ -379,25 +862,14 @@ def read_video(
     ((12, 224, 224, 3), dtype('float32'))
     ```
     """
-    path = os.fspath(path)
-    if audio_channel not in ("mix", "first"):
-        raise ValueError(f"`audio_channel` must be 'mix' or 'first', got {audio_channel!r}.")
-    if long_audio_windows is not None and max_audio_samples < long_audio_windows[0] * long_audio_windows[1]:
-        raise ValueError("`max_audio_samples` must hold at least the `long_audio_windows`.")
-    check_media_file(path)
-    with _media_errors(path):
-        scan = _scan(path, read_audio, sampling_rate, audio_channel, max_pixels, max_audio_samples)
-        times = np.sort(scan.times, kind="stable")
-        indices = sample_frame_indices(times, num_frames, sample_fps)
-        resizer = FrameResizer(shortest_edge, crop_size, interpolation)
-        frames, (width, height), rotation = _decode_frames(path, times[indices], resizer, num_threads, max_pixels)
-        audio = scan.audio
-        if scan.audio_overflowed and long_audio_windows is not None:
-            audio = _gather_windows(path, sampling_rate, audio_channel, scan.audio_samples, *long_audio_windows)
-    return DecodedVideo(
-        frames=frames, frame_indices=indices, frame_times=times[indices], audio=audio, width=width, height=height,
-        rotation=rotation, audio_samples=scan.audio_samples,
+    settings = DecodeSettings(
+        num_frames=num_frames, shortest_edge=shortest_edge, crop_size=crop_size, interpolation=interpolation,
+        sample_fps=sample_fps, read_audio=read_audio, sampling_rate=sampling_rate, audio_channel=audio_channel,
+        num_threads=num_threads, max_pixels=max_pixels, max_audio_samples=max_audio_samples,
+        long_audio_windows=long_audio_windows,
     )
+    (segment,) = decode_segments(path, settings)
+    return segment
 
 
 def sampled_frame_times(
@@ -410,29 +882,44 @@ def sampled_frame_times(
         MediaError: as [`read_video`].
     """
     path = os.fspath(path)
+    settings = DecodeSettings(num_frames=num_frames, sample_fps=sample_fps, read_audio=False, max_pixels=max_pixels)
     check_media_file(path)
-    with _media_errors(path):
-        times = np.sort(_scan(path, False, 16000, "mix", max_pixels, 0).times, kind="stable")
+    with _media_errors(path), _open(path, max_pixels) as container:
+        video, _ = _streams(path, container, settings)
+        times = _demux_timeline(path, container, video, []).times
     return times[sample_frame_indices(times, num_frames, sample_fps)]
 
 
 def read_frame_at(path: str | os.PathLike, time: float, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The upright, full-size RGB uint8 frame `[H, W, 3]` shown at `time` seconds (a time from
-    [`sampled_frame_times`]); decoding starts at the keyframe before it, so a frame late in a long file is cheap.
+    [`sampled_frame_times`]): only the packets from the keyframe before it are decoded.
 
     Raises:
         MediaError: as [`read_video`].
     """
     path = os.fspath(path)
+    settings = DecodeSettings(read_audio=False, max_pixels=max_pixels)
     check_media_file(path)
-    with _media_errors(path):
-        frames, _, _ = _decode_frames(path, np.array([time]), _upright_rgb, 1, max_pixels, seek=True)
-    return frames[0]
-
-
-def _upright_rgb(frame: av.VideoFrame, rotation: int = 0) -> np.ndarray:
-    """The frame as RGB at its own size, turned `rotation` degrees counter-clockwise (as [`FrameResizer`] does)."""
-    return np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), (rotation // 90) % 4))
+    with _media_errors(path), _open(path, max_pixels) as container:
+        video, _ = _streams(path, container, settings)
+        timeline = _demux_timeline(path, container, video, [])
+        position = min(int(np.searchsorted(timeline.times, time - TIME_TOLERANCE)), timeline.pts.size - 1)
+        selector = _FrameSelector(timeline, np.array([position]))
+        if not _rewind(container, timeline):
+            raise MediaError(path, "the file cannot be read a second time from its start (seek failed)")
+        settled, index = [], 0
+        for packet in container.demux(video):
+            if _packet_stamp(packet) is not None:
+                settled += selector.decode(video.codec_context, packet, index)
+                index += 1
+            if selector.done:
+                break
+        settled += selector.drain(video.codec_context, index) if not selector.done else []
+        if not settled:
+            raise MediaError(path, f"the video stream is truncated or corrupt: no frame decodes at {time:.3f} s")
+        frame = settled[0][1]
+        _check_pixels(path, frame.width, frame.height, max_pixels)
+        return np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), (int(round(frame.rotation)) // 90) % 4))
 
 
 @contextmanager
@@ -446,115 +933,6 @@ def _media_errors(path: str) -> Iterator[None]:
         raise MediaError(path, f"cannot be read as media (corrupt, truncated or not a video file): {reason}") from error
 
 
-def _scan(
-    path: str, read_audio: bool, sampling_rate: int, audio_channel: str, max_pixels: int, max_audio_samples: int
-) -> _Scan:
-    """First pass: video packet times (seconds) and the bounded, mono, resampled sound track."""
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise MediaError(path, "the file has no video stream")
-        video = container.streams.video[0]
-        _check_pixels(path, video.codec_context.width, video.codec_context.height, max_pixels)
-        video_time_base = float(video.time_base)
-        audio = container.streams.audio[0] if container.streams.audio else None
-        streams = [stream for stream in (video, audio) if stream is not None]
-        time_bases = {stream.index: float(stream.time_base) for stream in streams}
-        decode_audio = audio is not None and read_audio
-        resampler = MonoResampler(sampling_rate, audio_channel)
-        track = BoundedTrack(max_audio_samples)
-        video_pts = []
-        last_end = dict.fromkeys(time_bases, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
-        for packet in container.demux(*streams):
-            # Flush packets (size 0) carry no frame; packets without pts fall back to their decoding time.
-            stamp = packet.pts if packet.pts is not None else packet.dts
-            if not packet.size or stamp is None:
-                continue
-            stream_index = packet.stream_index
-            last_end[stream_index] = max(last_end[stream_index], stamp + (packet.duration or 0))
-            if stream_index == video.index:
-                video_pts.append(stamp)
-            elif decode_audio:
-                for frame in packet.decode():
-                    track.extend(resampler.push(frame))
-        if decode_audio:
-            track.extend(resampler.flush())
-        # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error;
-        # the duration in their header still tells the cut. The margin leaves room for rounded durations.
-        end = max(pts * time_bases[index] for index, pts in last_end.items())
-        declared = container.duration / av.time_base if container.duration else None
-    if declared is not None and end < 0.9 * declared:
-        raise MediaError(
-            path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
-        )
-    if not video_pts:
-        raise MediaError(path, "the video stream holds no frames")
-    waveform = track.waveform() if track.num_samples else None
-    times = np.asarray(video_pts, dtype=np.float64) * video_time_base
-    return _Scan(times, waveform, track.num_samples, track.overflowed)
-
-
 def _check_pixels(path: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise MediaError(path, f"frames of {width}x{height} exceed the limit of {max_pixels} pixels (`max_pixels`)")
-
-
-def _decode_frames(
-    path: str,
-    wanted_times: np.ndarray,
-    resizer: Callable[[av.VideoFrame, int], np.ndarray],
-    num_threads: int,
-    max_pixels: int,
-    seek: bool = False,
-) -> tuple[np.ndarray, tuple[int, int], int]:
-    """Second pass: decode in order and convert (with `resizer(frame, rotation)`, e.g. a [`FrameResizer`]), for each
-    wanted time, the first frame shown at or after it (the frame itself, or the first decodable one when leading
-    frames reference a missing keyframe). `seek` starts at the keyframe before the first wanted time instead of at
-    the beginning of the stream.
-
-    Returns the frames, the displayed `(width, height)` of the source and its rotation (of the first kept frame).
-    """
-    frames, size, rotation, time = [], (0, 0), 0, 0.0
-    with av.open(path) as container:
-        video = container.streams.video[0]
-        video.thread_count = num_threads
-        video.thread_type = "AUTO" if num_threads != 1 else "SLICE"
-        if seek and len(wanted_times):
-            container.seek(int(wanted_times[0] / float(video.time_base)), stream=video, backward=True, any_frame=False)
-        for frame in container.decode(video):
-            if frame.pts is None:
-                continue
-            time = float(frame.pts * frame.time_base)
-            converted = None
-            while len(frames) < len(wanted_times) and wanted_times[len(frames)] <= time + TIME_TOLERANCE:
-                if converted is None:
-                    _check_pixels(path, frame.width, frame.height, max_pixels)
-                    if not frames:
-                        rotation = int(round(frame.rotation)) % 360
-                        size = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
-                    converted = resizer(frame, rotation)
-                frames.append(converted)
-            if len(frames) == len(wanted_times):
-                break
-    if len(frames) < len(wanted_times):
-        last = f"{time:.3f} s" if frames else "the start"
-        raise MediaError(
-            path,
-            f"the video stream is truncated or corrupt: decoding stopped at {last} but the container lists frames up"
-            f" to {wanted_times[-1]:.3f} s",
-        )
-    return np.stack(frames), size, rotation
-
-
-def _gather_windows(
-    path: str, sampling_rate: int, audio_channel: str, num_samples: int, count: int, length: int
-) -> np.ndarray:
-    """Third pass, for long sound tracks only: the `count` fbank windows of the whole track, concatenated."""
-    gatherer = WindowGatherer(num_samples // count, count, length)
-    resampler = MonoResampler(sampling_rate, audio_channel)
-    with av.open(path) as container:
-        for frame in container.decode(container.streams.audio[0]):
-            for chunk in resampler.push(frame):
-                gatherer.add(chunk)
-        for chunk in resampler.flush():
-            gatherer.add(chunk)
-    return gatherer.windows
