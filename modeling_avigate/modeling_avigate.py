@@ -4,6 +4,7 @@
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -46,6 +47,16 @@ def pool_video_embeds(frame_embeds: torch.Tensor, video_mask: torch.Tensor) -> t
     return l2_normalize(masked_mean(frame_embeds, video_mask))
 
 
+class SimilarityParts(NamedTuple):
+    """[`multi_grained_similarity`] with `return_parts=True`: the score, its two halves, and for every pair the real
+    frame that matched best (the argmax of `⟨t̂, f̂_i⟩`), all `[Nt, Nv]`."""
+
+    scores: torch.Tensor
+    global_scores: torch.Tensor
+    local_scores: torch.Tensor
+    best_frames: torch.Tensor
+
+
 def multi_grained_similarity(
     text_embeds: torch.Tensor,
     video_embeds: torch.Tensor,
@@ -53,11 +64,13 @@ def multi_grained_similarity(
     video_mask: torch.Tensor,
     logit_scale: torch.Tensor | float,
     lse_temperature: float = 1.0,
-    chunk_elements: int = SIMILARITY_CHUNK_ELEMENTS,
-) -> torch.Tensor:
+    chunk_elements: int | None = SIMILARITY_CHUNK_ELEMENTS,
+    return_parts: bool = False,
+) -> torch.Tensor | SimilarityParts:
     r"""
     AVIGATE's text-video score `s = (s_g + s_l) / 2` with `s_g = σ⟨t̂, v̂⟩` and
-    `s_l = (1/λ) logsumexp_{i real}(λ σ ⟨t̂, f̂_i⟩)`.
+    `s_l = (1/λ) logsumexp_{i real}(λ σ ⟨t̂, f̂_i⟩)`. The one place the formula lives: training, evaluation, the
+    search index and the search page's score explanation all call it.
 
     Args:
         text_embeds: L2-normalised text embeddings `[Nt, D]`.
@@ -66,10 +79,13 @@ def multi_grained_similarity(
         video_mask: `[Nv, T]`, 1 for real frames.
         logit_scale: σ, already exponentiated and clamped.
         lse_temperature: λ.
-        chunk_elements: videos are scored in chunks of at most this many `Nt × chunk × T` elements.
+        chunk_elements: videos are scored in chunks of at most this many `Nt × chunk × T` elements; `None` scores
+            them all at once (for callers that already cut the gallery into chunks).
+        return_parts: return a [`SimilarityParts`] (`s`, `s_g`, `s_l` and the best frame of every pair) instead of
+            `s` alone.
 
     Returns:
-        `[Nt, Nv]` scores.
+        `[Nt, Nv]` scores, or their [`SimilarityParts`].
 
     Example:
 
@@ -81,15 +97,18 @@ def multi_grained_similarity(
     >>> text = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
     >>> multi_grained_similarity(text, pool_video_embeds(frames, mask), frames, mask, 100.0).shape
     torch.Size([2, 3])
+    >>> parts = multi_grained_similarity(text, pool_video_embeds(frames, mask), frames, mask, 100.0, return_parts=True)
+    >>> torch.allclose(parts.scores, (parts.global_scores + parts.local_scores) / 2)
+    True
     ```
     """
     frame_embeds = frame_embeds.to(text_embeds.dtype)
     video_embeds = video_embeds.to(text_embeds.dtype)
     global_scores = logit_scale * text_embeds @ video_embeds.T
-    num_texts, num_frames = text_embeds.shape[0], frame_embeds.shape[1]
-    chunk = max(1, chunk_elements // max(1, num_texts * num_frames))
-    local_scores = []
-    for start in range(0, frame_embeds.shape[0], chunk):
+    num_texts, (num_videos, num_frames) = text_embeds.shape[0], frame_embeds.shape[:2]
+    chunk = num_videos if chunk_elements is None else max(1, chunk_elements // max(1, num_texts * num_frames))
+    local_scores, best_frames = [], []
+    for start in range(0, num_videos, chunk):
         frames = frame_embeds[start : start + chunk]
         mask = video_mask[start : start + chunk].bool()
         frame_logits = lse_temperature * logit_scale * torch.einsum("td,vfd->tvf", text_embeds, frames)
@@ -97,7 +116,13 @@ def multi_grained_similarity(
         # exponentials, which overflows at σ = 100 and cosine 1).
         frame_logits = frame_logits.masked_fill(~mask.unsqueeze(0), float("-inf"))
         local_scores.append(torch.logsumexp(frame_logits, dim=-1) / lse_temperature)
-    return (global_scores + torch.cat(local_scores, dim=1)) / 2
+        if return_parts:
+            best_frames.append(frame_logits.argmax(dim=-1))
+    local_scores = torch.cat(local_scores, dim=1)
+    scores = (global_scores + local_scores) / 2
+    if not return_parts:
+        return scores
+    return SimilarityParts(scores, global_scores, local_scores, torch.cat(best_frames, dim=1))
 
 
 @torch.no_grad()
@@ -917,6 +942,7 @@ __all__ = [
     "AvigateOutput",
     "AvigateVideoOutput",
     "multi_grained_similarity",
+    "SimilarityParts",
     "adaptive_margin",
     "symmetric_contrastive_loss",
     "avigate_contrastive_loss",

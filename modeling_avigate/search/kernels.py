@@ -7,8 +7,8 @@ import torch
 from ..modeling_avigate import multi_grained_similarity
 
 
-# Scores are computed for at most this many (query, video, frame) triples at once; frames of a chunk are cast to
-# float32 once per chunk, so memory stays bounded however large the gallery is.
+# The scan scores at most this many (query, video, frame) triples per `multi_grained_similarity` call; each chunk's
+# frames are cast to float32 once, so memory stays bounded however large the gallery is.
 SCORE_CHUNK_ELEMENTS = 1 << 22
 
 
@@ -31,7 +31,8 @@ def exact_search(
     k: int,
     chunk_elements: int = SCORE_CHUNK_ELEMENTS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-`k` videos of every query by the exact multi-grained score, scanning the gallery in chunks.
+    """Top-`k` videos of every query by the exact multi-grained score, scanning the gallery in chunks: each chunk is
+    scored by one `multi_grained_similarity` call and only the running top-`k` is kept.
 
     Args:
         text_embeds: `[Nq, D]` normalised query embeddings (float32).
@@ -66,7 +67,7 @@ def exact_search(
         stop = min(start + chunk, num_videos)
         scores = multi_grained_similarity(
             text_embeds, video_embeds[start:stop].float(), frame_embeds[start:stop].float(), video_mask[start:stop],
-            logit_scale, lse_temperature, chunk_elements,
+            logit_scale, lse_temperature, chunk_elements=None,
         )
         ids = torch.arange(start, stop, device=scores.device).expand(num_queries, -1)
         best_scores, best_ids = _merge_top_k(best_scores, best_ids, scores, ids, k)

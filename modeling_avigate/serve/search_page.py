@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..modeling_avigate import multi_grained_similarity
 from ..search import VideoIndex
 
 
@@ -64,7 +65,7 @@ def explain_scores(query: torch.Tensor, video_embeds: torch.Tensor, frame_embeds
                    video_mask: torch.Tensor, logit_scale: float, lse_temperature: float
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The two parts of AVIGATE's score `s = (s_g + s_l) / 2` of one query `[D]` against `K` videos, and the frame
-    that matched best.
+    that matched best, as `multi_grained_similarity` computes them.
 
     Returns:
         `(s_g [K], s_l [K], best_frame [K])`: `s_g = σ⟨q, v̂⟩`, `s_l = (1/λ) logsumexp_i(λσ⟨q, f̂_i⟩)` over real
@@ -79,11 +80,9 @@ def explain_scores(query: torch.Tensor, video_embeds: torch.Tensor, frame_embeds
     1
     ```
     """
-    frame_cosines = torch.einsum("d,vfd->vf", query.float(), frame_embeds.float())
-    frame_cosines = frame_cosines.masked_fill(~video_mask.bool(), float("-inf"))
-    global_scores = logit_scale * video_embeds.float() @ query.float()
-    local_scores = torch.logsumexp(lse_temperature * logit_scale * frame_cosines, dim=-1) / lse_temperature
-    return global_scores, local_scores, frame_cosines.argmax(dim=-1)
+    parts = multi_grained_similarity(query.float()[None], video_embeds.float(), frame_embeds.float(), video_mask,
+                                     logit_scale, lse_temperature, return_parts=True)
+    return parts.global_scores[0], parts.local_scores[0], parts.best_frames[0]
 
 
 def known_words(tokenizer, text: str) -> list[str]:
