@@ -126,10 +126,11 @@ def embed_naive(model, processor, paths: list[str]):
 
 
 def embed_index(model, processor, paths: list[str], precision: str, num_workers: int):
+    from modeling_avigate.embedding import EmbeddingOptions
     from modeling_avigate.search import VideoIndex
 
-    index = VideoIndex.build(model, processor, paths, batch_size=8, num_workers=num_workers, progress=False,
-                             encoder_precision=precision)
+    options = EmbeddingOptions(batch_size=8, num_workers=num_workers, progress=False, encoder_precision=precision)
+    index = VideoIndex.build(model, processor, paths, options)
     if index.failures:
         raise RuntimeError(f"could not embed {index.failures}")
     return index.frame_embeds, index.video_mask

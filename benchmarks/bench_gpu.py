@@ -191,6 +191,7 @@ def embed_section(preset: dict, device, deadline: float, peak: float | None) -> 
 
     from bench_embed import build_model_and_processor, write_clips
     from bench_model import build_inputs
+    from modeling_avigate.embedding import EmbeddingOptions
     from modeling_avigate.fast_inference import prepare_for_inference
     from modeling_avigate.search import VideoIndex
 
@@ -222,12 +223,12 @@ def embed_section(preset: dict, device, deadline: float, peak: float | None) -> 
         else:
             paths = write_clips(folder, preset["clips"], preset["size"], seconds=preset["clip_seconds"])
             workers = min(16, os.cpu_count() or 1) if device.type == "cuda" else 0
-            build = dict(batch_size=preset["embed_batch"], num_workers=workers, progress=False,
-                         encoder_precision="bf16")
-            VideoIndex.build(model, processor, paths[:2], **build)
+            options = EmbeddingOptions(batch_size=preset["embed_batch"], num_workers=workers, progress=False,
+                                       encoder_precision="bf16")
+            VideoIndex.build(model, processor, paths[:2], options)
             reset_peak_memory(device)
             start = time.perf_counter()
-            VideoIndex.build(model, processor, paths, **build)
+            VideoIndex.build(model, processor, paths, options)
             rate = len(paths) / (time.perf_counter() - start)
             lines.append(f"| end to end: {len(paths)} mp4 files of {preset['clip_seconds']:g} s (320x240, h264 + aac),"
                          f" {workers} decoding workers | bf16 | {rate:.1f} | {peak_memory_mib(device):.0f} |")

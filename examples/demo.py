@@ -48,7 +48,8 @@ from tqdm.auto import tqdm
 from modeling_avigate import AvigateModel, AvigateProcessor, forked_scripts
 from modeling_avigate.data import generate_synthetic_benchmark, load_benchmark
 from modeling_avigate.data.synthetic import AUDIO_INFORMATIVE, AUDIO_NOISE, KINDS
-from modeling_avigate.evaluation import embed_texts, evaluate_retrieval
+from modeling_avigate.embedding import embed_texts
+from modeling_avigate.evaluation import evaluate_retrieval
 from modeling_avigate.feature_cache import FeatureCache
 from modeling_avigate.folders import MARKER_FILE, atomic_folder
 from modeling_avigate.hub.model_card import write_model_card

@@ -33,10 +33,11 @@ from transformers import get_cosine_schedule_with_warmup
 
 from modeling_avigate import AvigateModel
 from modeling_avigate.data import load_benchmark
+from modeling_avigate.embedding import prepare_feature_caches
 from modeling_avigate.evaluation import evaluate_retrieval
 from modeling_avigate.folders import FolderOwnershipError, write_json_atomically
 from modeling_avigate.hub.model_card import write_model_card
-from modeling_avigate.pipeline import TrainingPairs, collate_training_pairs, prepare_feature_caches
+from modeling_avigate.pipeline import TrainingPairs, collate_training_pairs
 from modeling_avigate.processors import MediaError
 from modeling_avigate.training import (
     BEST_DIR,

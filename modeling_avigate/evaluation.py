@@ -2,36 +2,11 @@
 
 import torch
 
+from .embedding import EmbeddingOptions, embed_gallery, embed_texts
 from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision
 from .feature_cache import FeatureCache
 from .modeling_avigate import AvigateModel
-from .pipeline import embed_videos
 from .retrieval_metrics import text_video_retrieval_metrics
-from .text_embeddings import embed_texts
-
-
-def embed_gallery(model: AvigateModel, processor, videos, **kwargs) -> dict:
-    """Fused frame embeddings, masks, gates and `has_audio` of every usable video of `videos` (a `videos` view), in
-    order, on the CPU, with `video_id` and `skipped` (the [`SkippedVideo`]s). `kwargs` go to [`embed_videos`]."""
-    parts: dict[str, list] = {"frame_embeds": [], "video_mask": [], "attn_gates": [], "ffn_gates": [], "has_audio": []}
-    positions, skipped = [], []
-    for batch in embed_videos(model, processor, videos, **kwargs):
-        skipped.extend(batch.skipped)
-        if batch.outputs is None:
-            continue
-        positions.extend(batch.positions.tolist())
-        parts["frame_embeds"].append(batch.outputs.last_hidden_state.float().cpu())
-        parts["video_mask"].append(batch.outputs.video_mask.cpu())
-        parts["attn_gates"].append(batch.outputs.attn_gates.float().cpu())
-        parts["ffn_gates"].append(batch.outputs.ffn_gates.float().cpu())
-        parts["has_audio"].append(batch.has_audio)
-    if not positions:
-        raise ValueError(f"none of the {len(videos['video'])} videos could be used: {skipped[0] if skipped else ''}")
-    embedded = {name: torch.cat(values) for name, values in parts.items()}
-    video_ids = list(videos["video_id"])  # once: a `datasets.Dataset` column is read anew on every access
-    embedded["video_id"] = [video_ids[position] for position in positions]
-    embedded["skipped"] = skipped
-    return embedded
 
 
 @torch.no_grad()
@@ -65,10 +40,10 @@ def evaluate_retrieval(
     """
     if device is not None:
         model.to(device)
-    embedded = embed_gallery(model, processor, videos, batch_size=batch_size, num_workers=num_workers, strict=strict,
-                             progress=progress, frame_cache=frame_cache, audio_cache=audio_cache,
-                             encoder_precision=encoder_precision)
-    position = {video_id: index for index, video_id in enumerate(embedded["video_id"])}
+    options = EmbeddingOptions(batch_size=batch_size, num_workers=num_workers, strict=strict, progress=progress,
+                               encoder_precision=encoder_precision, frame_cache=frame_cache, audio_cache=audio_cache)
+    gallery = embed_gallery(model, processor, videos, options)
+    position = {video_id: index for index, video_id in enumerate(gallery.video_ids)}
     captions, caption_video = [], []
     for video_id, video_captions in zip(videos["video_id"], videos["captions"]):
         if video_id in position:
@@ -77,7 +52,7 @@ def evaluate_retrieval(
     text_embeds = embed_texts(model, processor, captions)
     model_device = next(model.parameters()).device
     similarity = model.similarity(
-        text_embeds.to(model_device), embedded["frame_embeds"].to(model_device), embedded["video_mask"].to(model_device)
+        text_embeds.to(model_device), gallery.frame_embeds.to(model_device), gallery.video_mask.to(model_device)
     ).float().cpu()
     caption_video = torch.tensor(caption_video)
     flat = text_video_retrieval_metrics(similarity.numpy(), caption_video.numpy(),
@@ -89,7 +64,9 @@ def evaluate_retrieval(
     result["test_time_renormalization"] = None if dual_softmax_temperature is None else "dual_softmax"
     result["num_videos"], result["num_captions"] = len(position), len(captions)
     result["num_skipped_videos"] = len(videos["video_id"]) - len(position)
-    result["skipped_videos"] = [{"path": item.path, "reason": item.reason} for item in embedded.pop("skipped")]
+    result["skipped_videos"] = [{"path": item.path, "reason": item.reason} for item in gallery.skipped]
     if return_details:
-        result.update(similarity=similarity, caption_video=caption_video, **embedded)
+        result.update(similarity=similarity, caption_video=caption_video, frame_embeds=gallery.frame_embeds,
+                      video_mask=gallery.video_mask, attn_gates=gallery.attn_gates, ffn_gates=gallery.ffn_gates,
+                      has_audio=gallery.has_audio, video_id=gallery.video_ids)
     return result

@@ -1,35 +1,27 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
-"""The one way videos reach the model: paths or dataset rows → decoded, processed, batched inputs on a device.
+"""Decoded, processed videos as datasets: paths or dataset rows → model inputs, one item or one batch at a time.
 
-Training (its feature caches and its pair loader), `evaluate_retrieval` and `VideoIndex` all go through this module,
-so decoding, batching, error handling and device moves are written once:
+Training's pair loader and every embedding run (`modeling_avigate.embedding`) read videos through these classes, so
+decoding, batching and error handling are written once:
 
 - [`VideoDataset`] decodes one row per item (in DataLoader workers) or reads it from feature caches. A file that
   cannot be used raises [`MediaError`] inside the decoder; the dataset turns it into a skip record, never anything
   else: any other exception is a bug and propagates.
 - [`VideoCollator`] stacks the rows, tokenises captions and lists the skipped files of the batch.
-- [`video_batches`] yields the inputs of each batch on a device (`BatchFeature.to(device, dtype)`), with the dataset
-  positions of its rows and the files it skipped; with `strict=True` it raises the first file's `MediaError` instead.
-- [`embed_videos`] runs `model.get_video_features` on those batches.
-
-Workers decode; the main process holds the batches the DataLoader prefetches and the one being embedded.
+- [`TrainingPairs`] and [`HardNegativeSampler`]: (caption, video) pairs in contrastive batches.
 """
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset, Sampler
 from transformers.feature_extraction_utils import BatchFeature
 
-from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare_for_inference
-from .feature_cache import FeatureCache, FeatureCacheWriter
-from .fingerprints import files_fingerprint, tensor_fingerprint
-from .modeling_avigate import AvigateModel, AvigateVideoOutput
+from .feature_cache import FeatureCache
 from .processors import AvigateProcessor, MediaError
 
 
@@ -175,106 +167,6 @@ class VideoCollator:
         return batch
 
 
-@dataclass
-class VideoBatch:
-    """One batch from [`video_batches`]: model inputs on the device (`None` when every row was skipped), the dataset
-    positions of the rows, and the rows skipped."""
-
-    inputs: BatchFeature | None
-    positions: torch.Tensor
-    skipped: list[SkippedVideo]
-
-
-def video_batches(
-    processor: AvigateProcessor,
-    videos: Any,
-    *,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    strict: bool = False,
-    progress: bool = True,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None,
-    frame_cache: FeatureCache | None = None,
-    audio_cache: FeatureCache | None = None,
-    desc: str = "decoding videos",
-) -> Iterator[VideoBatch]:
-    """Decode `videos` in `num_workers` DataLoader processes and yield their inputs batch by batch, in order.
-
-    Unusable files are skipped: each batch lists its own, and a summary of all of them is logged at the end. With
-    `strict=True` the first one raises its [`MediaError`] (in the main process, so the class survives workers).
-    Floating inputs are cast to `dtype` when given.
-    """
-    dataset = VideoDataset(processor, videos, frame_cache=frame_cache, audio_cache=audio_cache)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=VideoCollator(processor))
-    all_skipped: list[SkippedVideo] = []
-    with tqdm(total=len(dataset), desc=desc, unit="video", disable=not progress) as bar:
-        for batch in loader:
-            positions, skipped = batch.pop("positions"), batch.pop("skipped")
-            if strict and skipped:
-                raise skipped[0].to_error()
-            all_skipped.extend(skipped)
-            inputs = batch.to(device, dtype) if dtype is not None else batch.to(device)
-            yield VideoBatch(inputs if len(positions) else None, positions, skipped)
-            bar.update(len(positions) + len(skipped))
-    report_skipped(all_skipped, len(dataset), desc)
-
-
-@dataclass
-class EmbeddedBatch:
-    """One batch from [`embed_videos`]: the model's output for the rows kept (`None` when every row was skipped;
-    tensors stay on the model's device), their dataset positions, their `has_audio`, and the rows skipped."""
-
-    outputs: AvigateVideoOutput | None
-    positions: torch.Tensor
-    has_audio: torch.Tensor
-    skipped: list[SkippedVideo]
-
-
-@torch.no_grad()
-def embed_videos(
-    model: AvigateModel,
-    processor: AvigateProcessor,
-    videos: Any,
-    *,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    strict: bool = False,
-    progress: bool = True,
-    frame_cache: FeatureCache | None = None,
-    audio_cache: FeatureCache | None = None,
-    desc: str = "embedding videos",
-    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
-) -> Iterator[EmbeddedBatch]:
-    """Embed `videos` (paths, or rows with a `video` column) with `model.get_video_features`, batch by batch.
-
-    The model runs in eval mode on its own device and dtype. Unusable files are skipped and listed (see
-    [`video_batches`]); `strict=True` raises the first one's [`MediaError`]. `encoder_precision` (`"fp32"`, `"int8"`
-    or `"int8-audio"` on CPU, `"bf16"` on GPU) sets the precision of the frozen vision and audio encoders (see
-    [`~fast_inference.prepare_for_inference`]); `model` itself is left unchanged.
-
-    Example (`model` and `processor` loaded beforehand):
-
-    ```python
-    >>> embeds = []
-    >>> for batch in embed_videos(model, processor, ["a.mp4", "b.mp4"], batch_size=2):  # doctest: +SKIP
-    ...     if batch.outputs is not None:
-    ...         embeds.append(batch.outputs.pooler_output.cpu())
-    ```
-    """
-    # Inputs meet the caller's model's device and dtype; the encoder copies cast what they need themselves.
-    device, dtype = model.device, model.dtype
-    model = prepare_for_inference(model, encoder_precision)
-    batches = video_batches(
-        processor, videos, batch_size=batch_size, num_workers=num_workers, strict=strict, progress=progress,
-        device=device, dtype=dtype, frame_cache=frame_cache, audio_cache=audio_cache, desc=desc,
-    )
-    for batch in batches:
-        outputs = None if batch.inputs is None else model.get_video_features(**batch.inputs)
-        has_audio = batch.inputs["has_audio"].bool().cpu() if batch.inputs is not None else torch.zeros(0, dtype=bool)
-        yield EmbeddedBatch(outputs, batch.positions, has_audio, batch.skipped)
-
-
 class TrainingPairs(Dataset):
     """(caption, video) training pairs for contrastive batches of a fixed size, collated by [`VideoCollator`] into
     model inputs with `input_ids` (pop `positions` and `skipped` before the model, or use [`collate_training_pairs`]).
@@ -407,110 +299,15 @@ class HardNegativeSampler(Sampler[int]):
         return [item for group in shuffled for item in group] + mixed
 
 
-def unique_videos(video_views: Sequence[Any]) -> dict[str, list[str]]:
-    """The rows (`video_id`, `video`) of one or several `videos` views, each video once."""
-    paths: dict[str, str] = {}
-    for view in video_views:
-        for video_id, path in zip(view["video_id"], view["video"]):
-            paths.setdefault(video_id, path)
-    return {"video_id": list(paths), "video": list(paths.values())}
-
-
-def videos_fingerprint(rows: Mapping[str, list[str]]) -> str:
-    """The videos a cache is built from (`video_id`, `video` rows): each one's id, size and modification time, so a
-    video rewritten in place (a regenerated benchmark) makes every cache built from it stale."""
-    return files_fingerprint(sorted(zip(rows["video_id"], rows["video"])))
-
-
-def frame_cache_fingerprint(processor: AvigateProcessor, videos: str) -> str:
-    """Decoded frames depend on the videos (their [`videos_fingerprint`]) and the processor's settings."""
-    return tensor_fingerprint({}, {"frames": processor.to_dict(), "videos": videos})
-
-
-def audio_cache_fingerprint(
-    model: AvigateModel, processor: AvigateProcessor, videos: str,
-    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
-) -> str:
-    """The frozen AST's states depend on the videos (their [`videos_fingerprint`]), the AST's weights (all but the
-    trainable final LayerNorm), the fbank settings and the precision it ran at."""
-    weights = {name: tensor for name, tensor in model.audio_model.state_dict().items()
-               if not name.startswith("layernorm.")}
-    settings = {"audio": processor.feature_extractor.to_dict(), "videos": videos}
-    if encoder_precision != "fp32":
-        settings["encoder_precision"] = encoder_precision
-    return tensor_fingerprint(weights, settings)
-
-
-@torch.no_grad()
-def prepare_feature_caches(
-    model: AvigateModel,
-    processor: AvigateProcessor,
-    video_views: Sequence[Any],
-    frame_cache: str | None = None,
-    audio_cache: str | None = None,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: torch.device | str = "cpu",
-    strict: bool = False,
-    open_only: bool = False,
-    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
-) -> dict[str, FeatureCache]:
-    """Open the requested caches, building the missing ones in a single decoding pass over every video.
-
-    `frames` holds normalised frames, masks and `has_audio` (fp16); `audio` holds the frozen AST's token states
-    before its final LayerNorm and `has_audio`, computed at `encoder_precision` (`"fp32"`, `"int8"` or
-    `"int8-audio"` on CPU, `"bf16"` on GPU; part of the cache's fingerprint when not fp32). Unusable files are skipped
-    and listed (they stay out of the cache);
-    `strict=True` stops at the first. With `open_only` nothing is built (other processes of a run).
-    """
-    rows = unique_videos(video_views)
-    videos = videos_fingerprint(rows)
-    wanted = {kind: (directory, fingerprint) for kind, directory, fingerprint in (
-        ("frames", frame_cache, frame_cache_fingerprint(processor, videos) if frame_cache else None),
-        ("audio", audio_cache,
-         audio_cache_fingerprint(model, processor, videos, encoder_precision) if audio_cache else None),
-    ) if directory}
-    caches, missing = {}, {}
-    for kind, (directory, fingerprint) in wanted.items():
-        try:
-            caches[kind] = FeatureCache.open(directory, fingerprint)
-        except (FileNotFoundError, ValueError):
-            if open_only:
-                raise
-            missing[kind] = (directory, fingerprint)
-    if not missing:
-        return caches
-    writers = {kind: FeatureCacheWriter(directory, len(rows["video"]), fingerprint)
-               for kind, (directory, fingerprint) in missing.items()}
-    was_training = model.training
-    encoder = prepare_for_inference(model, encoder_precision)
-    for batch in video_batches(processor, rows, batch_size=batch_size, num_workers=num_workers, strict=strict,
-                               device=device, desc=f"caching {' and '.join(missing)}"):
-        if batch.inputs is None:
-            continue
-        video_ids = [rows["video_id"][position] for position in batch.positions.tolist()]
-        if "frames" in writers:
-            writers["frames"].add(video_ids, {name: batch.inputs[name].cpu() for name in ("pixel_values",
-                                                                                          "video_mask", "has_audio")})
-        if "audio" in writers:
-            hidden = encoder.get_audio_hidden_states(batch.inputs["input_values"].to(model.dtype))
-            writers["audio"].add(video_ids, {"audio_hidden_states": hidden, "has_audio": batch.inputs["has_audio"]})
-    model.train(was_training)
-    caches.update({kind: writer.close() for kind, writer in writers.items()})
-    return caches
 
 
 __all__ = [
-    "EmbeddedBatch",
+    "HardNegativeSampler",
     "SkippedVideo",
     "TrainingPairs",
-    "VideoBatch",
     "VideoCollator",
     "VideoDataset",
     "collate_training_pairs",
-    "embed_videos",
-    "prepare_feature_caches",
     "report_skipped",
-    "video_batches",
     "video_rows",
 ]

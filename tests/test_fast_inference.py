@@ -13,7 +13,7 @@ from modeling_avigate.fast_inference import (
     quantize_linear_int8,
 )
 from modeling_avigate.fingerprints import weights_fingerprint
-from modeling_avigate.pipeline import audio_cache_fingerprint
+from modeling_avigate.embedding import EmbeddingOptions, audio_cache_fingerprint
 from modeling_avigate.search import VideoIndex
 
 from conftest import tiny_config_kwargs
@@ -153,8 +153,9 @@ def test_int8_index_is_close_to_fp32_and_keeps_the_model_fingerprint(tmp_path):
     processor, model = tiny_processor_and_model(tmp_path)
     folder = str(tmp_path / "videos")
     write_clips(folder, 4)
-    fp32 = VideoIndex.build(model, processor, folder, batch_size=2, progress=False)
-    int8 = VideoIndex.build(model, processor, folder, batch_size=2, progress=False, encoder_precision="int8")
+    fp32 = VideoIndex.build(model, processor, folder, EmbeddingOptions(batch_size=2, progress=False))
+    int8 = VideoIndex.build(model, processor, folder,
+                            EmbeddingOptions(batch_size=2, progress=False, encoder_precision="int8"))
     assert int8.paths == fp32.paths
     assert torch.equal(int8.video_mask, fp32.video_mask)
     real = fp32.video_mask
@@ -174,7 +175,7 @@ def test_cli_index_passes_the_precision_through(tmp_path):
     assert main(["index", folder, "--model", str(tmp_path / "model"), "--out", str(tmp_path / "gallery"),
                  "--num-workers", "0", "--device", "cpu", "--encoder-precision", "int8"]) == 0
     saved = VideoIndex.load(tmp_path / "gallery")
-    int8 = VideoIndex.build(model, processor, folder, progress=False, encoder_precision="int8")
-    fp32 = VideoIndex.build(model, processor, folder, progress=False)
+    int8 = VideoIndex.build(model, processor, folder, EmbeddingOptions(progress=False, encoder_precision="int8"))
+    fp32 = VideoIndex.build(model, processor, folder, EmbeddingOptions(progress=False))
     assert torch.equal(saved.frame_embeds, int8.frame_embeds)
     assert not torch.equal(saved.frame_embeds, fp32.frame_embeds)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.search import (
     CorruptIndexError,
     IncompatibleModelError,
@@ -24,6 +25,7 @@ from conftest import TEST_WORDS, tiny_config_kwargs
 from media import tone, write_test_video
 
 
+QUIET = EmbeddingOptions(progress=False)
 QUERIES = ["a dog barks at a car", "red circle moving left", "a woman sings", "blue square"]
 
 
@@ -72,7 +74,7 @@ def build_gallery(root, count: int) -> dict:
     """The tiny processor and model under `root`, `count` clips in `root/videos` and the index built over them."""
     processor, model = tiny_processor_and_model(root)
     paths = write_clips(str(root / "videos"), count)
-    index = VideoIndex.build(model, processor, str(root / "videos"), batch_size=4, progress=False)
+    index = VideoIndex.build(model, processor, str(root / "videos"), EmbeddingOptions(batch_size=4, progress=False))
     return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
 
 
@@ -192,10 +194,10 @@ def test_save_load_round_trip_and_first_stage_mode(setup, tmp_path):
 def test_add_skips_indexed_files_and_equals_full_rebuild(setup, tmp_path):
     model, processor, full = setup["model"], setup["processor"], setup["index"]
     folder = os.path.dirname(setup["paths"][0])
-    partial = VideoIndex.build(model, processor, setup["paths"][:3], batch_size=2, progress=False)
-    added = partial.add(folder, batch_size=2, progress=False)
+    partial = VideoIndex.build(model, processor, setup["paths"][:3], EmbeddingOptions(batch_size=2, progress=False))
+    added = partial.add(folder, EmbeddingOptions(batch_size=2, progress=False))
     assert [os.path.basename(path) for path in added] == ["clip-03.mp4", "clip-04.mp4", "clip-05.mp4"]
-    assert partial.add(folder, progress=False) == []
+    assert partial.add(folder, QUIET) == []
     assert partial.paths == full.paths
     torch.testing.assert_close(partial.frame_embeds.float(), full.frame_embeds.float(), atol=1e-3, rtol=0)
     torch.testing.assert_close(partial.video_embeds, full.video_embeds, atol=1e-3, rtol=0)
@@ -210,7 +212,7 @@ def test_bad_files_are_skipped_and_reported(setup, tmp_path):
     (folder / "broken.mp4").write_bytes(b"this is not a video")
     with open(folder / "clip-00.mp4", "rb") as handle:
         (folder / "truncated.mp4").write_bytes(handle.read()[:300])
-    index = VideoIndex.build(setup["model"], setup["processor"], str(folder), progress=False)
+    index = VideoIndex.build(setup["model"], setup["processor"], str(folder), QUIET)
     assert [os.path.basename(path) for path in index.paths] == ["clip-00.mp4", "clip-01.mp4"]
     assert sorted(os.path.basename(failure["path"]) for failure in index.failures) == ["broken.mp4", "truncated.mp4"]
     assert all(failure["error"] for failure in index.failures)
@@ -298,7 +300,7 @@ def test_dataset_input_and_errors(setup, tmp_path):
     import datasets
 
     dataset = datasets.Dataset.from_dict({"video": setup["paths"][:2]})
-    index = VideoIndex.build(setup["model"], setup["processor"], dataset, progress=False)
+    index = VideoIndex.build(setup["model"], setup["processor"], dataset, QUIET)
     assert index.paths == [os.path.abspath(path) for path in setup["paths"][:2]]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no video files"):

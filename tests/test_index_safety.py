@@ -260,7 +260,7 @@ def test_previews_file_is_checked_like_the_embeddings(staged, capsys):
     _assert_clear_error(staged, capsys, "previews.safetensors has no checksum")
 
 
-def test_format_versions_older_newer_and_upgradable(staged, capsys):
+def test_format_versions_older_and_newer(staged, capsys):
     from modeling_avigate.search import OutdatedIndexError
 
     _edit_metadata(staged, lambda metadata: metadata.update(format_version=3))
@@ -268,31 +268,11 @@ def test_format_versions_older_newer_and_upgradable(staged, capsys):
     _edit_metadata(staged, lambda metadata: metadata.update(format_version=True))  # not 1, although True == 1
     _assert_clear_error(staged, capsys, "unsupported index format True")
     _edit_metadata(staged, lambda metadata: metadata.update(format_version=1))
-    with pytest.raises(OutdatedIndexError, match="avigate upgrade-index"):
+    with pytest.raises(OutdatedIndexError, match="rebuild it with 'avigate index'"):
         VideoIndex.load(staged)
-    assert "run 'avigate upgrade-index" in _cli_error(capsys, "info", staged)
-    assert VideoIndex.read_metadata(staged, upgradable=True)["format_version"] == 1
-
-
-def test_upgrade_adopts_an_unmarked_format_1_index_only_when_it_holds_nothing_else(tmp_path, capsys):
-    """Indexes written before folders were marked have no marker: the upgrade's save may replace such a folder only
-    when it holds just the index's files."""
-    folder = tmp_path / "old"
-    _gallery().save(folder)
-    (folder / MARKER_FILE).unlink()
-    (folder / PREVIEWS_FILE).unlink()
-    _edit_metadata(folder, lambda metadata: (metadata.update(format_version=1),
-                                             metadata["checksums"].pop(PREVIEWS_FILE)))
-    (folder / "notes.txt").write_text("mine")
-    before = _snapshot(tmp_path)
-    with pytest.raises(FolderOwnershipError, match="refusing to replace .*notes.txt"):
-        VideoIndex.upgrade(folder)
-    assert _snapshot(tmp_path) == before
-    (folder / "notes.txt").unlink()
-    VideoIndex.upgrade(folder)
-    assert is_owned(folder, "index")
-    upgraded = VideoIndex.load(folder)
-    assert len(upgraded.previews) == 20 and upgraded.previews.posters == [b""] * 20  # its videos do not exist
+    error = _cli_error(capsys, "info", staged)
+    assert error == (f"avigate info: error: {staged} is an index of format 1, written by an older version of "
+                     "modeling_avigate (this one reads format 2); rebuild it with 'avigate index'")
 
 
 def test_search_reports_a_corrupt_index_before_loading_any_model(staged, capsys):

@@ -1,5 +1,6 @@
-"""The one video pipeline: training, evaluation and the index embed alike; unusable files are skipped and listed (or
-stop the run with strict), in the library, the training caches and the CLI; other errors surface."""
+"""The one video pipeline and embedding path: training, evaluation and the index embed alike; unusable files are
+skipped and listed (or stop the run with strict), in the library, the training caches and the CLI; other errors
+surface."""
 
 import logging
 import os
@@ -9,17 +10,18 @@ import torch
 from media import write_bad_files
 
 from modeling_avigate.cli import main
-from modeling_avigate.evaluation import embed_gallery, evaluate_retrieval
-from modeling_avigate.index import VideoIndex
-from modeling_avigate.pipeline import (
-    HardNegativeSampler,
-    TrainingPairs,
-    collate_training_pairs,
+from modeling_avigate.embedding import (
+    EmbeddingOptions,
+    embed_gallery,
+    embed_texts,
     embed_videos,
     prepare_feature_caches,
     video_batches,
 )
+from modeling_avigate.evaluation import evaluate_retrieval
+from modeling_avigate.pipeline import HardNegativeSampler, TrainingPairs, collate_training_pairs
 from modeling_avigate.processors import MediaError
+from modeling_avigate.search import VideoIndex
 
 from test_index import tiny_processor_and_model, write_clips
 
@@ -37,17 +39,22 @@ def test_training_evaluation_and_index_embed_the_same_videos_alike(setup):
     model, processor, paths = setup["model"], setup["processor"], setup["paths"]
     rows = {"video_id": [f"v{i}" for i in range(len(paths))], "video": paths,
             "caption": ["a dog barks at a car"] * len(paths), "captions": [["a dog barks at a car"]] * len(paths)}
-    evaluated = embed_gallery(model, processor, rows, batch_size=2, progress=False)
-    in_workers = embed_gallery(model, processor, rows, batch_size=3, num_workers=2, progress=False)
-    torch.testing.assert_close(in_workers["frame_embeds"], evaluated["frame_embeds"])
-    index = VideoIndex.build(model, processor, paths, batch_size=4, progress=False)
-    torch.testing.assert_close(index.frame_embeds.float(), evaluated["frame_embeds"], atol=2e-3, rtol=0)
-    assert torch.equal(index.has_audio, evaluated["has_audio"])
+    evaluated = embed_gallery(model, processor, rows, EmbeddingOptions(batch_size=2, progress=False))
+    in_workers = embed_gallery(model, processor, rows, EmbeddingOptions(batch_size=3, num_workers=2, progress=False))
+    torch.testing.assert_close(in_workers.frame_embeds, evaluated.frame_embeds)
+    index = VideoIndex.build(model, processor, paths, EmbeddingOptions(batch_size=4, progress=False))
+    torch.testing.assert_close(index.frame_embeds.float(), evaluated.frame_embeds, atol=2e-3, rtol=0)
+    assert torch.equal(index.has_audio, evaluated.has_audio)
     batch = collate_training_pairs(processor)([TrainingPairs(rows, processor)[i] for i in range(len(paths))])
     with torch.no_grad():
-        trained = model(**batch).frame_embeds
-    torch.testing.assert_close(trained, evaluated["frame_embeds"])
-    assert evaluated["video_id"] == rows["video_id"] and evaluated["skipped"] == []
+        outputs = model(**batch)
+    torch.testing.assert_close(outputs.frame_embeds, evaluated.frame_embeds)
+    torch.testing.assert_close(outputs.video_embeds, evaluated.video_embeds)
+    torch.testing.assert_close(outputs.attn_gates, evaluated.attn_gates)
+    torch.testing.assert_close(outputs.text_embeds, embed_texts(model, processor, rows["caption"]))
+    torch.testing.assert_close(index.encode_text(rows["caption"][:1]), outputs.text_embeds[:1])
+    assert evaluated.video_ids == rows["video_id"] and evaluated.paths == paths and evaluated.skipped == []
+    assert evaluated.positions.tolist() == list(range(len(paths)))
 
 
 def test_evaluation_skips_and_lists_unusable_videos_or_stops_with_strict(setup):
@@ -66,13 +73,16 @@ def test_evaluation_skips_and_lists_unusable_videos_or_stops_with_strict(setup):
 def test_batches_list_skipped_files_and_strict_raises_the_media_error_in_the_main_process(setup, num_workers):
     processor, paths, bad = setup["processor"], setup["paths"], setup["bad"]
     videos = [paths[0], bad["fifo.mp4"], paths[1], bad["text.mp4"]]
-    batches = list(video_batches(processor, videos, batch_size=2, num_workers=num_workers, progress=False))
+    options = EmbeddingOptions(batch_size=2, num_workers=num_workers, progress=False)
+    batches = list(video_batches(processor, videos, options))
     assert [batch.positions.tolist() for batch in batches] == [[0], [2]]
+    assert [batch.paths for batch in batches] == [[paths[0]], [paths[1]]]
     assert [(item.position, os.path.basename(item.path)) for batch in batches for item in batch.skipped] == [
         (1, "fifo.mp4"), (3, "text.mp4")]
     assert batches[0].inputs["pixel_values"].shape == (1, processor.num_frames, 3, 32, 32)
     with pytest.raises(MediaError, match=r"fifo.mp4: not a regular file"):
-        list(video_batches(processor, videos, batch_size=2, num_workers=num_workers, progress=False, strict=True))
+        list(video_batches(processor, videos, EmbeddingOptions(batch_size=2, num_workers=num_workers, progress=False,
+                                                               strict=True)))
 
 
 def test_errors_that_are_not_media_errors_surface(setup, monkeypatch):
@@ -83,14 +93,14 @@ def test_errors_that_are_not_media_errors_surface(setup, monkeypatch):
 
     monkeypatch.setattr(processor, "process_video", broken)
     with pytest.raises(TypeError, match="a bug in the decoder"):
-        next(embed_videos(setup["model"], processor, setup["paths"][:1], progress=False))
+        next(embed_videos(setup["model"], processor, setup["paths"][:1], EmbeddingOptions(progress=False)))
 
 
 def test_training_caches_skip_and_list_unusable_files_and_training_drops_their_pairs(setup, tmp_path, caplog):
     model, processor, paths, bad = setup["model"], setup["processor"], setup["paths"], setup["bad"]
     views = [{"video_id": ["good0", "empty", "good1", "dangling"],
               "video": [paths[0], bad["empty.mp4"], paths[1], bad["dangling.mp4"]]}]
-    with caplog.at_level(logging.WARNING, logger="modeling_avigate.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="modeling_avigate.pipeline"):  # where skipped files are reported
         caches = prepare_feature_caches(model, processor, views, frame_cache=str(tmp_path / "frames"),
                                         audio_cache=str(tmp_path / "audio"), batch_size=2)
     assert set(caches["frames"].rows) == set(caches["audio"].rows) == {"good0", "good1"}

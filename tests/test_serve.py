@@ -1,4 +1,4 @@
-"""`avigate serve`: previews stored in the index (format 2, upgrade from format 1), the explained ranking behind the
+"""`avigate serve`: previews stored in the index (posters, frame times, gates), the explained ranking behind the
 page, the file routes (range requests, nothing outside the index) and the page itself in a real browser."""
 
 import copy
@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.modeling_avigate import multi_grained_similarity
 from modeling_avigate.processors import read_video
-from modeling_avigate.search import METADATA_FILE, PREVIEWS_FILE, OutdatedIndexError, VideoIndex
+from modeling_avigate.search import METADATA_FILE, VideoIndex
 from modeling_avigate.search.previews import POSTER_SIZE
 from modeling_avigate.serve.search_page import SearchPage, explain_scores, known_words, relocate_videos
 
@@ -77,29 +78,6 @@ def test_previews_survive_save_load_and_merge(built):
     merged = VideoIndex.merge(halves, order=loaded.paths)
     assert merged.previews.posters == loaded.previews.posters
     torch.testing.assert_close(merged.previews.attn_gates, loaded.previews.attn_gates)
-
-
-def test_format_1_index_is_refused_then_upgraded_from_poster_frames_only(built, monkeypatch):
-    folder = built["root"] / "format1"
-    shutil.copytree(built["root"] / "index", folder)
-    metadata = json.loads((folder / METADATA_FILE).read_text())
-    metadata["format_version"] = 1
-    del metadata["checksums"][PREVIEWS_FILE]
-    (folder / METADATA_FILE).write_text(json.dumps(metadata))
-    os.remove(folder / PREVIEWS_FILE)
-    with pytest.raises(OutdatedIndexError, match="avigate upgrade-index"):
-        VideoIndex.load(folder)
-
-    def no_embedding(*args, **kwargs):
-        raise AssertionError("the upgrade must not re-embed videos")
-
-    monkeypatch.setattr(VideoIndex, "_embed_and_append", no_embedding)
-    VideoIndex.upgrade(folder)
-    upgraded = VideoIndex.load(folder)
-    assert upgraded.previews.posters == built["index"].previews.posters
-    torch.testing.assert_close(upgraded.previews.frame_times, built["index"].previews.frame_times, equal_nan=True)
-    assert upgraded.previews.attn_gates.shape == (7, 0)  # gates need the model: recorded as unknown
-    torch.testing.assert_close(upgraded.frame_embeds, built["index"].frame_embeds)
 
 
 # -- the ranking behind the page ------------------------------------------------------------------------------------
@@ -275,7 +253,7 @@ def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monke
     # The index is built by the published model, as a user would before uploading it.
     model = AvigateModel.from_pretrained(tmp_path / "model")
     processor = AvigateProcessor.from_pretrained(tmp_path / "model")
-    VideoIndex.build(model, processor, str(built["root"] / "videos"), progress=False).save(tmp_path / "repo" / "index")
+    VideoIndex.build(model, processor, str(built["root"] / "videos"), EmbeddingOptions(progress=False)).save(tmp_path / "repo" / "index")
     shutil.copytree(built["root"] / "videos", tmp_path / "repo" / "videos")  # the Space's copy of the videos
     monkeypatch.setenv("AVIGATE_INDEX", str(tmp_path / "repo"))
     monkeypatch.setenv("AVIGATE_MODEL", str(tmp_path / "model"))
@@ -290,7 +268,7 @@ def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monke
     assert response.content == (tmp_path / "repo" / "videos" / os.path.basename(built["paths"][0])).read_bytes()
 
 
-def test_cli_serve_binds_localhost_and_old_indexes_get_the_upgrade_command(built, tmp_path, monkeypatch, capsys):
+def test_cli_serve_binds_localhost_and_old_indexes_are_to_be_rebuilt(built, tmp_path, monkeypatch, capsys):
     pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
     from modeling_avigate.cli import main
     from modeling_avigate.serve import app
@@ -311,7 +289,7 @@ def test_cli_serve_binds_localhost_and_old_indexes_get_the_upgrade_command(built
     capsys.readouterr()
     assert main(["serve", str(tmp_path / "gallery")]) == 1
     error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and f"avigate upgrade-index {tmp_path / 'gallery'}" in error
+    assert error.count("\n") == 0 and error.endswith("rebuild it with 'avigate index'")
 
 
 def test_page_uses_the_two_stage_search_when_the_index_has_a_first_stage(built):

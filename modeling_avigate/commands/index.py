@@ -32,16 +32,18 @@ def index_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 
 def index_command(args: argparse.Namespace) -> None:
-    from ..media_files import resolve_videos
+    from ..embedding import EmbeddingOptions
+    from ..media_files import find_video_files
     from ..search import build_sharded, check_index_output
     from .loading import load_model_and_processor
 
-    paths = resolve_videos(args.videos)  # fail on a missing or empty folder before loading the model
+    find_video_files(args.videos)  # fail on a missing or empty folder before loading the model
     check_index_output(args.out, [args.videos])  # and on an output that would touch the videos or a foreign folder
     model, processor = load_model_and_processor(args.model, args.revision, args.device)
-    index = build_sharded(model, processor, paths, args.out, batch_size=args.batch_size,
-                          num_workers=args.num_workers, first_stage=args.first_stage, shortlist_size=args.shortlist,
-                          strict=args.strict, encoder_precision=args.encoder_precision)
+    options = EmbeddingOptions(batch_size=args.batch_size, num_workers=args.num_workers, strict=args.strict,
+                               encoder_precision=args.encoder_precision)
+    index = build_sharded(model, processor, args.videos, args.out, options, first_stage=args.first_stage,
+                          shortlist_size=args.shortlist)
     if index is not None:
         print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files"
                                                                 if index.failures else ""))

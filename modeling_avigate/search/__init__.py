@@ -12,7 +12,7 @@ The package, one idea per module (none imports training or evaluation code):
 - `first_stage`: faiss first stages (`flat`, `pq`, `hnsw`, `ivf`): build, shortlist, check one read from disk;
 - `metadata`: the folder's file names, the `index.json` schema and its validation, the index's errors;
 - `previews`: [`VideoPreviews`], the poster frames, sampled-frame times and audio gates the search page shows;
-- `store`: [`VideoIndex`] (build, add, merge, search, save, load, upgrade) and [`SearchResult`];
+- `store`: [`VideoIndex`] (build, add, merge, search, save, load) and [`SearchResult`];
 - `sharded`: [`build_sharded`], the multi-process build behind `avigate index`.
 
 On disk an index is a folder marked as this package's `index` folder (`.avigate-folder.json`):
@@ -23,9 +23,9 @@ On disk an index is a folder marked as this package's `index` folder (`.avigate-
 - `embeddings.safetensors`: `frame_embeds` fp16 `[N, T, D]`, `video_mask` uint8 `[N, T]`, `video_embeds` fp32
   `[N, D]`, `has_audio` uint8 `[N]`;
 - `first_stage.faiss` when a first stage was built;
-- `previews.safetensors`: poster frames, sampled-frame times and audio gates for the search page (`avigate serve`);
-  new in format 2. [`VideoIndex.upgrade`] (`avigate upgrade-index`) adds it to a format-1 index by decoding one
-  poster frame per video; loading a format-1 index raises [`OutdatedIndexError`] naming that command.
+- `previews.safetensors`: poster frames, sampled-frame times and audio gates for the search page (`avigate serve`).
+
+An index of an older format raises [`OutdatedIndexError`], one line asking to rebuild it.
 
 Example:
 
@@ -34,7 +34,8 @@ Example:
 >>> from modeling_avigate.processors import AvigateProcessor
 >>> model = AvigateModel.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
 >>> processor = AvigateProcessor.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
->>> index = VideoIndex.build(model, processor, "my_videos/", batch_size=8, num_workers=2)  # doctest: +SKIP
+>>> from modeling_avigate.embedding import EmbeddingOptions
+>>> index = VideoIndex.build(model, processor, "my_videos/", EmbeddingOptions(num_workers=2))  # doctest: +SKIP
 >>> index.save("my_videos.avigate")  # doctest: +SKIP
 >>> index = VideoIndex.load("my_videos.avigate", model=model, processor=processor)  # doctest: +SKIP
 >>> index.search("a dog barks at a car", k=5)[0].path  # doctest: +SKIP
@@ -48,7 +49,6 @@ from .metadata import (
     FORMAT_VERSION,
     METADATA_FILE,
     PREVIEWS_FILE,
-    UPGRADABLE_FORMATS,
     CorruptIndexError,
     IncompatibleModelError,
     OutdatedIndexError,
@@ -65,7 +65,6 @@ __all__ = [
     "METADATA_FILE",
     "PREVIEWS_FILE",
     "SCORE_CHUNK_ELEMENTS",
-    "UPGRADABLE_FORMATS",
     "CorruptIndexError",
     "FirstStage",
     "IncompatibleModelError",

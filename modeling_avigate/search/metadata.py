@@ -14,9 +14,9 @@ from ..folders import recover_interrupted_replace
 from .first_stage import FIRST_STAGE_KINDS
 
 
-# 2: previews.safetensors (posters, frame times, audio gates) added; format 1 is read only by `VideoIndex.upgrade`.
+# 2: previews.safetensors (posters, frame times, audio gates) added. Older formats are refused with a line saying to
+# rebuild (no migration: the package is at 0.x).
 FORMAT_VERSION = 2
-UPGRADABLE_FORMATS = (1,)
 INDEX_KIND = "index"
 SHARDS_KIND = "index_shards"
 METADATA_FILE = "index.json"
@@ -36,7 +36,7 @@ class IncompatibleModelError(ValueError):
 
 
 class OutdatedIndexError(ValueError):
-    """The index was written in an older format; [`VideoIndex.upgrade`] (`avigate upgrade-index`) converts it."""
+    """The index was written by an older version of the package in an older format; rebuild it."""
 
 
 def _is_int(value: Any) -> bool:
@@ -95,19 +95,19 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def validate_metadata(metadata: Any, metadata_path: str, upgradable: bool = False) -> None:
+def validate_metadata(metadata: Any, metadata_path: str) -> None:
     """Raise [`CorruptIndexError`] naming the first missing or ill-typed key of a parsed `index.json`, or
-    [`OutdatedIndexError`] for an older format that [`VideoIndex.upgrade`] converts (accepted when `upgradable`)."""
+    [`OutdatedIndexError`] for an older format."""
     if not isinstance(metadata, dict):
         raise CorruptIndexError(f"{metadata_path} holds a {type(metadata).__name__}, not an object; the index is "
                                 "corrupt")
     version = metadata.get("format_version")
     folder = os.path.dirname(metadata_path)
-    if _is_int(version) and version in UPGRADABLE_FORMATS and not upgradable:
-        raise OutdatedIndexError(
-            f"{folder} is an index of format {version}, without the poster frames of format {FORMAT_VERSION}; run "
-            f"'avigate upgrade-index {folder}' (decodes one frame per video, keeps the embeddings) or rebuild it")
-    if not (_is_int(version) and (version == FORMAT_VERSION or version in UPGRADABLE_FORMATS)):
+    if _is_int(version) and 0 < version < FORMAT_VERSION:
+        raise OutdatedIndexError(f"{folder} is an index of format {version}, written by an older version of "
+                                 f"modeling_avigate (this one reads format {FORMAT_VERSION}); rebuild it with "
+                                 "'avigate index'")
+    if not (_is_int(version) and version == FORMAT_VERSION):
         raise CorruptIndexError(f"{metadata_path}: unsupported index format {version!r} "
                                 f"(this version reads {FORMAT_VERSION})")
     for key, (check, expected) in SCHEMA.items():
@@ -122,14 +122,13 @@ def validate_metadata(metadata: Any, metadata_path: str, upgradable: bool = Fals
     if metadata["first_stage"] is not None and FIRST_STAGE_FILE not in metadata["checksums"]:
         raise CorruptIndexError(f"{metadata_path}: a {metadata['first_stage']['kind']} first stage is recorded but "
                                 f"{FIRST_STAGE_FILE} has no checksum; the index is corrupt, rebuild it")
-    if version == FORMAT_VERSION and PREVIEWS_FILE not in metadata["checksums"]:
+    if PREVIEWS_FILE not in metadata["checksums"]:
         raise CorruptIndexError(f"{metadata_path}: {PREVIEWS_FILE} has no checksum; the index is corrupt, rebuild it")
 
 
-def read_metadata(path: str | os.PathLike, upgradable: bool = False) -> dict[str, Any]:
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed and validated `index.json` of an index folder, without loading the embeddings. A save killed
-    while swapping folders is rolled back first. An older format raises [`OutdatedIndexError`] unless `upgradable`
-    (for [`VideoIndex.upgrade`])."""
+    while swapping folders is rolled back first. An older format raises [`OutdatedIndexError`]."""
     path = os.fspath(path)
     recover_interrupted_replace(path)
     metadata_path = os.path.join(path, METADATA_FILE)
@@ -140,7 +139,7 @@ def read_metadata(path: str | os.PathLike, upgradable: bool = False) -> dict[str
             metadata = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptIndexError(f"{metadata_path} is not valid JSON ({error}); the index is corrupt") from error
-    validate_metadata(metadata, metadata_path, upgradable)
+    validate_metadata(metadata, metadata_path)
     return metadata
 
 
@@ -150,7 +149,6 @@ __all__ = [
     "IncompatibleModelError",
     "OutdatedIndexError",
     "PREVIEWS_FILE",
-    "UPGRADABLE_FORMATS",
     "read_metadata",
     "validate_metadata",
 ]

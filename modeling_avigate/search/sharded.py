@@ -3,8 +3,9 @@
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
-from ..fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision
+from ..embedding import EmbeddingOptions
 from ..folders import check_output_separate, check_replaceable, remove_owned_folder, write_marker
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel
@@ -37,18 +38,16 @@ def build_sharded(
     processor,
     videos,
     output_dir: str | os.PathLike,
-    batch_size: int = 8,
-    num_workers: int = 0,
+    options: EmbeddingOptions = EmbeddingOptions(),
     first_stage: FirstStage | None = None,
     shortlist_size: int = 256,
-    progress: bool = True,
-    strict: bool = False,
-    encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
 ) -> VideoIndex | None:
     """Build and save an index with every process of an `accelerate launch` / `torchrun` job (one process works
     too): process `r` of `W` embeds files `r, r+W, ...`, writes its shard to `OUTPUT.shards/`, and the main process
     merges the shards in the single-process order, builds the first stage and saves `output_dir`. The output and
-    its marked shards folder are checked first ([`check_index_output`]).
+    its marked shards folder are checked first ([`check_index_output`]). `videos` is a folder, a list of paths or a
+    `datasets.Dataset` with a `video` column; `options` apply to every process (the progress bar is shown by the
+    main process of each machine only).
 
     Returns the saved index on the main process, `None` on the others.
     """
@@ -62,9 +61,9 @@ def build_sharded(
     output_dir = os.path.abspath(os.fspath(output_dir))
     check_index_output(output_dir, [videos] if isinstance(videos, (str, os.PathLike)) else paths)
     model.to(state.device)
-    shard = VideoIndex.build(model, processor, paths[state.process_index :: state.num_processes], batch_size,
-                             num_workers, progress=progress and state.is_local_main_process, strict=strict,
-                             encoder_precision=encoder_precision)
+    shard = VideoIndex.empty(model, processor)
+    shard._embed_and_append(paths[state.process_index :: state.num_processes],
+                            replace(options, progress=options.progress and state.is_local_main_process))
     shard_dir = shards_path(output_dir)
     if state.num_processes == 1:
         merged = shard

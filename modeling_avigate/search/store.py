@@ -13,13 +13,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision
+from ..embedding import EmbeddingOptions, embed_texts, embed_videos
 from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
-from ..folders import adopt_unmarked_folder, atomic_folder
+from ..folders import atomic_folder
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
-from ..pipeline import embed_videos
-from ..text_embeddings import embed_texts
 from .first_stage import FirstStage, build_first_stage, first_stage_mismatches, require_faiss, shortlist
 from .kernels import exact_search, rerank_candidates
 from .metadata import (
@@ -184,13 +182,9 @@ class VideoIndex:
         model: AvigateModel,
         processor,
         videos,
-        batch_size: int = 8,
-        num_workers: int = 0,
+        options: EmbeddingOptions = EmbeddingOptions(),
         first_stage: FirstStage | None = None,
         shortlist_size: int = 256,
-        progress: bool = True,
-        strict: bool = False,
-        encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION,
     ) -> "VideoIndex":
         """Embed `videos` (a folder, a list of paths or a `datasets.Dataset` with a `video` column).
 
@@ -198,26 +192,26 @@ class VideoIndex:
             model: the AVIGATE model; runs on its current device, in eval mode.
             processor: the matching `AvigateProcessor`.
             videos: what to index.
-            batch_size: videos per forward pass.
-            num_workers: DataLoader processes that decode in parallel.
+            options: batch size, decoding workers, strictness, progress bar and encoder precision
+                ([`EmbeddingOptions`]).
             first_stage: optional faiss first stage (`"flat"`, `"pq"`, `"hnsw"`, `"ivf"`) over the global embeddings.
             shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
-            progress: show a progress bar.
-            strict: raise the first unusable file's `MediaError` instead of skipping it.
-            encoder_precision: `"fp32"`, `"int8"` or `"int8-audio"` (CPU) or `"bf16"` (GPU) for the frozen vision
-                and audio encoders (see `modeling_avigate.fast_inference.prepare_for_inference`).
 
-        Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `strict=True`
+        Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `options.strict`
         the first one raises its `MediaError`.
         """
-        paths = resolve_videos(videos)
-        info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
-        index = cls([], *cls._empty_tensors(model, processor), info)
-        index.attach(model, processor)
-        index._embed_and_append(paths, batch_size, num_workers, progress, strict, encoder_precision)
+        index = cls.empty(model, processor)
+        index._embed_and_append(resolve_videos(videos), options)
         if first_stage is not None:
             index.build_first_stage(first_stage, shortlist_size)
         return index
+
+    @classmethod
+    def empty(cls, model: AvigateModel, processor) -> "VideoIndex":
+        """An index of no videos for `model` and `processor` (attached), to grow with [`add`](VideoIndex.add)."""
+        info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
+        index = cls([], *cls._empty_tensors(model, processor), info)
+        return index.attach(model, processor)
 
     @staticmethod
     def _empty_tensors(model: AvigateModel, processor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -225,26 +219,23 @@ class VideoIndex:
         return (torch.empty(0, num_frames, dim, dtype=torch.float16), torch.empty(0, num_frames, dtype=torch.bool),
                 torch.empty(0, dtype=torch.bool))
 
-    def _embed_and_append(self, paths: list[str], batch_size: int, num_workers: int, progress: bool,
-                          strict: bool = False,
-                          encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION) -> None:
+    def _embed_and_append(self, paths: list[str], options: EmbeddingOptions) -> None:
+        """Embed `paths` (absolute) and append the usable ones; list the others in `failures`."""
         model, processor = self._require_model()
         frames, masks, audio, gates, entries, failures = [], [], [], [], [], []
-        for batch in embed_videos(model, processor, paths, batch_size=batch_size, num_workers=num_workers,
-                                  strict=strict, progress=progress, desc="indexing videos",
-                                  encoder_precision=encoder_precision):
+        for batch in embed_videos(model, processor, paths, options, desc="indexing videos"):
             failures.extend({"path": item.path, "error": item.reason} for item in batch.skipped)
-            if batch.outputs is not None:
-                frames.append(batch.outputs.last_hidden_state.to("cpu", torch.float16))
-                masks.append(batch.outputs.video_mask.cpu().bool())
-                audio.append(batch.has_audio)
-                gates.append(batch.outputs.attn_gates.float().cpu())
-                entries.extend({"path": paths[i], "duration": _duration(paths[i])} for i in batch.positions.tolist())
-        if frames:
+            # fp16 as stored, batch by batch, so a large gallery is never held in float32.
+            frames.append(batch.frame_embeds.to(torch.float16))
+            masks.append(batch.video_mask)
+            audio.append(batch.has_audio)
+            gates.append(batch.attn_gates)
+            entries.extend({"path": path, "duration": _duration(path)} for path in batch.paths)
+        if entries:
             new_frames = torch.cat(frames)
             new_mask = torch.cat(masks)
             previews = extract_previews([entry["path"] for entry in entries], processor.num_frames,
-                                        processor.sample_fps, torch.cat(gates), progress)
+                                        processor.sample_fps, torch.cat(gates), options.progress)
             self._append(entries, new_frames, new_mask, torch.cat(audio),
                          pool_video_embeds(new_frames.float(), new_mask), previews)
         self.failures.extend(failures)
@@ -263,8 +254,7 @@ class VideoIndex:
         if self.first_stage is not None:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
 
-    def add(self, videos, batch_size: int = 8, num_workers: int = 0, progress: bool = True,
-            strict: bool = False, encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION) -> list[str]:
+    def add(self, videos, options: EmbeddingOptions = EmbeddingOptions()) -> list[str]:
         """Embed and append the videos not yet in the index (by absolute path); returns the paths it embedded.
         Old videos are not re-embedded, and files that failed before are tried again."""
         known = set(self.paths)
@@ -272,7 +262,7 @@ class VideoIndex:
         retried = set(paths)
         self.failures = [failure for failure in self.failures if failure["path"] not in retried]
         before = len(self)
-        self._embed_and_append(paths, batch_size, num_workers, progress, strict, encoder_precision)
+        self._embed_and_append(paths, options)
         return self.paths[before:]
 
     @classmethod
@@ -472,7 +462,7 @@ class VideoIndex:
             with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as handle:
                 json.dump(metadata, handle, indent=1)
 
-    # `VideoIndex.read_metadata(path, upgradable=False)`: the validated `index.json`, without loading the embeddings.
+    # `VideoIndex.read_metadata(path)`: the validated `index.json`, without loading the embeddings.
     read_metadata = staticmethod(read_metadata)
 
     @classmethod
@@ -490,7 +480,7 @@ class VideoIndex:
         Raises:
             FileNotFoundError: no index at `path`.
             CorruptIndexError: a file is missing, truncated, altered or inconsistent with `index.json`.
-            OutdatedIndexError: the index has an older format (see [`upgrade`](VideoIndex.upgrade)).
+            OutdatedIndexError: the index was written in an older format (rebuild it).
             IncompatibleModelError: `model` differs from the one that built the index.
         """
         path = os.fspath(path)
@@ -500,28 +490,8 @@ class VideoIndex:
         return index
 
     @classmethod
-    def upgrade(cls, path: str | os.PathLike, progress: bool = True) -> "VideoIndex":
-        """Rewrite an older-format index folder in the current format, in place and atomically (through
-        [`save`](VideoIndex.save)). Format 1 → 2 decodes one poster frame per video (and reads packet times);
-        embeddings are kept as they are, and the audio gates, which only a re-embedding could recover, are recorded
-        as unknown. A current index is returned unchanged. A folder without the index marker (written before folders
-        were marked) is upgraded only if it holds nothing but the index's files (`FolderOwnershipError` otherwise)."""
-        path = os.fspath(path)
-        metadata = read_metadata(path, upgradable=True)
-        index = cls._read_folder(path, metadata, verify=True)
-        if metadata["format_version"] == FORMAT_VERSION:
-            return index
-        # An index from before folders were marked is adopted if it holds only its own files, so save may replace it.
-        adopt_unmarked_folder(path, INDEX_KIND, [METADATA_FILE, *metadata["checksums"]], metadata["format_version"])
-        settings = metadata["processor"] or {}
-        index.previews = extract_previews(index.paths, index.frame_embeds.shape[1], settings.get("sample_fps"),
-                                          progress=progress)
-        index.save(path)
-        return index
-
-    @classmethod
     def _read_folder(cls, path: str, metadata: dict[str, Any], verify: bool) -> "VideoIndex":
-        """The index in folder `path` whose validated `index.json` is `metadata` (any format `upgrade` reads)."""
+        """The index in folder `path` whose validated `index.json` is `metadata`."""
         for name, expected in metadata["checksums"].items():
             file = os.path.join(path, name)
             if not os.path.isfile(file):
@@ -533,9 +503,7 @@ class VideoIndex:
         first_stage = None
         if metadata["first_stage"] is not None:
             first_stage = _read_first_stage(os.path.join(path, FIRST_STAGE_FILE), metadata)
-        previews = None
-        if metadata["format_version"] == FORMAT_VERSION:
-            previews = _read_previews(os.path.join(path, PREVIEWS_FILE), metadata)
+        previews = _read_previews(os.path.join(path, PREVIEWS_FILE), metadata)
         info = {key: metadata[key] for key in ("model", "processor", "first_stage")}
         return cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
                    metadata["failures"], tensors["video_embeds"], first_stage, previews)
