@@ -90,7 +90,7 @@ def check_replaceable(directory: str | os.PathLike, kind: str) -> None:
 def adopt_unmarked_folder(directory: str | os.PathLike, kind: str, own_files: Iterable[str],
                           format_version: int = 1) -> None:
     """Mark `directory` as `kind` if it has no marker and holds nothing but `own_files` (a folder written before
-    folders were marked, e.g. an old index being upgraded in place); a folder holding anything else is refused, so no
+    folders were marked, e.g. an old synthetic benchmark); a folder holding anything else is refused, so no
     file of the user's is ever replaced with it. A marked folder is left as it is."""
     directory = os.fspath(directory)
     if read_marker(directory) is not None:

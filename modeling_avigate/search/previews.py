@@ -8,8 +8,8 @@ it as `previews.safetensors` in the index folder:
 - `poster_bytes` uint8 `[total]`: every poster, a small JPEG (longer side [`POSTER_SIZE`] pixels), end to end;
 - `poster_offsets` int64 `[N + 1]`: poster `i` is `poster_bytes[offsets[i]:offsets[i + 1]]` (empty: none);
 - `frame_times` float32 `[N, T]`: presentation time in seconds of each frame the model embedded (NaN = padding);
-- `attn_gates` float32 `[N, L]`: the fusion layers' audio cross-attention gates (NaN = not recorded, e.g. an index
-  upgraded from format 1, whose gates only a re-embedding could recover).
+- `attn_gates` float32 `[N, L]`: the fusion layers' audio cross-attention gates (NaN = not recorded: an index
+  built from raw embeddings).
 
 Posters are decoded separately from the embedding pass, by the processor's own decoder: the sampled-frame times from a
 demux that reads packet times only (`sampled_frame_times`), then one upright frame per file, the middle sampled one,
