@@ -70,7 +70,9 @@ AUDIO_NOISE = "audio_noise"
 NO_AUDIO = "no_audio"
 KINDS = (AUDIO_INFORMATIVE, AUDIO_OFFSCREEN, AUDIO_NOISE, NO_AUDIO)
 
-SPLITS = ("train", "validation", "test")
+# `pretrain` is the towers' pretraining split (`modeling_avigate.pretraining`), never one of the benchmark's; appended
+# last, so the other splits keep their random draws.
+SPLITS = ("train", "validation", "test", "pretrain")
 PRESETS = {
     "default": {"train": 600, "validation": 120, "test": 168},
     "quick": {"train": 152, "validation": 32, "test": 32},
@@ -82,6 +84,8 @@ VISUAL_TEMPLATES = (
     "on a {background} background a {color} {shape} moves {direction}",
 )
 SOUND_TEMPLATES = ("{visual} with a {sound}", "{visual} while a {sound} plays")
+# What the pretraining captions add to a visual caption when the loudspeaker is on screen (`modeling_avigate.pretraining`).
+SPEAKER_PHRASE = "beside a loudspeaker"
 
 VOCAB_FILE = "synthetic_vocab.json"
 MERGES_FILE = "synthetic_merges.txt"
@@ -93,7 +97,7 @@ FOLDER_KIND = "synthetic_benchmark"  # the ownership marker of an output folder 
 
 def synthetic_words() -> list[str]:
     """Every word the caption templates can produce (the synthetic tokenizer's vocabulary)."""
-    texts = list(VISUAL_TEMPLATES) + list(SOUND_TEMPLATES)
+    texts = list(VISUAL_TEMPLATES) + list(SOUND_TEMPLATES) + [SPEAKER_PHRASE]
     texts += list(SHAPES) + list(COLORS) + list(DIRECTIONS) + list(BACKGROUNDS) + list(SOUND_EVENTS)
     words = set()
     for text in texts:
@@ -402,14 +406,22 @@ def write_clip(
             container.mux(audio_stream.encode(None))
 
 
-def render_clip(
-    path: str, clip: ClipSpec, split: str, seed: int, settings: SyntheticSettings = SyntheticSettings()
-) -> None:
-    """Render and write one planned clip; its random draws depend only on `(seed, split, clip.index)`."""
+def render_media(
+    clip: ClipSpec, split: str, seed: int, settings: SyntheticSettings = SyntheticSettings()
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Frames and waveform (`None` without a track) of one planned clip, before encoding; its random draws depend
+    only on `(seed, split, clip.index)`."""
     rng = np.random.default_rng([seed, SPLITS.index(split), clip.index])
     frames = render_frames(clip, rng, settings)
     audio = render_sound(clip.sound, rng, settings.duration, settings.sample_rate) if clip.has_audio else None
-    write_clip(path, frames, audio, settings)
+    return frames, audio
+
+
+def render_clip(
+    path: str, clip: ClipSpec, split: str, seed: int, settings: SyntheticSettings = SyntheticSettings()
+) -> None:
+    """Render and write one planned clip (see [`render_media`])."""
+    write_clip(path, *render_media(clip, split, seed, settings), settings)
 
 
 def _clip_name_pattern() -> re.Pattern:
