@@ -20,6 +20,7 @@ from modeling_avigate.search import (
     build_first_stage,
 )
 from modeling_avigate.modeling_avigate import pool_video_embeds
+from modeling_avigate.search.metadata import METADATA_CHECKSUM_KEY, metadata_checksum
 
 from conftest import TEST_WORDS, tiny_config_kwargs
 from media import tone, write_test_video
@@ -278,9 +279,32 @@ def test_a_saved_and_reloaded_processor_still_matches_the_index(setup, tmp_path)
     metadata_path = tmp_path / "gallery" / "index.json"
     metadata = json.loads(metadata_path.read_text())
     metadata["processor"]["auto_map"] = processor.to_dict()["auto_map"]
+    metadata[METADATA_CHECKSUM_KEY] = metadata_checksum(metadata)
     metadata_path.write_text(json.dumps(metadata))
     VideoIndex.load(tmp_path / "gallery", model=setup["model"], processor=setup["processor"])
     assert "auto_map" not in setup["processor"].to_dict()
+
+
+def test_video_file_hands_out_only_the_indexed_file(setup, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for path in setup["paths"][:2]:
+        shutil.copy(path, folder)
+    index = VideoIndex.build(setup["model"], setup["processor"], str(folder), QUIET)
+    assert index.video_file(0) == str(folder / "clip-00.mp4")
+    data = bytearray((folder / "clip-01.mp4").read_bytes())
+    data[100] ^= 0xFF  # same size, other header bytes
+    (folder / "clip-01.mp4").write_bytes(bytes(data))
+    with pytest.raises(FileNotFoundError, match="clip-01.mp4 was changed since it was indexed"):
+        index.video_file(1)
+    os.remove(folder / "clip-00.mp4")
+    with pytest.raises(FileNotFoundError, match="clip-00.mp4 was moved or deleted"):
+        index.video_file(0)
+    with pytest.raises(LookupError):
+        index.video_file(2)
+    raw = VideoIndex.from_embeddings([setup["paths"][0]], index.frame_embeds[:1].float())
+    with pytest.raises(FileNotFoundError, match="records no signature"):
+        raw.video_file(0)
 
 
 def test_rank_captions_matches_similarity_for_indexed_and_new_videos(setup, tmp_path):

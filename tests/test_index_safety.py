@@ -14,7 +14,7 @@ import torch
 from modeling_avigate.cli import main
 from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned, write_marker
 from modeling_avigate.search import PREVIEWS_FILE, CorruptIndexError, VideoIndex, build_first_stage
-from modeling_avigate.search.metadata import SCHEMA
+from modeling_avigate.search.metadata import METADATA_CHECKSUM_KEY, SCHEMA, metadata_checksum
 
 from conftest import folder_snapshot as _snapshot
 
@@ -144,10 +144,13 @@ def staged(tmp_path):
     return tmp_path / "gallery"
 
 
-def _edit_metadata(folder, edit) -> None:
+def _edit_metadata(folder, edit, sign: bool = True) -> None:
+    """Edit `index.json`; with `sign`, update its checksum as a forger would, so the checks behind it are reached."""
     path = folder / "index.json"
     metadata = json.loads(path.read_text())
     edit(metadata)
+    if sign:
+        metadata[METADATA_CHECKSUM_KEY] = metadata_checksum(metadata)
     path.write_text(json.dumps(metadata))
 
 
@@ -193,11 +196,11 @@ def test_every_wrong_type_in_index_json_is_one_clear_line(staged, capsys, key, v
 def test_inconsistent_counts_in_index_json(staged, capsys):
     _edit_metadata(staged, lambda metadata: metadata.update(videos=metadata["videos"][:-1]))
     _assert_clear_error(staged, capsys, "19 videos listed but num_videos is 20")
-    _edit_metadata(staged, lambda metadata: metadata.update(videos=metadata["videos"] + [{"path": "x"}]))
+    _edit_metadata(staged, lambda metadata: metadata.update(videos=metadata["videos"] + [{"path": "x.mp4"}]))
     _edit_metadata(staged, lambda metadata: metadata["checksums"].pop("first_stage.faiss"))
     _assert_clear_error(staged, capsys, "flat first stage is recorded but first_stage.faiss has no checksum")
     _edit_metadata(staged, lambda metadata: metadata.update(
-        first_stage=None, num_videos=21, videos=metadata["videos"] + [{"path": "y"}]))
+        first_stage=None, num_videos=21, videos=metadata["videos"] + [{"path": "y.mp4"}]))
     _assert_clear_error(staged, capsys, r"frame_embeds of shape \(20, 3, 16\), index.json describes \(21, 3, 16\)")
 
 
@@ -273,6 +276,19 @@ def test_format_versions_older_and_newer(staged, capsys):
     error = _cli_error(capsys, "info", staged)
     assert error == (f"avigate info: error: {staged} is an index of format 1, written by an older version of "
                      "modeling_avigate (this one reads format 2); rebuild it with 'avigate index'")
+
+
+def test_index_json_is_covered_by_its_checksum_and_its_paths_must_name_videos(staged, capsys):
+    def to_passwd(metadata):
+        metadata["videos"][0]["path"] = "/etc/passwd"
+
+    _edit_metadata(staged, lambda metadata: None, sign=False)  # re-indented only: the checksum is of the content
+    VideoIndex.load(staged)
+    _edit_metadata(staged, to_passwd, sign=False)
+    _assert_clear_error(staged, capsys, "index.json was changed after the index was written")
+    _assert_clear_error(staged, capsys, "index.json was changed after the index was written", verify=False)
+    _edit_metadata(staged, to_passwd)  # a forged checksum: the path itself is refused
+    _assert_clear_error(staged, capsys, "key 'videos' must be a list of objects whose path names a video file")
 
 
 def test_search_reports_a_corrupt_index_before_loading_any_model(staged, capsys):

@@ -1,16 +1,22 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
 """The index folder's format: file names, the `index.json` schema and its validation, and the index's errors.
 
-Every key of `index.json` is checked for presence and type before anything else is read, so a damaged or hand-edited
-file gives one [`CorruptIndexError`] line naming the key instead of a `KeyError` traceback or a silently wrong search.
+`index.json` carries the SHA-256 of its own content (`metadata_sha256`, [`metadata_checksum`]), so an edit made
+after the index was written (say, a video path pointed at `/etc/passwd`) is refused like a damaged data file. Every
+key is then checked for presence and type before anything else is read, so a damaged file gives one
+[`CorruptIndexError`] line naming the key instead of a `KeyError` traceback or a silently wrong search; every video
+path must name a video file (and is served only while the file still matches its recorded signature, see
+`VideoIndex.video_file`).
 """
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 from ..folders import recover_interrupted_replace
+from ..media_files import is_video_file
 from .first_stage import FIRST_STAGE_KINDS
 
 
@@ -23,6 +29,7 @@ METADATA_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
 FIRST_STAGE_FILE = "first_stage.faiss"
 PREVIEWS_FILE = "previews.safetensors"
+METADATA_CHECKSUM_KEY = "metadata_sha256"
 # The only files an index reads: a checksum entry naming anything else (say `../../secret`) is refused.
 DATA_FILES = (EMBEDDINGS_FILE, FIRST_STAGE_FILE, PREVIEWS_FILE)
 
@@ -58,6 +65,11 @@ def _is_list_of_dicts_with(*keys: str) -> Callable[[Any], bool]:
     return check
 
 
+def _is_video_list(value: Any) -> bool:
+    return _is_list_of_dicts_with("path")(value) and all(is_video_file(item["path"]) and "\0" not in item["path"]
+                                                          for item in value)
+
+
 def _is_model(value: Any) -> bool:
     # The model reference and fingerprints are optional (an index built from raw embeddings has none), strings if set.
     return (isinstance(value, dict) and _is_number(value.get("logit_scale"))
@@ -90,9 +102,16 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
                                      "shortlist_size (and positive integer nprobe, nlist, refine_factor where set)"),
     "checksums": (_is_checksums, f"an object of SHA-256 strings for {EMBEDDINGS_FILE} (and {FIRST_STAGE_FILE}, "
                                  f"{PREVIEWS_FILE} only)"),
-    "videos": (_is_list_of_dicts_with("path"), "a list of objects with a string path"),
+    "videos": (_is_video_list, "a list of objects whose path names a video file"),
     "failures": (_is_list_of_dicts_with("path", "error"), "a list of objects with string path and error"),
 }
+
+
+def metadata_checksum(metadata: dict[str, Any]) -> str:
+    """SHA-256 of a parsed `index.json` without its own checksum key, over a canonical JSON form (sorted keys, no
+    spaces), so it does not depend on how the file was indented."""
+    content = {key: value for key, value in metadata.items() if key != METADATA_CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def validate_metadata(metadata: Any, metadata_path: str) -> None:
@@ -110,6 +129,9 @@ def validate_metadata(metadata: Any, metadata_path: str) -> None:
     if not (_is_int(version) and version == FORMAT_VERSION):
         raise CorruptIndexError(f"{metadata_path}: unsupported index format {version!r} "
                                 f"(this version reads {FORMAT_VERSION})")
+    if metadata.get(METADATA_CHECKSUM_KEY) != metadata_checksum(metadata):
+        raise CorruptIndexError(f"{metadata_path} was changed after the index was written (it does not match its "
+                                f"{METADATA_CHECKSUM_KEY}); rebuild the index")
     for key, (check, expected) in SCHEMA.items():
         if key not in metadata:
             raise CorruptIndexError(f"{metadata_path}: key {key!r} is missing; the index is corrupt, rebuild it")
@@ -144,11 +166,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 __all__ = [
+    "METADATA_CHECKSUM_KEY",
     "CorruptIndexError",
     "FORMAT_VERSION",
     "IncompatibleModelError",
     "OutdatedIndexError",
     "PREVIEWS_FILE",
+    "metadata_checksum",
     "read_metadata",
     "validate_metadata",
 ]

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..embedding import EmbeddingOptions, embed_texts, embed_videos
-from ..fingerprints import config_hash, sha256_file, strip_keys, weights_fingerprint
+from ..fingerprints import config_hash, file_signature, sha256_file, strip_keys, weights_fingerprint
 from ..folders import atomic_folder
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
@@ -29,6 +29,8 @@ from .metadata import (
     CorruptIndexError,
     IncompatibleModelError,
     PREVIEWS_FILE,
+    METADATA_CHECKSUM_KEY,
+    metadata_checksum,
     read_metadata,
 )
 from .previews import VideoPreviews, extract_previews
@@ -158,6 +160,29 @@ class VideoIndex:
     def paths(self) -> list[str]:
         return [entry["path"] for entry in self.entries]
 
+    def video_file(self, position: int) -> str:
+        """The file of the video at `position`, only while it is the file that was indexed: a regular video file of
+        the recorded size and header hash (a copy elsewhere, e.g. after `relocate_videos`, qualifies). What a server
+        may hand out; no other path read from `index.json` is.
+
+        Raises:
+            LookupError: no such video in the index.
+            FileNotFoundError: the file was moved, deleted or changed since it was indexed, or the index records no
+                signature for it (built from raw embeddings).
+        """
+        if not 0 <= position < len(self):
+            raise LookupError(f"no video number {position} in the index")
+        entry = self.entries[position]
+        name = os.path.basename(entry["path"])
+        if "header_sha256" not in entry:
+            raise FileNotFoundError(f"{name}: the index records no signature of this file, so it is not served")
+        if not os.path.isfile(entry["path"]):
+            raise FileNotFoundError(f"{name} was moved or deleted since it was indexed")
+        signature = file_signature(entry["path"])
+        if (signature["size"], signature["header_sha256"]) != (entry["size"], entry["header_sha256"]):
+            raise FileNotFoundError(f"{name} was changed since it was indexed (rebuild or update the index)")
+        return entry["path"]
+
     # -- construction -----------------------------------------------------------------------------------------------
 
     @classmethod
@@ -230,7 +255,8 @@ class VideoIndex:
             masks.append(batch.video_mask)
             audio.append(batch.has_audio)
             gates.append(batch.attn_gates)
-            entries.extend({"path": path, "duration": _duration(path)} for path in batch.paths)
+            entries.extend({"path": path, "duration": _duration(path), **file_signature(path)}
+                           for path in batch.paths)
         if entries:
             new_frames = torch.cat(frames)
             new_mask = torch.cat(masks)
@@ -459,6 +485,7 @@ class VideoIndex:
                 "videos": self.entries,
                 "failures": self.failures,
             }
+            metadata[METADATA_CHECKSUM_KEY] = metadata_checksum(metadata)
             with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as handle:
                 json.dump(metadata, handle, indent=1)
 

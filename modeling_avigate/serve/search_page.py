@@ -218,11 +218,7 @@ class SearchPage:
 
         Raises:
             LookupError: no such video in the index.
-            FileNotFoundError: the file was moved or deleted since it was indexed.
+            FileNotFoundError: the file was moved, deleted or changed since it was indexed
+                ([`VideoIndex.video_file`] checks it).
         """
-        if not 0 <= position < len(self.index):
-            raise LookupError(f"no video number {position} in the index")
-        path = self.index.entries[position]["path"]
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{os.path.basename(path)} was moved or deleted since it was indexed")
-        return path
+        return self.index.video_file(position)
