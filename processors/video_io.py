@@ -414,16 +414,14 @@ class SpanAudio:
     def __init__(self, ranges: list[tuple[int, int | None]]):
         self._ranges = ranges
         self._next = 0
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._buffer_start = 0  # sample number of `_buffer[0]`
+        self._chunks: list[np.ndarray] = []  # joined only when a range completes: chunks are a few hundred samples
+        self._buffer_start = 0  # sample number of the first buffered sample
+        self.num_samples = 0
         self._finished = False
 
-    @property
-    def num_samples(self) -> int:
-        return self._buffer_start + self._buffer.size
-
     def add(self, chunk: np.ndarray) -> None:
-        self._buffer = np.concatenate([self._buffer, chunk])
+        self._chunks.append(chunk)
+        self.num_samples += chunk.size
 
     def finish(self) -> None:
         self._finished = True
@@ -435,12 +433,13 @@ class SpanAudio:
             start, end = self._ranges[self._next]
             if not self._finished and (end is None or self.num_samples < end):
                 break
+            buffer = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
             low, high = start - self._buffer_start, (self.num_samples if end is None else end) - self._buffer_start
-            waveforms.append(self._buffer[max(low, 0) : max(high, 0)].copy())
+            waveforms.append(buffer[max(low, 0) : max(high, 0)].copy())
             self._next += 1
             keep_from = self._ranges[self._next][0] if self._next < len(self._ranges) else self.num_samples
-            drop = min(max(keep_from - self._buffer_start, 0), self._buffer.size)
-            self._buffer, self._buffer_start = self._buffer[drop:], self._buffer_start + drop
+            drop = min(max(keep_from - self._buffer_start, 0), buffer.size)
+            self._chunks, self._buffer_start = [buffer[drop:]], self._buffer_start + drop
         return waveforms
 
 
@@ -453,7 +452,6 @@ class _Timeline:
     keyframe: np.ndarray  # bool, demux order
     time_base: float
     end: float  # seconds: end of the last packet of any stream
-    audio_start: float | None  # seconds: stamp of the first sound packet (None without sound)
     first_packet: tuple[int, int | None, int]  # (stream index, dts, size) of the first packet, to check a rewind
 
     @property
@@ -499,7 +497,7 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
     streams = [video, *audio_streams]
     time_bases = {stream.index: float(stream.time_base) for stream in streams}
     video_index = video.index
-    pts, keyframe, first_packet, audio_start = [], [], None, None
+    pts, keyframe, first_packet = [], [], None
     last_end = dict.fromkeys(time_bases, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
     for packet in container.demux(*streams):
         if first_packet is None:
@@ -512,8 +510,6 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
         if stream_index == video_index:
             pts.append(stamp)
             keyframe.append(packet.is_keyframe)
-        elif audio_start is None:
-            audio_start = stamp * time_bases[stream_index]
     # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error; the
     # duration in their header still tells the cut. The margin leaves room for rounded durations.
     end = max(stamp * time_bases[index] for index, stamp in last_end.items())
@@ -523,7 +519,7 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
     if not pts:
         raise MediaError(path, "the video stream holds no frames")
     return _Timeline(np.asarray(pts, dtype=np.int64), np.asarray(keyframe, dtype=bool), time_bases[video_index], end,
-                     audio_start, first_packet)
+                     first_packet)
 
 
 def _rewind(container: av.container.InputContainer, timeline: _Timeline) -> bool:
@@ -540,12 +536,12 @@ def _rewind(container: av.container.InputContainer, timeline: _Timeline) -> bool
 @dataclass
 class _Span:
     """One planned segment: its time span, the positions (in presentation order) of its sampled frames, and the
-    sample range of its sound (`end` `None`: to the end of the track)."""
+    span of its sound in seconds (`None`: the whole track; an end of `None`: to the end of the track)."""
 
     start: float
     end: float
     positions: np.ndarray
-    audio_range: tuple[int, int | None]
+    audio_span: tuple[float, float | None] | None
 
 
 def _plan_spans(timeline: _Timeline, settings: DecodeSettings) -> list[_Span]:
@@ -554,12 +550,11 @@ def _plan_spans(timeline: _Timeline, settings: DecodeSettings) -> list[_Span]:
     rate stream) are left out."""
     times = timeline.times
     first, end = float(times[0]), max(timeline.end, float(times[-1]))
-    length, rate = end - first, settings.sampling_rate
+    length = end - first
     if settings.segment_seconds is None or length <= settings.segment_seconds + TIME_TOLERANCE:
-        return [_Span(first, end, sample_frame_indices(times, settings.num_frames, settings.sample_fps), (0, None))]
+        return [_Span(first, end, sample_frame_indices(times, settings.num_frames, settings.sample_fps), None)]
     stride = settings.stride_seconds or settings.segment_seconds
     count = 1 + int(np.ceil((length - settings.segment_seconds) / stride - TIME_TOLERANCE))
-    audio_start = timeline.audio_start or 0.0
     spans = []
     for index in range(count):
         start = first + index * stride
@@ -570,9 +565,7 @@ def _plan_spans(timeline: _Timeline, settings: DecodeSettings) -> list[_Span]:
         if low == high:
             continue
         positions = low + sample_frame_indices(times[low:high], settings.num_frames, settings.sample_fps)
-        sample_start = max(int(round((start - audio_start) * rate)), 0)
-        sample_end = None if last else max(int(round((stop - audio_start) * rate)), sample_start)
-        spans.append(_Span(start, stop, positions, (sample_start, sample_end)))
+        spans.append(_Span(start, stop, positions, (start, None if last else stop)))
     return spans
 
 
@@ -582,7 +575,7 @@ class _FrameSelector:
     A wanted frame needs its packet and every packet from the keyframe before it (in decoding order, with a
     presentation time not after it: open-GOP leading frames need the previous GOP) up to it. These ranges are merged
     where they overlap; the decoder is drained and reset at the end of each range, and packets outside every range
-    are never decoded. Each wanted position gets the first frame shown at or after its time (the frame itself, or the
+    are never decoded. Inside a range, frames no other frame references (most B-frames) are skipped unless wanted. Each wanted position gets the first frame shown at or after its time (the frame itself, or the
     first decodable one when it cannot be decoded), the rule of decoding the whole stream.
     """
 
@@ -601,6 +594,7 @@ class _FrameSelector:
             starts.append(int(keyframes[candidate]) if candidate >= 0 else 0)
         self.starts = np.asarray(starts, dtype=np.int64)
         self.ranges = self._merge(sorted(zip(starts, packets.tolist())))
+        self.wanted_packets = set(packets.tolist())
         self._range = 0
         self._pending = list(range(len(self.positions)))  # indices into positions, in time order
 
@@ -625,6 +619,7 @@ class _FrameSelector:
             self._range += 1
         if self._range == len(self.ranges) or index < self.ranges[self._range][0]:
             return []
+        codec_context.skip_frame = "DEFAULT" if index in self.wanted_packets else "NONREF"
         settled = self._settle(codec_context.decode(packet), index)
         if index == self.ranges[self._range][1]:
             settled += self.drain(codec_context, index)
@@ -718,6 +713,40 @@ def decode_segments(path: str | os.PathLike, settings: DecodeSettings) -> Iterat
         yield from _decode_spans(path, container, video, audio, timeline, spans, settings)
 
 
+class _SpanSound:
+    """The sound of each span, from the decoded frames of the sound track: the whole (bounded) track for a whole-file
+    span, otherwise each span's samples, counted from the first decoded frame's time (so AAC priming that the
+    decoder drops does not shift the spans)."""
+
+    def __init__(self, spans: list[_Span], settings: DecodeSettings):
+        self.whole_file = spans[0].audio_span is None
+        self.rate = settings.sampling_rate
+        self.track = BoundedTrack(settings.max_audio_samples)
+        self.waveforms: list[np.ndarray] = []
+        self._spans = [span.audio_span for span in spans]
+        self._cutter: SpanAudio | None = None
+        self._downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
+
+    def push(self, frame: av.AudioFrame | None) -> None:
+        """Add one decoded frame (`None`: the end of the track)."""
+        if self._cutter is None and not self.whole_file:
+            origin = frame.time if frame is not None and frame.time is not None else 0.0
+            self._cutter = SpanAudio([self._sample_range(start, end, origin) for start, end in self._spans])
+        chunks = self._downmixer.push(frame)
+        if self.whole_file:
+            self.track.extend(chunks)
+            return
+        for chunk in chunks:
+            self._cutter.add(chunk)
+        if frame is None:
+            self._cutter.finish()
+        self.waveforms.extend(self._cutter.ready())
+
+    def _sample_range(self, start: float, end: float | None, origin: float) -> tuple[int, int | None]:
+        first = max(int(round((start - origin) * self.rate)), 0)
+        return first, None if end is None else max(int(round((end - origin) * self.rate)), first)
+
+
 def _decode_spans(path, container, video, audio, timeline, spans, settings) -> Iterator[VideoSegment]:
     """Second pass of [`decode_segments`]: frames and sound of every span, yielded in order when complete."""
     selector = _FrameSelector(timeline, np.concatenate([span.positions for span in spans]))
@@ -727,14 +756,11 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
     video.thread_count = settings.num_threads
     video.thread_type = "AUTO" if settings.num_threads != 1 else "SLICE"
     codec_context = video.codec_context
-    whole_file = len(spans) == 1 and spans[0].audio_range == (0, None)
-    track = BoundedTrack(settings.max_audio_samples)
-    span_audio = SpanAudio([span.audio_range for span in spans])
-    downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
+    sound = _SpanSound(spans, settings)
+    whole_file, track = sound.whole_file, sound.track
     converted: dict[int, np.ndarray] = {}
     posters: dict[int, np.ndarray] = {}
     geometry: dict[str, int] = {}
-    audio_waveforms: list[np.ndarray] = []
     next_span, video_index = 0, 0
 
     def settle(settled: list[tuple[int, av.VideoFrame]]) -> None:
@@ -748,14 +774,6 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
             if poster_scaler is not None and position in poster_positions:
                 posters[position] = poster_scaler(frame, geometry["rotation"])
 
-    def add_audio(chunks: list[np.ndarray]) -> None:
-        if whole_file:
-            track.extend(chunks)
-        else:
-            for chunk in chunks:
-                span_audio.add(chunk)
-            audio_waveforms.extend(span_audio.ready())
-
     def segment(index: int) -> VideoSegment:
         span = spans[index]
         frames = np.stack([converted[position] for position in span.positions.tolist()])
@@ -764,7 +782,7 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
             if track.overflowed and settings.long_audio_windows is not None:
                 waveform = _gather_windows(container, timeline, audio, settings, track.num_samples)
         else:
-            waveform = audio_waveforms[index] if audio is not None else None
+            waveform = sound.waveforms[index] if audio is not None else None
             num_samples = 0 if waveform is None else waveform.size
         middle = int(span.positions[len(span.positions) // 2])
         return VideoSegment(
@@ -783,7 +801,7 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
 
     def complete(index: int, finished: bool) -> bool:
         frames_ready = all(position in converted for position in spans[index].positions.tolist())
-        return frames_ready and (finished or whole_file or audio is None or index < len(audio_waveforms))
+        return frames_ready and (finished or whole_file or audio is None or index < len(sound.waveforms))
 
     for packet in container.demux(*[stream for stream in (video, audio) if stream is not None]):
         if packet.stream_index == video.index:
@@ -792,16 +810,15 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
             settle(selector.decode(codec_context, packet, video_index))
             video_index += 1
         elif _packet_stamp(packet) is not None:
-            add_audio([chunk for frame in packet.decode() for chunk in downmixer.push(frame)])
+            for frame in packet.decode():
+                sound.push(frame)
         while next_span < len(spans) and not whole_file and complete(next_span, finished=False):
             yield segment(next_span)
             forget(next_span)
             next_span += 1
     settle(selector.drain(codec_context, video_index))
     if audio is not None:
-        add_audio(downmixer.push(None))
-        span_audio.finish()
-        audio_waveforms.extend(span_audio.ready())
+        sound.push(None)
     if not selector.done:
         raise MediaError(
             path,

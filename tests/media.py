@@ -11,6 +11,8 @@ Tests import it as `media` (pytest puts `tests/` on `sys.path`):
 """
 
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +42,10 @@ def tone(frequency: float, seconds: float, sample_rate: int, channels: int = 1, 
     return wave if channels == 1 else np.tile(wave, (channels, 1))
 
 
+# Channel count -> FFmpeg layout of the sound tracks written here.
+AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 7: "6.1", 8: "7.1", 16: "hexadecagonal"}
+
+
 def write_test_video(
     path: str,
     *,
@@ -53,6 +59,7 @@ def write_test_video(
     audio_codec: str = "aac",
     rotation: int = 0,
     container_format: str | None = None,
+    gop_size: int | None = None,
 ) -> str:
     """Write a clip of `num_frames` frames `pattern_frame(i, *size)` and return `path`.
 
@@ -63,13 +70,14 @@ def write_test_video(
         codec: video encoder (`"h264"`, `"mpeg4"`, `"libvpx-vp9"`, ...).
         frame_times: presentation time of each frame in seconds (variable frame rate, late start); defaults to
             `i / fps`.
-        audio: optional float waveform in [-1, 1], `[samples]` (mono) or `[channels, samples]`; channels 1, 2 and
-            6 map to mono, stereo and 5.1.
+        audio: optional float waveform in [-1, 1], `[samples]` (mono) or `[channels, samples]`; channels 1, 2, 6,
+            7, 8 and 16 map to mono, stereo, 5.1, 6.1, 7.1 and hexadecagonal.
         sample_rate: sampling rate of `audio`.
         audio_codec: audio encoder (`"aac"`, `"libopus"`, `"flac"`, ...).
         rotation: display rotation in degrees counter-clockwise (written as the display matrix). The stored frames
             are `pattern_frame` turned the other way, so a player that honours the matrix shows `pattern_frame`.
         container_format: FFmpeg muxer when the extension does not name it (`"mpegts"` for `.ts`).
+        gop_size: frames between keyframes (the encoder's default when `None`).
     """
     width, height = size
     times = [i / fps for i in range(num_frames)] if frame_times is None else list(frame_times)
@@ -88,9 +96,11 @@ def write_test_video(
         default_format = "yuv444p" if odd and codec in ("h264", "libx264") else "yuv420p"
         video.pix_fmt = "yuvj420p" if codec == "mjpeg" else default_format  # FFmpeg's mjpeg encoder wants full range
         video.time_base = time_base
+        if gop_size is not None:
+            video.codec_context.gop_size = gop_size
         if audio is not None:
             audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-            layout = {1: "mono", 2: "stereo", 6: "5.1"}[audio.shape[0]]
+            layout = AUDIO_LAYOUTS[audio.shape[0]]
             sound = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
         for index, seconds in enumerate(times):
             stored = np.ascontiguousarray(np.rot90(pattern_frame(index, width, height), -quarter_turns))
@@ -111,8 +121,9 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
     )
     chunk = 1024
     for start in range(0, audio.shape[1], chunk):
-        piece = np.ascontiguousarray(audio[:, start : start + chunk])
-        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=stream.layout)
+        # Packed samples: PyAV 18 miscounts the planes of 8-channel planar frames.
+        piece = np.ascontiguousarray(audio[:, start : start + chunk].T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(piece, format="flt", layout=stream.layout)
         frame.sample_rate, frame.pts = sample_rate, start
         for resampled in resampler.resample(frame):
             container.mux(stream.encode(resampled))
@@ -223,3 +234,54 @@ def write_bad_files(folder: str, good_clip: str) -> dict[str, str]:
     paths["fifo.mp4"] = os.path.join(folder, "fifo.mp4")
     os.mkfifo(paths["fifo.mp4"])
     return paths
+
+
+def write_multichannel_video(path: str, channels: int, audio_codec: str, sample_rate: int = 48000) -> tuple[str, np.ndarray]:
+    """A one-second clip whose sound has `channels` channels, channel `k` a sine of `110 (k + 1)` Hz at amplitude
+    `0.05 (k + 1)` (every channel different, so a mix and the first channel differ); returns the path and the
+    written waveform `[channels, samples]`."""
+    t = np.arange(sample_rate) / sample_rate
+    audio = np.stack([0.05 * (k + 1) * np.sin(2 * np.pi * 110 * (k + 1) * t) for k in range(channels)])
+    audio = audio.astype(np.float32)
+    write_test_video(path, num_frames=8, fps=8, audio=audio, sample_rate=sample_rate, audio_codec=audio_codec)
+    return path, audio
+
+
+def crash_on_planar_audio(path: str) -> list[np.ndarray]:
+    """A decode function that really kills its process on a file with 8-channel planar sound: PyAV 18's own
+    `AudioFrame.to_ndarray()` on such a frame reads a ninth plane that does not exist (segmentation fault). Other
+    files give their first sound frame."""
+    with av.open(path) as container:
+        return [next(container.decode(audio=0)).to_ndarray()]
+
+
+def png_bytes(width: int, height: int, bit_depth: int = 16) -> bytes:
+    """A black RGB PNG of any size in little memory: every row compresses to the same bytes after a full flush, so
+    the image data is written once and repeated (a 16000x16000 16-bit image, 1.5 GB decoded, is 1.8 MB)."""
+    row = bytes(1 + width * 3 * bit_depth // 8)  # filter type 0, then black samples
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = compressor.compress(row) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeated = compressor.compress(row) + compressor.flush(zlib.Z_FULL_FLUSH)
+    # All-zero data: Adler-32 is a = 1, b = length mod 65521.
+    checksum = struct.pack(">I", ((len(row) * height % 65521) << 16) | 1)
+    data = b"\x78\xda" + first + repeated * (height - 1) + compressor.flush() + checksum
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def write_png_video(path: str, width: int, height: int, bit_depth: int = 16) -> str:
+    """A one-frame PNG video (`.mov`, `.avi`, `.nut`): FFmpeg learns its size only by decoding the frame."""
+    with av.open(path, "w") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "rgb48be" if bit_depth == 16 else "rgb24"
+        packet = av.Packet(png_bytes(width, height, bit_depth))
+        packet.pts = packet.dts = 0
+        packet.time_base = Fraction(1, 1)
+        packet.stream = stream
+        container.mux(packet)
+    return path

@@ -7,12 +7,23 @@ import pickle
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
-from media import CORPUS, pattern_frame, write_bad_files, write_corpus, write_silent_audio_video, write_test_video
+from media import (
+    CORPUS,
+    pattern_frame,
+    write_bad_files,
+    write_corpus,
+    write_multichannel_video,
+    write_png_video,
+    write_silent_audio_video,
+    write_test_video,
+)
 from PIL import Image
 
 from modeling_avigate.processors import AvigateFeatureExtractor, MediaError, read_video
+from modeling_avigate.processors.video_io import resample_audio
 
 
 SIZE = (64, 48)
@@ -173,3 +184,83 @@ def test_two_hour_sound_track_and_8k_frames_decode_under_1_gb(tmp_path):
     uhd = write_test_video(str(tmp_path / "8k.mp4"), num_frames=2, fps=2, size=(7680, 4320), codec="mpeg4")
     rss, _, frames = peak_rss_of_decoding(uhd)
     assert frames == 2 and rss < 1 << 30, f"{rss / 2**20:.0f} MiB"
+
+
+# Decodes each file's sound in a fresh process, so that a crash fails this test instead of killing the test run.
+SOUND_SCRIPT = """
+import importlib.util, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("video_io", sys.argv[1])
+video_io = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(video_io)
+for path in sys.argv[2:]:
+    for channel in ("mix", "first"):
+        np.save(f"{path}.{channel}.npy", video_io.read_video(path, 4, 32, (32, 32), audio_channel=channel).audio)
+"""
+
+
+def packed_reference(path: str, channel: str) -> np.ndarray:
+    """The file's sound reduced without our filter graph: decoded to packed float (one plane, which PyAV reads
+    correctly), the channels averaged (or the first kept) in numpy, then resampled to 16 kHz."""
+    resampler = av.AudioResampler(format="flt")
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        channels, rate = stream.codec_context.layout.nb_channels, stream.sample_rate
+        parts = [out.to_ndarray().reshape(-1, channels) for frame in container.decode(stream)
+                 for out in resampler.resample(frame)]
+    samples = np.concatenate(parts)
+    return resample_audio(samples.mean(axis=1) if channel == "mix" else samples[:, 0], rate, 16000)
+
+
+def test_sound_with_7_8_and_16_channels_decodes_to_the_channel_mean(tmp_path):
+    """Regression: an 8-channel sound track (AAC 7.1 in mp4, 8-channel PCM in mkv) killed the process with a
+    segmentation fault in PyAV 18's `AudioFrame.to_ndarray()`."""
+    files = {
+        "aac_7.1.mp4": write_multichannel_video(str(tmp_path / "aac_7.1.mp4"), 8, "aac"),
+        "pcm_8ch.mkv": write_multichannel_video(str(tmp_path / "pcm_8ch.mkv"), 8, "pcm_s16le"),
+        "aac_6.1.mp4": write_multichannel_video(str(tmp_path / "aac_6.1.mp4"), 7, "aac"),
+        "pcm_16ch.mkv": write_multichannel_video(str(tmp_path / "pcm_16ch.mkv"), 16, "pcm_s16le"),
+    }
+    result = subprocess.run([sys.executable, "-c", SOUND_SCRIPT, VIDEO_IO, *(path for path, _ in files.values())],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    for name, (path, written) in files.items():
+        for channel in ("mix", "first"):
+            ours = np.load(f"{path}.{channel}.npy")
+            np.testing.assert_allclose(ours, packed_reference(path, channel), atol=1e-6, err_msg=f"{name} {channel}")
+            if name.startswith("pcm"):  # lossless: also the written signal itself, to 16-bit quantisation
+                mono = written.mean(axis=0) if channel == "mix" else written[0]
+                np.testing.assert_allclose(ours, resample_audio(mono, 48000, 16000), atol=2e-4, err_msg=name)
+        mix, first = np.load(f"{path}.mix.npy"), np.load(f"{path}.first.npy")
+        assert np.abs(mix - first).max() > 0.01  # the channels differ, so the mix is not one channel
+
+
+PNG_BOMB_SCRIPT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("video_io", sys.argv[1])
+video_io = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(video_io)
+try:
+    video_io.read_video(sys.argv[2], 12, 224, (224, 224))
+    message = "decoded"
+except video_io.MediaError as error:
+    message = str(error)
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(peak_kib * 1024, message)
+"""
+
+
+def test_an_oversized_image_codec_frame_is_refused_before_ffmpeg_decodes_it(tmp_path):
+    """Regression: opening the file decoded its first frame while probing (a 1.8 MB 16000x16000 16-bit PNG video
+    reached 1.5 GB before the refusal)."""
+    bomb = write_png_video(str(tmp_path / "bomb.mov"), 16000, 16000)
+    assert os.path.getsize(bomb) < 4 << 20
+    result = subprocess.run([sys.executable, "-c", PNG_BOMB_SCRIPT, VIDEO_IO, bomb], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rss, message = result.stdout.split(maxsplit=1)
+    assert message.startswith(bomb) and "max_pixels" in message, message
+    assert int(rss) < 300 << 20, f"{int(rss) / 2**20:.0f} MiB"
+    small = read_video(write_png_video(str(tmp_path / "small.mov"), 64, 48), 2, CROP, (CROP, CROP))
+    assert small.frames.shape == (1, CROP, CROP, 3) and (small.width, small.height) == SIZE
+    assert not small.frames.any()  # the PNG is black

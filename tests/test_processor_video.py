@@ -3,16 +3,19 @@
 import av
 import numpy as np
 import pytest
-from media import pattern_frame, write_test_video
+from media import pattern_frame, tone, write_test_video
 from PIL import Image
 
 from modeling_avigate.processors import (
+    DecodeSettings,
     FrameResizer,
     MediaError,
+    decode_segments,
     read_frame_at,
     read_video,
     sample_frame_indices,
     sampled_frame_times,
+    video_io,
 )
 
 
@@ -145,3 +148,91 @@ def test_reading_a_small_file_twice_gives_identical_frames(tmp_path):
         np.testing.assert_array_equal(read_video(path, 3, 32, (32, 32), "BICUBIC", read_audio=False).frames, first)
     expected = [pil_resize_crop(image, 32, 32) for image in decoded_frames(path)]
     assert np.abs(first.astype(int) - np.stack(expected)[[0, 2, 5]].astype(int)).max() <= 12
+
+
+def sequential_frames(path: str, resizer: FrameResizer) -> list[np.ndarray]:
+    """Every frame of the file decoded in order (no seeking, no skipping), resized: the reference the keyframe-to-
+    frame decoding must reproduce exactly."""
+    with av.open(path) as container:
+        return [resizer(frame) for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("codec, extension, audio_codec", [
+    ("h264", "mp4", "aac"), ("libvpx-vp9", "webm", "libopus"), ("mpeg4", "avi", "mp3")
+])
+def test_segments_sample_their_span_and_cut_their_sound(tmp_path, codec, extension, audio_codec):
+    # 10 s at 10 fps, a keyframe every 12 frames (h264 adds B-frames): segments of 4 s every 3 s.
+    rate = 48000 if audio_codec == "libopus" else 16000
+    path = write_test_video(str(tmp_path / f"clip.{extension}"), num_frames=100, fps=10, size=(64, 48), codec=codec,
+                            gop_size=12, audio=tone(330.0, 10.0, rate), sample_rate=rate, audio_codec=audio_codec)
+    settings = DecodeSettings(num_frames=6, shortest_edge=32, crop_size=(32, 32), segment_seconds=4.0,
+                              stride_seconds=3.0)
+    segments = list(decode_segments(path, settings))
+    whole = read_video(path, 100, 32, (32, 32))  # every frame and its time, the whole sound track
+    reference = sequential_frames(path, FrameResizer(32, (32, 32)))
+    assert [segment.index for segment in segments] == list(range(len(segments)))
+    assert len(segments) == segments[0].num_segments == 1 + int(np.ceil((segments[0].duration - 4.0) / 3.0))
+    for segment in segments:
+        assert segment.start == pytest.approx(3.0 * segment.index)
+        last = segment.index == len(segments) - 1
+        assert segment.end == pytest.approx(segment.duration if last else segment.start + 4.0)
+        # The frames shown in [start, end) are i / 10 s: sampled by the reference rule among them.
+        first = int(round(segment.start * 10))
+        stop = 100 if last else int(round(segment.end * 10))
+        expected = first + np.linspace(0, stop - 1 - first, 6).astype(int)
+        np.testing.assert_array_equal(segment.frame_indices, expected)
+        np.testing.assert_array_equal(segment.frame_times, whole.frame_times[expected])
+        np.testing.assert_array_equal(segment.frames, np.stack([reference[i] for i in expected]))
+        # The sound is the whole track's samples of the span (one continuous resampling, so equal).
+        begin = int(round(segment.start * 16000))
+        end = whole.audio.size if last else int(round(segment.end * 16000))
+        np.testing.assert_allclose(segment.audio, whole.audio[begin:end], atol=1e-6)
+        assert segment.audio_samples == end - begin
+
+
+def test_a_file_shorter_than_a_segment_is_the_whole_file(tmp_path):
+    path = write_test_video(str(tmp_path / "clip.mp4"), num_frames=30, fps=10, size=(64, 48),
+                            audio=tone(440.0, 3.0, 44100, channels=2), sample_rate=44100)
+    (segment,) = decode_segments(path, DecodeSettings(num_frames=12, shortest_edge=32, crop_size=(32, 32),
+                                                      segment_seconds=10.0))
+    whole = read_video(path, 12, 32, (32, 32))
+    assert (segment.index, segment.num_segments, segment.start) == (0, 1, 0.0)
+    assert segment.end == pytest.approx(segment.duration) and segment.duration >= 3.0
+    for field in ("frames", "frame_indices", "frame_times", "audio"):
+        np.testing.assert_array_equal(getattr(segment, field), getattr(whole, field))
+    assert (segment.width, segment.height, segment.rotation, segment.audio_samples) == (
+        whole.width, whole.height, whole.rotation, whole.audio_samples)
+
+
+def test_sampled_frames_equal_decoding_every_frame_and_fewer_packets_are_decoded(tmp_path):
+    """Decoding from the keyframe before each sampled frame gives the frames a full sequential decode gives, and
+    decodes only the packets from that keyframe up to the frame."""
+    path = write_test_video(str(tmp_path / "clip.mp4"), num_frames=120, fps=24, size=(64, 48), gop_size=10)
+    clip = read_video(path, 4, 32, (32, 32), read_audio=False)
+    reference = sequential_frames(path, FrameResizer(32, (32, 32)))
+    np.testing.assert_array_equal(clip.frame_indices, np.linspace(0, 119, 4).astype(int))
+    np.testing.assert_array_equal(clip.frames, np.stack([reference[i] for i in clip.frame_indices]))
+    with av.open(path) as container:
+        timeline = video_io._demux_timeline(path, container, container.streams.video[0], [])
+    assert timeline.keyframe.sum() >= 12
+    ranges = video_io._FrameSelector(timeline, clip.frame_indices).ranges
+    assert sum(stop - start + 1 for start, stop in ranges) <= 4 * 12  # of 120 packets
+
+
+def test_the_file_is_opened_once_for_all_its_segments_and_posters(tmp_path, monkeypatch):
+    path = write_test_video(str(tmp_path / "clip.mp4"), num_frames=60, fps=10, size=(64, 48), rotation=90,
+                            audio=tone(440.0, 6.0, 16000))
+    opened = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: opened.append(args[0]) or real_open(*args, **kwargs))
+    settings = DecodeSettings(num_frames=4, shortest_edge=32, crop_size=(32, 32), segment_seconds=2.0,
+                              poster_size=40)
+    segments = list(decode_segments(path, settings))
+    assert opened == [path] and len(segments) == 3
+    monkeypatch.undo()
+    for segment in segments:
+        # The poster is the middle sampled frame, upright, longer side 40: compared with PIL on the full frame.
+        middle = int(segment.frame_indices[len(segment.frame_indices) // 2])
+        assert segment.poster.shape == (30, 40, 3)
+        expected = np.asarray(Image.fromarray(pattern_frame(middle, 64, 48)).resize((40, 30), Image.Resampling.BICUBIC))
+        assert np.abs(segment.poster.astype(int) - expected).mean() < 6
