@@ -39,6 +39,10 @@ STORAGE_DTYPES = {
         ("Byte", torch.uint8), ("Bool", torch.bool),
     )
 }
+# Code entries are scanned for `__setstate__` in blocks, and refused past a generous bound on the code a module needs.
+SETSTATE = b"def __setstate__"
+CODE_BLOCK_BYTES = 1 << 20
+MAX_CODE_BYTES = 64 << 20
 # Functions `data.pkl` may call: torch's own tensor rebuilding, the empty hook dict it passes along, and TorchScript's
 # typed-container tags (each returns its argument unchanged).
 ALLOWED_CALLS = {
@@ -88,11 +92,43 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
         if kind != "storage" or not isinstance(storage_type, _StorageDtype):
             raise pickle.UnpicklingError(f"unexpected persistent id {saved_id!r}")
         if key not in self.storages:
-            data = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+            num_bytes = numel * storage_type.dtype.itemsize
+            data = _read_storage(self.archive, f"{self.prefix}data/{key}", num_bytes)
             untyped = torch.frombuffer(data, dtype=torch.uint8).untyped_storage() if data else torch.UntypedStorage(0)
             self.storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=storage_type.dtype,
                                                             _internal=True)
         return self.storages[key]
+
+
+def _defines_setstate(archive: zipfile.ZipFile, name: str, path: Path) -> bool:
+    """Whether code entry `name` defines `__setstate__`, read in blocks: an entry that inflates to gigabytes (a zip
+    bomb) is refused once it passes `MAX_CODE_BYTES` instead of being held in memory."""
+    tail, size = b"", 0
+    with archive.open(name) as entry:
+        while block := entry.read(CODE_BLOCK_BYTES):
+            size += len(block)
+            if size > MAX_CODE_BYTES:
+                raise ValueError(f"{path}: the archive's code entry {name} inflates to more than "
+                                 f"{MAX_CODE_BYTES >> 20} MiB, which no TorchScript module's code needs; refusing it")
+            if SETSTATE in tail + block:
+                return True
+            tail = block[-(len(SETSTATE) - 1):]
+    return False
+
+
+def _read_storage(archive: zipfile.ZipFile, name: str, num_bytes: int) -> bytearray:
+    """The `num_bytes` bytes of storage entry `name`, read into one buffer: an entry of another size is refused before
+    it is inflated."""
+    if archive.getinfo(name).file_size != num_bytes:
+        raise ValueError(f"storage {name} holds {archive.getinfo(name).file_size} bytes, its tensor needs {num_bytes}")
+    data = bytearray(num_bytes)
+    with archive.open(name) as entry:
+        view, filled = memoryview(data), 0
+        while filled < num_bytes and (count := entry.readinto(view[filled:])):
+            filled += count
+    if filled != num_bytes:
+        raise ValueError(f"storage {name} ends after {filled} of {num_bytes} bytes")
+    return data
 
 
 def _module_tensors(module: ScriptModuleState, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -126,11 +162,11 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     with zipfile.ZipFile(path) as archive:
         prefix = _archive_prefix(archive, path)
         for name in archive.namelist():
-            if name.startswith(f"{prefix}code/") and name.endswith(".py") and b"def __setstate__" in archive.read(name):
+            if name.startswith(f"{prefix}code/") and name.endswith(".py") and _defines_setstate(archive, name, path):
                 raise ValueError(f"{path}: the archive's code restores a module with its own __setstate__ ({name}), "
                                  "which would run on load; refusing it. Convert the file to safetensors with a tool "
                                  "you trust first")
-        if f"{prefix}byteorder" in archive.namelist() and archive.read(f"{prefix}byteorder") != b"little":
+        if f"{prefix}byteorder" in archive.namelist() and archive.open(f"{prefix}byteorder").read(8) != b"little":
             raise ValueError(f"{path}: big-endian TorchScript archives are not supported")
         try:
             root = _TensorOnlyUnpickler(archive, prefix).load()

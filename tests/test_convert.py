@@ -319,6 +319,28 @@ def test_loader_refuses_pickled_objects_and_reads_torchscript(tmp_path):
     torch.testing.assert_close(load_original_state_dict(scripted)["weight"], linear.weight.detach())
 
 
+def _convert_error(capsys, *argv) -> str:
+    """`avigate convert ARGV`'s error: exit status 1 and one line on stderr, no traceback."""
+    assert main(["convert", *map(str, argv)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("avigate convert: error: "), err
+    return err
+
+
+def test_torchscript_that_is_not_avigate_or_clip_is_one_line(tmp_path, capsys):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), tmp_path / "linear.pt")
+    error = _convert_error(capsys, "--checkpoint", tmp_path / "linear.pt", "--output-dir", tmp_path / "out")
+    assert "the weights have no 'clip.visual.conv1.weight'" in error and "pass an explicit config (--config)" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_pickled_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys):
+    torch.save({"weight": torch.ones(1), "object": _Values()}, tmp_path / "unsafe.pt")
+    error = _convert_error(capsys, "--checkpoint", tmp_path / "unsafe.pt", "--output-dir", tmp_path / "out")
+    assert f"{tmp_path / 'unsafe.pt'} holds pickled objects besides tensors (it names test_convert._Values)" in error
+    assert "nothing in it ran" in error and "weights_only" not in error and "False" not in error
+
+
 def test_renamed_keys_are_all_distinct(official):
     converted, unmapped, _ = convert_official_state_dict(official)
     assert not unmapped
@@ -411,3 +433,50 @@ def test_torchscript_archive_whose_code_writes_a_file_writes_nothing(tmp_path):
         convert_avigate_original_checkpoint(tmp_path / "out", clip_checkpoint_path=tmp_path / "crafted.pt",
                                             ast_checkpoint_path=tmp_path / "crafted.pt")
     assert not written.exists() and not (tmp_path / "out").exists()
+
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys
+from modeling_avigate.hub.convert_avigate_original_checkpoint import load_original_state_dict
+for path in sys.argv[1:]:
+    try:
+        load_original_state_dict(path)
+        message = "read"
+    except ValueError as error:
+        message = str(error).splitlines()[0]
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, message)  # peak so far, KiB on Linux
+"""
+
+
+def test_zip_bombs_in_a_torchscript_archive_are_refused_in_bounded_memory(tmp_path):
+    """Archives of a few hundred KiB with an entry of 256 MiB of zeros: a code entry (scanned for `__setstate__`) or a
+    tensor's storage (whose size the pickle states) must not be inflated into memory. One fresh process reads the
+    genuine archive, then each bomb, and reports its peak resident memory after each."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), tmp_path / "genuine.pt")
+    bombs = []
+    for entry in ("code/__torch__/bomb.py", "data/0"):
+        bombs.append(tmp_path / f"bomb-{len(bombs)}.pt")
+        with zipfile.ZipFile(tmp_path / "genuine.pt") as genuine, \
+                zipfile.ZipFile(bombs[-1], "w", zipfile.ZIP_DEFLATED) as bomb:
+            prefix = genuine.namelist()[0].split("/")[0]
+            for item in genuine.infolist():
+                if item.filename != f"{prefix}/{entry}":
+                    bomb.writestr(item, genuine.read(item))
+            with bomb.open(f"{prefix}/{entry}", "w", force_zip64=True) as inflated:
+                for _ in range(256):
+                    inflated.write(bytes(1 << 20))
+        assert bombs[-1].stat().st_size < 1 << 20
+    argv = [sys.executable, "-c", PEAK_MEMORY_SCRIPT, str(tmp_path / "genuine.pt"), *map(str, bombs)]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    (genuine_peak, genuine), *refusals = [line.split(" ", 1) for line in completed.stdout.strip().splitlines()]
+    assert genuine == "read"
+    for bomb, (peak, message) in zip(bombs, refusals):
+        assert message.startswith(f"{bomb}: ") and (int(peak) - int(genuine_peak)) << 10 < 32 << 20, (peak, message)
