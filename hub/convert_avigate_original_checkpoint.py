@@ -21,6 +21,7 @@ avigate convert --clip-checkpoint ViT-B-32.pt --ast-checkpoint audioset_10_10_0.
 ```
 """
 
+import pickle
 import re
 import zipfile
 from collections.abc import Callable, Mapping
@@ -269,7 +270,8 @@ def _count_layers(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
 
 def _require(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
     if key not in state_dict:
-        raise KeyError(f"Cannot infer the config: the checkpoint has no {key!r}; pass an explicit config")
+        raise ValueError(f"Cannot infer the config: the weights have no {key!r}, so they are not an AVIGATE, OpenAI "
+                         "CLIP ViT or AST checkpoint of the expected layout; pass an explicit config (--config)")
     return state_dict[key]
 
 
@@ -394,6 +396,20 @@ def _is_torchscript_archive(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
+def weights_only_refusal(path: str | Path, error: pickle.UnpicklingError) -> ValueError:
+    """The one-line error for a file that `torch.load(weights_only=True)` refused. torch's own message advises
+    re-running with `weights_only=False`, which would run the file's code: this one names the file and torch's reason
+    and advises a conversion instead."""
+    message = str(error)
+    if not message.startswith("Weights only load failed"):
+        reason = message.splitlines()[0] if message else "unpickling failed"
+        return ValueError(f"{path} is not a readable PyTorch checkpoint ({reason})")
+    refused = re.search(r"GLOBAL ([\w.]+)", message)
+    names = f" (it names {refused.group(1)})" if refused else ""
+    return ValueError(f"{path} holds pickled objects besides tensors{names}; weights-only loading refused it and "
+                      "nothing in it ran. Convert it to safetensors with a tool you trust")
+
+
 def load_original_state_dict(path: str | Path) -> StateDict:
     """
     Load a state dict without running code from the file: `.safetensors` with safetensors, TorchScript archives
@@ -410,8 +426,11 @@ def load_original_state_dict(path: str | Path) -> StateDict:
         return read_torchscript_tensors(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler's message alone does not say which file failed
-        raise ValueError(f"Cannot load {path} as a plain tensor checkpoint (weights_only=True): {error}") from error
+    except pickle.UnpicklingError as error:
+        raise weights_only_refusal(path, error) from error
+    except Exception as error:  # the loader's message alone does not say which file failed
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"Cannot load {path} as a tensor checkpoint: {reason}") from error
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]

@@ -111,6 +111,53 @@ def test_help_imports_neither_torch_nor_transformers(argv):
     assert imported_heavy_modules(argv) == []
 
 
+def test_search_json_is_valid_json_when_scores_are_not_finite(workspace, capsys, tmp_path):
+    index = VideoIndex.load(workspace / "gallery")
+    index.frame_embeds[0] = float("nan")  # a NaN score
+    index.video_mask[1] = False  # no frame at all: a log-sum-exp over nothing
+    index.save(tmp_path / "damaged")
+    status, out, _ = run_cli(capsys, "search", tmp_path / "damaged", "red circle", "-k", "4", "--json")
+    hits = json.loads(out, parse_constant=lambda constant: pytest.fail(f"{constant} is not JSON"))
+    assert status == 0 and {hit["position"]: hit["score"] for hit in hits if hit["position"] < 2} == {0: None, 1: None}
+    assert all(isinstance(hit["score"], float) for hit in hits if hit["position"] >= 2)
+
+
+def _one_error_line(err: str, command: str) -> str:
+    """The command's error: one line, the last of stderr (model loading may draw progress bars first)."""
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert errors == [err.strip().splitlines()[-1]] and errors[0].startswith(f"avigate {command}: error: "), err
+    assert "Traceback" not in err
+    return errors[0]
+
+
+def test_index_json_nested_too_deeply_is_one_line(workspace, capsys, tmp_path):
+    import shutil
+
+    shutil.copytree(workspace / "gallery", tmp_path / "gallery")
+    (tmp_path / "gallery" / "index.json").write_text("[" * 200_000 + "]" * 200_000)
+    status, out, err = run_cli(capsys, "info", tmp_path / "gallery")
+    assert status == 1 and out == ""
+    assert f"{tmp_path / 'gallery' / 'index.json'} is not valid JSON" in _one_error_line(err, "info")
+
+
+class _PrintsWhenUnpickled:
+    def __reduce__(self):
+        return print, ("the pickle ran",)
+
+
+def test_model_folder_with_pickled_weights_is_refused_in_one_line_without_unsafe_advice(workspace, capsys, tmp_path):
+    import shutil
+
+    shutil.copytree(workspace / "model", tmp_path / "model")
+    (tmp_path / "model" / "model.safetensors").unlink()
+    torch.save({"logit_scale": _PrintsWhenUnpickled()}, tmp_path / "model" / "pytorch_model.bin")
+    status, out, err = run_cli(capsys, "search", workspace / "gallery", "a dog", "--model", tmp_path / "model")
+    error = _one_error_line(err, "search")
+    assert status == 1 and out == "" and "the pickle ran" not in out + err
+    assert f"{tmp_path / 'model' / 'pytorch_model.bin'} holds pickled objects besides tensors (it names print)" in error
+    assert "nothing in it ran" in error and "weights_only" not in err and "False" not in err
+
+
 def test_search_needs_at_least_one_result(workspace, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", str(workspace / "gallery"), "a dog", "-k", "0"])
@@ -128,9 +175,11 @@ def test_hub_commands_have_their_own_help_with_dashed_options(command, capsys):
     assert ("--eval-results" if command == "push" else "--output-dir") in options
 
 
-@pytest.mark.parametrize("argv", [["eval", "--benchmark", "synthetic", "--data-dir", "d", "--model", "m", "--batch_size", "4"],
-                                  ["push", "model", "user/repo", "--stage_only", "out"],
-                                  ["convert", "--output-dir", "out", "--allow_partial"]])
+@pytest.mark.parametrize("argv", [
+    ["eval", "--benchmark", "synthetic", "--data-dir", "d", "--model", "m", "--batch_size", "4"],
+    ["push", "model", "user/repo", "--stage_only", "out"],
+    ["convert", "--output-dir", "out", "--allow_partial"],
+])
 def test_underscore_spellings_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

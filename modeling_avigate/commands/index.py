@@ -2,7 +2,6 @@
 """`avigate index VIDEO_DIR --model MODEL --out INDEX`: embed a folder of videos into an index folder."""
 
 import argparse
-import sys
 
 from .arguments import add_encoder_precision_argument, add_model_arguments
 
@@ -45,7 +44,6 @@ def index_command(args: argparse.Namespace) -> None:
     index = build_sharded(model, processor, args.videos, args.out, options, first_stage=args.first_stage,
                           shortlist_size=args.shortlist)
     if index is not None:
-        print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files"
-                                                                if index.failures else ""))
-        for failure in index.failures:
-            print(f"  skipped {failure['path']}: {failure['error']}", file=sys.stderr)
+        # Each skipped file and its reason were logged once while embedding; here only the count.
+        print(f"indexed {len(index)} videos into {args.out}" + (f"; skipped {len(index.failures)} unreadable files "
+                                                                "(listed above)" if index.failures else ""))

@@ -3,6 +3,7 @@
 
 import argparse
 import os
+import pickle
 import re
 
 
@@ -22,6 +23,13 @@ def load_model_and_processor(name: str, revision: str | None, device: str | None
     try:
         model = AvigateModel.from_pretrained(name, revision=revision).eval()
         processor = AvigateProcessor.from_pretrained(name, revision=revision)
+    except pickle.UnpicklingError as error:
+        from transformers.utils import WEIGHTS_NAME
+
+        from ..hub.convert_avigate_original_checkpoint import weights_only_refusal
+
+        weights = os.path.join(name, WEIGHTS_NAME)  # the pickled weights file transformers read
+        raise weights_only_refusal(weights if os.path.isfile(weights) else name, error) from error
     except OSError as error:
         if os.path.isdir(name):
             raise

@@ -3,6 +3,7 @@
 
 import argparse
 import json
+import math
 
 from .arguments import add_index_arguments, positive_int
 
@@ -24,7 +25,9 @@ def search_command(args: argparse.Namespace) -> None:
 
     results = open_index(args).search(args.query, k=args.k, exact=args.exact)
     if args.json:
-        print(json.dumps([hit.to_dict() for hit in results], indent=1))
+        # A non-finite score (a video whose embeddings are NaN) is null: JSON has no NaN or Infinity.
+        hits = [{**hit.to_dict(), "score": hit.score if math.isfinite(hit.score) else None} for hit in results]
+        print(json.dumps(hits, indent=1, allow_nan=False))
         return
     for rank, hit in enumerate(results, start=1):
         print(f"{rank:3d}  {hit.score:8.3f}  {hit.path}")

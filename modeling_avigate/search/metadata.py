@@ -159,7 +159,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(metadata_path, encoding="utf-8") as handle:
             metadata = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deep
         raise CorruptIndexError(f"{metadata_path} is not valid JSON ({error}); the index is corrupt") from error
     validate_metadata(metadata, metadata_path)
     return metadata
