@@ -94,13 +94,10 @@ def training_step(model, optimizer, inputs: dict, audio_states, device) -> None:
     """One step as `examples/train.py` takes it; `audio_states` (fp16, host) replaces the AST when given."""
     import torch
 
-    from modeling_avigate.training import contrastive_loss_from_outputs
-
     if audio_states is not None:
         inputs = {**inputs, "audio_hidden_states": audio_states.to(device, non_blocking=True)}
     with torch.autocast(device.type, dtype=torch.bfloat16):
-        outputs = model(**inputs)
-    loss = contrastive_loss_from_outputs(outputs, model.config)
+        loss = model(**inputs, return_loss=True).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()

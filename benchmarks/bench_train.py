@@ -1,9 +1,9 @@
 """Training throughput of AvigateModel with and without the frozen-AST audio cache.
 
-One training step is what `examples/train.py` does per batch: forward (under autocast with `--dtype bf16`), then
-`contrastive_loss_from_outputs` (fp32), backward, gradient clipping and an AdamW step over `build_parameter_groups`
-after `freeze_for_training` (AST frozen except its final LayerNorm, CLIP embeddings frozen). Two ways of feeding the
-sound:
+One training step is what `examples/train.py` does per batch: forward with the contrastive loss (`return_loss=True`;
+under autocast with `--dtype bf16`, the loss itself in fp32), backward, gradient clipping and an AdamW step over
+`build_parameter_groups` after `freeze_for_training` (AST frozen except its final LayerNorm, CLIP embeddings frozen).
+Two ways of feeding the sound:
 
 - `ast`: fbank `input_values` [B, 1024, 128] go through the frozen AST encoder at every step;
 - `cache`: the AST token states [B, 1214, 768] are read back from a `FeatureCache` (fp16 on disk, memory-mapped) and
@@ -78,8 +78,6 @@ def write_audio_cache(model, input_values: torch.Tensor, directory: str):
 
 def run_worker(job: dict) -> dict:
     """Build one model, time `warmup + steps` training steps, return the measurements."""
-    from modeling_avigate.training import contrastive_loss_from_outputs
-
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     device = torch.device(job["device"])
@@ -106,10 +104,8 @@ def run_worker(job: dict) -> dict:
                 # fp16 rows as the data loader yields them; the model casts them to the frames' dtype.
                 rows = torch.stack([cache.get(video_id)["audio_hidden_states"] for video_id in video_ids])
                 inputs["audio_hidden_states"] = rows.to(device, non_blocking=True)
-            with autocast():
-                outputs = model(**inputs)
-            # Outside autocast, as in examples/train.py, where Accelerate autocasts only the model's forward.
-            loss = contrastive_loss_from_outputs(outputs, model.config)
+            with autocast():  # as Accelerate autocasts the model's forward; the loss inside runs in fp32
+                loss = model(**inputs, return_loss=True).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             optimizer.step()

@@ -50,7 +50,6 @@ from modeling_avigate.training import (
     build_optimizer,
     build_processor,
     claim_output_dir,
-    contrastive_loss_from_outputs,
     ensure_best_model,
     freeze_for_training,
     gates_held_open,
@@ -122,8 +121,8 @@ def train_epoch(args, accelerator, model, optimizer, scheduler, loader, state: T
     progress = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_main_process)
     for batch in progress:
         with accelerator.accumulate(model):
-            outputs = model(**batch)
-            loss = contrastive_loss_from_outputs(outputs, accelerator.unwrap_model(model).config)
+            outputs = model(**batch, return_loss=True)  # over the batch of every process
+            loss = outputs.loss
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss became {loss.item()} at step {state.global_step} (epoch {epoch + 1}); the last good "

@@ -4,6 +4,7 @@
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -18,6 +19,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_avigate import AvigateConfig
+from .loss_avigate import AvigateContrastiveLoss
 
 
 logger = logging.get_logger(__name__)
@@ -28,7 +30,7 @@ SIMILARITY_CHUNK_ELEMENTS = 1 << 24
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Pure functions: pooling, similarity, margin and loss. Training, evaluation and the search index all reuse them.
+# Pure functions: pooling and similarity. Training (loss_avigate.py), evaluation and the search index reuse them.
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -125,36 +127,6 @@ def multi_grained_similarity(
     return SimilarityParts(scores, global_scores, local_scores, torch.cat(best_frames, dim=1))
 
 
-@torch.no_grad()
-def adaptive_margin(
-    text_embeds: torch.Tensor, visual_video_embeds: torch.Tensor, margin_scale: float, margin_max: float
-) -> torch.Tensor:
-    """`M_ij = min(λ_m (1 − (c^t_ij + c^v_ij) / 2), δ)`, `M_ii = 0`: pairs that already look alike get a small margin."""
-    text_cosine = text_embeds @ text_embeds.T
-    video_cosine = visual_video_embeds @ visual_video_embeds.T
-    margin = (margin_scale * (1 - (text_cosine + video_cosine) / 2)).clamp(max=margin_max)
-    return margin.fill_diagonal_(0.0)
-
-
-def symmetric_contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Mean of the text→video and video→text cross-entropies of square `logits` whose diagonal holds the positives."""
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (nn.functional.cross_entropy(logits, labels) + nn.functional.cross_entropy(logits.T, labels)) / 2
-
-
-def avigate_contrastive_loss(
-    similarity: torch.Tensor,
-    text_embeds: torch.Tensor,
-    visual_video_embeds: torch.Tensor,
-    logit_scale: torch.Tensor,
-    margin_scale: float,
-    margin_max: float,
-) -> torch.Tensor:
-    """Adaptive-margin symmetric InfoNCE over a batch of matching pairs: logits `S + σ·M`, M without gradient."""
-    margin = adaptive_margin(text_embeds, visual_video_embeds, margin_scale, margin_max)
-    return symmetric_contrastive_loss(similarity + logit_scale * margin)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,7 +192,7 @@ class AvigateVideoOutput(ModelOutput):
 class AvigateOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `return_loss` is `True`):
-        Adaptive-margin symmetric contrastive loss.
+        Adaptive-margin symmetric contrastive loss over the batch of every process ([`AvigateContrastiveLoss`]).
     logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, video_batch_size)`):
         `similarity(text_embeds, frame_embeds, video_mask)`: the multi-grained scores, logit scale included, no margin.
     logits_per_video (`torch.FloatTensor` of shape `(video_batch_size, text_batch_size)`):
@@ -231,8 +203,7 @@ class AvigateOutput(ModelOutput):
     video_mask (`torch.LongTensor` of shape `(video_batch_size, num_frames)`): 1 for real frames.
     attn_gates, ffn_gates (`torch.FloatTensor` of shape `(video_batch_size, fusion_num_layers)`): gate values.
     visual_embeds (`torch.FloatTensor` of shape `(video_batch_size, projection_dim)`): audio-free video embeddings.
-    logit_scale (`torch.FloatTensor` of shape `()`): σ, exponentiated and clamped; returned so a training step that
-        gathers embeddings across processes computes its loss from `forward`'s outputs alone.
+    logit_scale (`torch.FloatTensor` of shape `()`): σ, exponentiated and clamped.
     text_model_output (`BaseModelOutputWithPooling`): [`~AvigateModel.get_text_features`]' output (the text tower's
         hidden states and attentions when asked).
     video_model_output (`AvigateVideoOutput`): [`~AvigateModel.get_video_features`]' output (vision tower, audio
@@ -631,6 +602,10 @@ class AvigateModel(AvigatePreTrainedModel):
         self.audio_resampler = AvigateAudioResampler(config)
         self.fusion = AvigateFusionTransformer(config)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        self.contrastive_loss = AvigateContrastiveLoss(
+            partial(multi_grained_similarity, lse_temperature=config.lse_temperature),
+            config.margin_scale, config.margin_max,
+        )
         self.post_init()
 
     @classmethod
@@ -893,7 +868,8 @@ class AvigateModel(AvigatePreTrainedModel):
     ) -> AvigateOutput:
         r"""
         Encode texts and videos and score every pair. With `return_loss=True` the batch must hold matching pairs
-        (text i describes video i) and the adaptive-margin contrastive loss is returned. `output_hidden_states`,
+        (text i describes video i) and the adaptive-margin contrastive loss is returned; in a multi-process run it
+        covers the batch of every process (`self.contrastive_loss`, an [`AvigateContrastiveLoss`]). `output_hidden_states`,
         `output_attentions` and `return_dict` work as in other transformers models; the towers' and fusion layers'
         hidden states and attentions are in `text_model_output` and `video_model_output`.
         """
@@ -909,15 +885,17 @@ class AvigateModel(AvigatePreTrainedModel):
         )
         logit_scale = self.get_logit_scale()
         video_embeds = video_outputs.pooler_output
-        logits_per_text = multi_grained_similarity(
-            text_embeds, video_embeds, video_outputs.last_hidden_state, video_outputs.video_mask, logit_scale,
-            self.config.lse_temperature,
-        )
+        frame_embeds, video_mask = video_outputs.last_hidden_state, video_outputs.video_mask
         loss = None
         if return_loss:
-            loss = avigate_contrastive_loss(
-                logits_per_text, text_embeds, video_outputs.visual_embeds, logit_scale,
-                self.config.margin_scale, self.config.margin_max,
+            # The loss scores the batch of every process; this process's block of those scores is logits_per_text.
+            loss, logits_per_text = self.contrastive_loss(
+                text_embeds, video_embeds, frame_embeds, video_mask, video_outputs.visual_embeds, logit_scale
+            )
+            logits_per_text = logits_per_text.to(text_embeds.dtype)
+        else:
+            logits_per_text = multi_grained_similarity(
+                text_embeds, video_embeds, frame_embeds, video_mask, logit_scale, self.config.lse_temperature
             )
         return AvigateOutput(
             loss=loss,
@@ -925,8 +903,8 @@ class AvigateModel(AvigatePreTrainedModel):
             logits_per_video=logits_per_text.T,
             text_embeds=text_embeds,
             video_embeds=video_embeds,
-            frame_embeds=video_outputs.last_hidden_state,
-            video_mask=video_outputs.video_mask,
+            frame_embeds=frame_embeds,
+            video_mask=video_mask,
             attn_gates=video_outputs.attn_gates,
             ffn_gates=video_outputs.ffn_gates,
             visual_embeds=video_outputs.visual_embeds,
@@ -943,8 +921,5 @@ __all__ = [
     "AvigateVideoOutput",
     "multi_grained_similarity",
     "SimilarityParts",
-    "adaptive_margin",
-    "symmetric_contrastive_loss",
-    "avigate_contrastive_loss",
     "pool_video_embeds",
 ]

@@ -1,26 +1,33 @@
-"""2 processes × B must give the same parameter update as 1 process × 2B."""
+"""2 processes × B must give the same parameter update as 1 process × 2B, with the global and the local form of the
+contrastive loss."""
 
 import os
 import subprocess
 import sys
 
+from functools import partial
+
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
+
+from modeling_avigate.loss_avigate import AvigateContrastiveLoss
+from modeling_avigate.modeling_avigate import multi_grained_similarity, pool_video_embeds
 
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(TESTS_DIR, "scripts", "contrastive_step.py")
 
 
-def run_step(num_processes: int, out_path: str) -> dict[str, torch.Tensor]:
+def run_step(num_processes: int, out_path: str, *options: str) -> dict[str, torch.Tensor]:
     # `--cpu` would silently start one process; `--multi_gpu` starts two, and ACCELERATE_USE_CPU makes each of them
     # join a gloo process group on the CPU (without it every process believes it is alone).
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-        SCRIPT, out_path,
-    ] if num_processes > 1 else [sys.executable, SCRIPT, out_path]
+        SCRIPT, out_path, *options,
+    ] if num_processes > 1 else [sys.executable, SCRIPT, out_path, *options]
     env = {**os.environ, "PYTHONPATH": TESTS_DIR, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -28,10 +35,15 @@ def run_step(num_processes: int, out_path: str) -> dict[str, torch.Tensor]:
     return load_file(out_path)
 
 
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> dict[str, torch.Tensor]:
+    return run_step(1, str(tmp_path_factory.mktemp("single") / "single.safetensors"))
+
+
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
-    single = run_step(1, str(tmp_path / "single.safetensors"))
-    double = run_step(2, str(tmp_path / "double.safetensors"))
+@pytest.mark.parametrize("options", [(), ("--local_loss",)], ids=["global loss", "local loss"])
+def test_two_processes_match_one_process_with_the_whole_batch(single, tmp_path, options):
+    double = run_step(2, str(tmp_path / "double.safetensors"), *options)
     assert torch.allclose(single["loss"], double["loss"], atol=1e-6)
     initial = run_initial_parameters()
     moved = 0
@@ -51,3 +63,34 @@ def run_initial_parameters() -> dict[str, torch.Tensor]:
 
     set_seed(0)
     return AvigateModel(AvigateConfig(**tiny_config_kwargs())).state_dict()
+
+
+def test_local_loss_rows_average_to_the_global_loss_with_the_same_gradients():
+    """`local_loss` on 3 simulated processes of 2 pairs: each process's rows against the whole batch. Their mean is the
+    global loss, its gradients the global ones, and each block of scores the global scores' block."""
+    processes, per_process, num_frames, dim = 3, 2, 4, 8
+    generator = torch.Generator().manual_seed(0)
+    size = processes * per_process
+    texts = nn.functional.normalize(torch.randn(size, dim, generator=generator), dim=-1).requires_grad_()
+    frames = nn.functional.normalize(torch.randn(size, num_frames, dim, generator=generator), dim=-1).requires_grad_()
+    mask = torch.ones(size, num_frames, dtype=torch.long)
+    mask[1, 3] = mask[4, 2:] = 0
+    videos = pool_video_embeds(frames, mask)
+    visual = nn.functional.normalize(torch.randn(size, dim, generator=generator), dim=-1)
+    loss_function = AvigateContrastiveLoss(partial(multi_grained_similarity, lse_temperature=0.5), 0.5, 0.1)
+    scale = torch.tensor(20.0)
+
+    global_loss, global_scores = loss_function(texts, videos, frames, mask, visual, scale)  # one process: all rows
+    shares = []
+    for rank in range(processes):
+        own = slice(rank * per_process, (rank + 1) * per_process)
+        local = [texts[own], videos[own], frames[own], mask[own], visual[own]]
+        share, scores = loss_function.local_rows_loss(local, [texts, videos, frames, mask, visual], scale, own)
+        torch.testing.assert_close(scores, global_scores[own, own])
+        shares.append(share)
+    local_loss = torch.stack(shares).mean()
+    torch.testing.assert_close(local_loss, global_loss)
+    assert not torch.allclose(shares[0], global_loss), "each process's share differs from the global loss"
+    for expected, got in zip(torch.autograd.grad(global_loss, (texts, frames), retain_graph=True),
+                             torch.autograd.grad(local_loss, (texts, frames))):
+        torch.testing.assert_close(got, expected)

@@ -14,13 +14,8 @@ from torch import nn
 from transformers import ASTConfig, ASTForAudioClassification, ASTModel, AutoModel, CLIPConfig, CLIPModel
 
 from modeling_avigate import AvigateConfig, AvigateModel
-from modeling_avigate.modeling_avigate import (
-    adaptive_margin,
-    avigate_contrastive_loss,
-    multi_grained_similarity,
-    pool_video_embeds,
-    symmetric_contrastive_loss,
-)
+from modeling_avigate.loss_avigate import adaptive_margin, avigate_contrastive_loss, symmetric_contrastive_loss
+from modeling_avigate.modeling_avigate import multi_grained_similarity, pool_video_embeds
 
 
 NUM_VIDEOS, NUM_FRAMES, TEXT_LENGTH = 3, 4, 6
@@ -349,7 +344,7 @@ def assert_same_outputs(outputs, expected) -> None:
 
 def test_save_and_load_round_trip(model, inputs, tmp_path):
     model.save_pretrained(tmp_path)
-    assert {"config.json", "model.safetensors", "configuration_avigate.py", "modeling_avigate.py"} <= {
+    assert {"config.json", "model.safetensors", "configuration_avigate.py", "modeling_avigate.py", "loss_avigate.py"} <= {
         path.name for path in tmp_path.iterdir()
     }
     with torch.no_grad():

@@ -132,8 +132,6 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 def test_audio_cache_step_matches_the_uncached_step_within_fp16(tmp_path):
     from modeling_avigate import AvigateConfig, AvigateModel
     from modeling_avigate.feature_cache import FeatureCache
-    from modeling_avigate.training import contrastive_loss_from_outputs
-
     torch.manual_seed(0)
     model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
     input_ids = torch.randint(10, 400, (3, 6))
@@ -149,7 +147,7 @@ def test_audio_cache_step_matches_the_uncached_step_within_fp16(tmp_path):
 
     def loss_and_grads(**audio):
         model.zero_grad()
-        loss = contrastive_loss_from_outputs(model(**batch, **audio), model.config)
+        loss = model(**batch, **audio, return_loss=True).loss
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

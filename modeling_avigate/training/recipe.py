@@ -5,14 +5,12 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
-from collections.abc import Callable
 from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPTokenizer
 
 from ..configuration_avigate import AvigateConfig
 from ..data.synthetic import synthetic_tokenizer
-from ..modeling_avigate import AvigateModel, AvigateOutput, avigate_contrastive_loss, multi_grained_similarity
+from ..modeling_avigate import AvigateModel
 from ..pipeline import HardNegativeSampler, TrainingPairs
 from ..processors import AvigateFeatureExtractor, AvigateProcessor
 from .arguments import TrainArguments
@@ -170,34 +168,3 @@ def hard_negative_sampler(dataset: TrainingPairs, groups: list[str] | None, per_
         return HardNegativeSampler(levels, seed=seed)
     except ValueError as error:  # a missing column, or sizes that do not nest
         raise SystemExit(f"--hard_negative_groups: {error}") from None
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate `tensor` from every process along dim 0; gradients flow back to each process's own slice.
-
-    The backward of torch's autograd all_gather sums the gradients of all processes, so with every process computing
-    the same full-batch loss and DDP averaging, the update equals that of one process holding the whole batch.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
-
-
-def contrastive_loss_from_outputs(
-    outputs: AvigateOutput, model_config, gather: Callable[[torch.Tensor], torch.Tensor] = all_gather_with_grad
-) -> torch.Tensor:
-    """The AVIGATE loss over the contrastive batch of all processes, from `forward`'s outputs only (DDP-safe)."""
-    # Scores and the loss in fp32 even when the towers ran under bf16 autocast.
-    text_embeds = gather(outputs.text_embeds.float())
-    video_embeds = gather(outputs.video_embeds.float())
-    frame_embeds = gather(outputs.frame_embeds.float())
-    video_mask = gather(outputs.video_mask)
-    visual_embeds = gather(outputs.visual_embeds.float())
-    similarity = multi_grained_similarity(
-        text_embeds, video_embeds, frame_embeds, video_mask, outputs.logit_scale, model_config.lse_temperature
-    )
-    return avigate_contrastive_loss(
-        similarity, text_embeds, visual_embeds, outputs.logit_scale, model_config.margin_scale, model_config.margin_max
-    )

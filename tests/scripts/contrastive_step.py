@@ -1,6 +1,9 @@
 """Two SGD steps of AVIGATE's contrastive training on a fixed batch, split across however many processes run it.
 
-Run by tests/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 to OUT.
+    contrastive_step.py OUT [--local_loss]
+
+Run by tests/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 and the loss
+(averaged over the processes) to OUT. `--local_loss` scores only each process's rows against the gathered batch.
 """
 
 import sys
@@ -12,12 +15,7 @@ from safetensors.torch import save_file
 
 from conftest import tiny_config_kwargs, tiny_token_ids
 from modeling_avigate import AvigateConfig, AvigateModel
-from modeling_avigate.training import (
-    LearningRates,
-    build_parameter_groups,
-    contrastive_loss_from_outputs,
-    freeze_for_training,
-)
+from modeling_avigate.training import LearningRates, build_parameter_groups, freeze_for_training
 
 
 GLOBAL_BATCH = 4
@@ -40,10 +38,11 @@ def fixed_batch() -> dict:
     }
 
 
-def main(out_path: str) -> None:
+def main(out_path: str, local_loss: bool) -> None:
     accelerator = Accelerator()
     set_seed(0)
     model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
+    model.contrastive_loss.local_loss = local_loss
     freeze_for_training(model)
     groups = build_parameter_groups(model, LearningRates(base=0.1, clip_multiplier=1.0))
     # Plain SGD: the update is the (clipped) gradient itself. Adam would divide near-zero gradients by their own
@@ -54,18 +53,18 @@ def main(out_path: str) -> None:
     rank = accelerator.process_index
     batch = {k: v[rank * per_process : (rank + 1) * per_process] for k, v in fixed_batch().items()}
     for _ in range(2):
-        outputs = model(**batch)
-        loss = contrastive_loss_from_outputs(outputs, accelerator.unwrap_model(model).config)
+        loss = model(**batch, return_loss=True).loss
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
+    loss = accelerator.reduce(loss.detach(), "mean")
     if accelerator.is_main_process:
         state = {k: v.detach().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        state["loss"] = loss.detach().reshape(1)
+        state["loss"] = loss.reshape(1)
         save_file(state, out_path)
     accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--local_loss" in sys.argv[2:])
