@@ -4,18 +4,15 @@
     accelerate launch examples/train.py --config examples/configs/synthetic.yaml [--key value ...]
     python examples/train.py --config examples/configs/synthetic.yaml --epochs 1       # one process
 
-The YAML file holds the fields of `TrainArguments` plus two optional sections: `model` (`AvigateConfig` arguments of
-a randomly initialised model) and `processor` (`processor_from_settings` arguments). `--key value` overrides a
-top-level key (`null` clears an optional one), `--model.key value` (also `--processor.`, `--benchmark_kwargs.`, and
-dotted paths such as `--model.text_config.hidden_size 32`) a key of a section.
+The YAML file holds `TrainArguments` fields plus two optional sections, `model` (`AvigateConfig` arguments of a
+random model) and `processor` (`processor_from_settings` arguments); `--key value` overrides a field (`null` clears
+it), `--model.key value` a section's key (also `--processor.`, `--benchmark_kwargs.`, dotted nested keys).
 
-Every `--eval_every_epochs N` epochs (and the last) the model is validated and `output_dir/checkpoint-epoch-N` written
-atomically; `--save_total_limit N` keeps N of them (the best epoch's always among them). The best epoch by the
-selection split's text→video R@1 is copied to `output_dir/best`, and `output_dir/metrics.json` holds the final
-evaluation of exactly those weights. An `output_dir` holding this run's checkpoints resumes from the latest; one
-holding another run is refused unless `--overwrite_output_dir true`; a folder of files of no run is refused. With
-`--cache_only true` the script builds the `--frame_cache` / `--audio_cache` folders it was given and exits. The rules
-live in `modeling_avigate.training` (see docs/training.md).
+Every `--eval_every_epochs` epochs and the last, the model is validated and saved atomically to
+`output_dir/checkpoint-epoch-N` (`--save_total_limit` of them kept, the best one's always); the best by the selection
+split's text→video R@1 is `output_dir/best`, and `output_dir/metrics.json` the test evaluation of exactly those
+weights. This run's `output_dir` resumes; another run's is refused unless `--overwrite_output_dir true`; a folder of
+other files always. `--cache_only true` builds the caches and exits. Rules: `modeling_avigate.training`.
 """
 
 import dataclasses
@@ -35,14 +32,11 @@ from modeling_avigate import AvigateModel
 from modeling_avigate.data import load_benchmark
 from modeling_avigate.embedding import prepare_feature_caches
 from modeling_avigate.evaluation import evaluate_retrieval
-from modeling_avigate.folders import FolderOwnershipError, write_json_atomically
-from modeling_avigate.hub.model_card import write_model_card
+from modeling_avigate.folders import FolderOwnershipError
 from modeling_avigate.pipeline import TrainingPairs, collate_training_pairs
 from modeling_avigate.processors import MediaError
 from modeling_avigate.training import (
     BEST_DIR,
-    METRICS_FILE,
-    RUN_RECORD,
     NonFiniteLossError,
     TrainArguments,
     TrainerState,
@@ -64,12 +58,11 @@ from modeling_avigate.training import (
     rotate_checkpoints,
     save_checkpoint,
     weights_checksum,
+    write_results,
 )
 
 
 logger = logging.getLogger("avigate.train")
-
-CARD_RECORD_KEYS = ("dataset", "split", "selected_on", "text_to_video", "video_to_text", "test_time_renormalization")
 
 
 def build_accelerator(args: TrainArguments) -> Accelerator:
@@ -97,9 +90,12 @@ def build_caches(args: TrainArguments, accelerator: Accelerator, model: AvigateM
     kwargs = dict(frame_cache=args.frame_cache, audio_cache=args.audio_cache, batch_size=args.eval_batch_size,
                   num_workers=args.num_workers, device=accelerator.device, strict=args.strict,
                   encoder_precision=args.encoder_precision)
-    caches = prepare_feature_caches(model, processor, all_videos, **kwargs) if accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        caches = prepare_feature_caches(model, processor, all_videos, **kwargs)
     accelerator.wait_for_everyone()
-    return caches or prepare_feature_caches(model, processor, all_videos, open_only=True, **kwargs)
+    if not accelerator.is_main_process:
+        caches = prepare_feature_caches(model, processor, all_videos, open_only=True, **kwargs)
+    return caches
 
 
 def build_loader(args: TrainArguments, accelerator: Accelerator, processor, caches: dict) -> DataLoader:
@@ -181,12 +177,10 @@ def train(args: TrainArguments) -> dict:
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     accelerator.init_trackers("avigate", config={k: v for k, v in dataclasses.asdict(args).items()
                                                   if isinstance(v, (int, float, str, bool))})
-    logger.info(
-        "%d pairs, contrastive batch %d (%d per process × %d processes; gradient accumulation %d sums gradients of "
-        "separate contrastive batches), %d optimiser steps", len(loader.dataset), args.batch_size,
-        args.batch_size // accelerator.num_processes, accelerator.num_processes, args.gradient_accumulation_steps,
-        total_steps,
-    )
+    logger.info("%d pairs, contrastive batch %d (%d per process × %d processes; gradient accumulation %d sums "
+                "gradients of separate contrastive batches), %d optimiser steps", len(loader.dataset), args.batch_size,
+                args.batch_size // accelerator.num_processes, accelerator.num_processes,
+                args.gradient_accumulation_steps, total_steps)
     state = TrainerState()
     if checkpoint:
         state = load_checkpoint(accelerator, checkpoint)
@@ -234,12 +228,7 @@ def train(args: TrainArguments) -> dict:
         "best_epoch": state.best_epoch, "best_weights_checksum": weights_checksum(best_dir), **final,
     }
     if accelerator.is_main_process:
-        # The record `modeling_avigate.hub` turns into the model card's model-index, kept beside the best model, and
-        # this run's arguments, from which the card describes it (initialisation, audio weights, recipe).
-        write_json_atomically(os.path.join(best_dir, "eval_results.json"), {k: result[k] for k in CARD_RECORD_KEYS})
-        write_json_atomically(os.path.join(best_dir, RUN_RECORD), dataclasses.asdict(args))
-        write_model_card(best_dir)
-        write_json_atomically(os.path.join(args.output_dir, METRICS_FILE), result)
+        write_results(args, result)
         logger.info("best epoch %d (selected on %s); %s text→video %s", state.best_epoch, result["selected_on"],
                     args.test_split, final["text_to_video"])
     accelerator.end_training()

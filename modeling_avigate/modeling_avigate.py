@@ -869,9 +869,9 @@ class AvigateModel(AvigatePreTrainedModel):
         r"""
         Encode texts and videos and score every pair. With `return_loss=True` the batch must hold matching pairs
         (text i describes video i) and the adaptive-margin contrastive loss is returned; in a multi-process run it
-        covers the batch of every process (`self.contrastive_loss`, an [`AvigateContrastiveLoss`]). `output_hidden_states`,
-        `output_attentions` and `return_dict` work as in other transformers models; the towers' and fusion layers'
-        hidden states and attentions are in `text_model_output` and `video_model_output`.
+        covers the batch of every process (`self.contrastive_loss`, an [`AvigateContrastiveLoss`]).
+        `output_hidden_states`, `output_attentions` and `return_dict` work as in other transformers models; the towers'
+        and fusion layers' hidden states and attentions are in `text_model_output` and `video_model_output`.
         """
         if input_ids is None or pixel_values is None:
             raise ValueError(

@@ -5,7 +5,7 @@ One module per concern:
 - `arguments`: `TrainArguments`, read from a YAML config and the command line;
 - `recipe`: the model and processor a run starts from, freezing, parameter groups and learning rates, the
   hard-negative sampler, held-open gates;
-- `output_dir`: which run an output folder holds, decided before anything is written;
+- `output_dir`: which run an output folder holds, decided before anything is written, and the run's results;
 - `checkpoints`: the trainer state, atomic checkpoints, their rotation and `best/`.
 
 Every folder they write carries the package's ownership marker and is replaced atomically (`modeling_avigate.folders`).
@@ -30,7 +30,7 @@ from .checkpoints import (
     save_checkpoint,
     weights_checksum,
 )
-from .output_dir import RUN_RECORD, TRAINING_RUN_KIND, claim_output_dir, plan_output_dir
+from .output_dir import RUN_RECORD, TRAINING_RUN_KIND, claim_output_dir, plan_output_dir, write_results
 from .recipe import (
     LearningRates,
     build_model,
@@ -81,4 +81,5 @@ __all__ = [
     "rotate_checkpoints",
     "save_checkpoint",
     "weights_checksum",
+    "write_results",
 ]

@@ -20,6 +20,7 @@ from ..folders import (
     write_json_atomically,
     write_marker,
 )
+from ..hub.model_card import write_model_card
 from .arguments import RUN_INDEPENDENT_ARGUMENTS, TrainArguments
 from .checkpoints import (
     BEST_DIR,
@@ -36,6 +37,8 @@ logger = logging.getLogger("avigate.train")
 
 TRAINING_RUN_KIND = "training_run"
 RUN_RECORD = "train_args.json"
+EVAL_RESULTS_FILE = "eval_results.json"
+CARD_RECORD_KEYS = ("dataset", "split", "selected_on", "text_to_video", "video_to_text", "test_time_renormalization")
 
 
 def run_settings(args: TrainArguments) -> dict:
@@ -111,3 +114,14 @@ def claim_output_dir(args: TrainArguments) -> None:
             os.remove(os.path.join(output_dir, METRICS_FILE))
     write_marker(output_dir, TRAINING_RUN_KIND)
     write_json_atomically(os.path.join(output_dir, RUN_RECORD), dataclasses.asdict(args))
+
+
+def write_results(args: TrainArguments, result: dict) -> None:
+    """The final evaluation of `best/`: `metrics.json`, and beside the best model the record `modeling_avigate.hub`
+    turns into the model card's model-index, this run's arguments (from which the card describes its initialisation,
+    audio weights and recipe) and the card itself."""
+    best_dir = os.path.join(args.output_dir, BEST_DIR)
+    write_json_atomically(os.path.join(best_dir, EVAL_RESULTS_FILE), {key: result[key] for key in CARD_RECORD_KEYS})
+    write_json_atomically(os.path.join(best_dir, RUN_RECORD), dataclasses.asdict(args))
+    write_model_card(best_dir)
+    write_json_atomically(os.path.join(args.output_dir, METRICS_FILE), result)
