@@ -6,9 +6,12 @@ Every folder the package writes (index, feature cache, checkpoint, best model, s
 `.avigate-folder.json` naming its kind and format version. Writes go to a marked staging sibling
 (`.NAME.tmp-XXXXXX`) that is renamed into place; the folder it replaces is first moved to `.NAME.previous` and removed
 afterwards. A kill -9 at any point leaves either the old folder, the new one, or the old one parked at
-`.NAME.previous`, which [`recover_interrupted_replace`] (called by every write and by loaders) moves back. A killed
-writer's staging folder is removed by the next write; a live writer's (another process building the same cache) is
-left alone, told apart by the lock its writer holds.
+`.NAME.previous`, which [`recover_interrupted_replace`] (called by every write and by loaders) moves back while the
+new folder is still staged beside it. A parked folder whose replacement was moved in is never moved back, even if the
+user later deletes the new folder. A killed writer's staging folder and parked folder are removed by the next write
+(a folder is removed with its marker last, so a killed removal still carries it); a live writer's staging folder
+(another process building the same cache) is left alone, told apart by the lock its writer holds. An output path
+that is a symbolic link is refused: the package replaces folders, never what a link points to.
 
 Example:
 
@@ -77,9 +80,12 @@ def _is_empty_dir(path: str) -> bool:
 def check_replaceable(directory: str | os.PathLike, kind: str) -> None:
     """Raise [`FolderOwnershipError`] unless `directory` is absent, an empty folder, or this package's `kind` folder."""
     directory = os.fspath(directory)
+    if os.path.islink(directory):
+        raise FolderOwnershipError(f"refusing to replace {directory}: it is a symbolic link; give the path of the "
+                                   f"folder itself ({os.path.realpath(directory)})")
     if not os.path.lexists(directory) or _is_empty_dir(directory) or is_owned(directory, kind):
         return
-    if os.path.isdir(directory) and not os.path.islink(directory):
+    if os.path.isdir(directory):
         marker = read_marker(directory)
         what = f"a {marker['kind']} folder" if marker else "a folder this package did not create"
         raise FolderOwnershipError(f"refusing to replace {directory}: it is {what}, not a {kind} folder; choose "
@@ -109,7 +115,21 @@ def remove_owned_folder(directory: str | os.PathLike, kind: str) -> None:
     directory = os.fspath(directory)
     check_replaceable(directory, kind)
     if os.path.isdir(directory):
-        shutil.rmtree(directory)
+        _remove_marker_last(directory)
+
+
+def _remove_marker_last(directory: str) -> None:
+    """Delete the marked `directory`, its marker last: a kill midway leaves a folder still recognised as ours."""
+    for entry in os.scandir(directory):
+        if entry.name == MARKER_FILE:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.remove(entry.path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(directory, MARKER_FILE))
+    os.rmdir(directory)
 
 
 def check_output_separate(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output"
@@ -138,11 +158,25 @@ def previous_path(directory: str | os.PathLike) -> str:
     return os.path.join(parent, f".{name}{PREVIOUS_SUFFIX}")
 
 
+def _staging_siblings(directory: str) -> list[str]:
+    parent, name = _siblings(directory)
+    if not os.path.isdir(parent):
+        return []
+    return [os.path.join(parent, entry) for entry in os.listdir(parent) if entry.startswith(f".{name}{STAGING_INFIX}")]
+
+
 def recover_interrupted_replace(directory: str | os.PathLike) -> None:
-    """Undo a replace that was killed between parking the old folder and moving the new one in."""
+    """Undo a replace that was killed between parking the old folder and moving the new one in: then the new folder,
+    complete and marked with the old one's kind, is still staged beside it. A parked folder without one was replaced
+    (the kill came while it was being removed) and stays parked for the next write to remove, even when `directory`
+    is gone: a user who deleted the new folder does not get the old one back."""
     directory = os.fspath(directory)
     parked = previous_path(directory)
-    if not os.path.lexists(directory) and read_marker(parked) is not None:
+    marker = read_marker(parked)
+    if os.path.lexists(directory) or marker is None:
+        return
+    staged = [path for path in _staging_siblings(directory) if not _staging_in_use(path)]
+    if any((read_marker(path) or {}).get("kind") == marker["kind"] for path in staged):
         os.replace(parked, directory)
 
 
@@ -150,17 +184,12 @@ def clean_leftovers(directory: str | os.PathLike) -> None:
     """Remove marked staging and parked siblings of `directory` left by a killed write (never unmarked ones)."""
     directory = os.fspath(directory)
     recover_interrupted_replace(directory)
-    parent, name = _siblings(directory)
-    if not os.path.isdir(parent):
-        return
-    for entry in os.listdir(parent):
-        path = os.path.join(parent, entry)
-        # A staging folder is marked as staging, or already as its final kind when the kill came during the replace.
-        staged = (entry.startswith(f".{name}{STAGING_INFIX}") and read_marker(path) is not None
-                  and not _staging_in_use(path))
-        parked = entry == f".{name}{PREVIOUS_SUFFIX}" and read_marker(path) is not None
-        if staged or parked:
-            shutil.rmtree(path, ignore_errors=True)
+    parked = previous_path(directory)
+    # A staging folder is marked as staging, or already as its final kind when the kill came during the replace.
+    leftovers = [path for path in _staging_siblings(directory) if not _staging_in_use(path)] + [parked]
+    for path in leftovers:
+        if os.path.isdir(path) and not os.path.islink(path) and read_marker(path) is not None:
+            _remove_marker_last(path)
 
 
 def replace_folder(staging: str | os.PathLike, directory: str | os.PathLike, kind: str,
@@ -180,7 +209,7 @@ def replace_folder(staging: str | os.PathLike, directory: str | os.PathLike, kin
         os.replace(directory, parked)
     os.replace(staging, directory)
     if os.path.lexists(parked):
-        shutil.rmtree(parked)
+        _remove_marker_last(parked)
 
 
 def write_json_atomically(path: str | os.PathLike, data: dict) -> None:

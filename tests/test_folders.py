@@ -15,9 +15,11 @@ from modeling_avigate.folders import (
     clean_leftovers,
     is_owned,
     previous_path,
+    recover_interrupted_replace,
     remove_owned_folder,
     write_marker,
 )
+from modeling_avigate.search import check_index_output
 
 from conftest import folder_snapshot as _snapshot
 
@@ -104,6 +106,69 @@ def test_kill_between_park_and_move_is_recovered(tmp_path):
     clean_leftovers(target)
     assert open(target / "v").read() == "old"
     assert sorted(os.listdir(tmp_path)) == ["index"]
+
+
+KILLED_DURING_CLEANUP = """
+import os, shutil, signal, sys
+from modeling_avigate.folders import atomic_folder, previous_path
+target = sys.argv[1]
+parked = previous_path(target)
+
+def kill_inside_parked(remove):
+    def removing(path, *args, **kwargs):
+        if os.fspath(path).startswith(parked):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return remove(path, *args, **kwargs)
+    return removing
+
+os.remove, shutil.rmtree = kill_inside_parked(os.remove), kill_inside_parked(shutil.rmtree)
+with atomic_folder(target, kind="index") as staging:
+    open(os.path.join(staging, "v"), "w").write("new")
+"""
+
+
+def test_a_replaced_folder_left_parked_by_a_kill_is_never_moved_back(tmp_path):
+    """kill -9 while the old folder is being removed after the new one moved in, then the user deletes the new one:
+    readers and writers must not bring the old one back."""
+    target = tmp_path / "index"
+    with atomic_folder(target, kind="index") as staging:
+        _write(os.path.join(staging, "v"), "old")
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_DURING_CLEANUP)
+    result = subprocess.run([sys.executable, str(script), str(target)], capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr[-2000:]
+    assert open(target / "v").read() == "new" and os.path.isdir(previous_path(target))
+
+    recover_interrupted_replace(target)  # what a reader does first
+    assert open(target / "v").read() == "new"
+    for path in sorted(tmp_path.glob("index/*")):
+        os.remove(path)
+    os.rmdir(target)  # the user deletes the index
+    recover_interrupted_replace(target)
+    assert not os.path.lexists(target)
+    with atomic_folder(target, kind="index") as staging:  # the next write removes the leftover
+        _write(os.path.join(staging, "v"), "newest")
+    assert sorted(os.listdir(tmp_path)) == ["index", "killed.py"]
+
+
+def test_a_symbolic_link_output_is_refused_and_left_as_it_is(tmp_path):
+    """An output path that is a link to an index: refused with one line before anything is written (it used to be
+    replaced by the new folder, then fail on removing the parked link at every later run)."""
+    real = tmp_path / "real"
+    with atomic_folder(real, kind="index") as staging:
+        _write(os.path.join(staging, "v"), "old")
+    link = tmp_path / "link"
+    os.symlink(real, link)
+    before = _snapshot(tmp_path)
+    with pytest.raises(FolderOwnershipError, match=f"refusing to replace {link}: it is a symbolic link; give the path "
+                                                   f"of the folder itself \\({real}\\)"):
+        with atomic_folder(link, kind="index") as staging:
+            _write(os.path.join(staging, "v"), "new")
+    with pytest.raises(FolderOwnershipError, match="symbolic link"):
+        check_index_output(link, [tmp_path / "videos"])  # `avigate index --out LINK`, before any video is embedded
+    with pytest.raises(FolderOwnershipError, match="symbolic link"):
+        remove_owned_folder(link, "index")
+    assert os.path.islink(link) and _snapshot(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["link", "real"]
 
 
 def test_kill_during_staging_leaves_previous_state_and_is_cleaned(tmp_path):

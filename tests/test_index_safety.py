@@ -110,7 +110,7 @@ KILL_SCRIPT = textwrap.dedent("""
         folders.os.replace = lambda source, destination: (
             kill() if destination == target else real_replace(source, destination))
     elif point == "new index in place":
-        folders.shutil.rmtree = kill
+        folders._remove_marker_last = kill  # the removal of the parked old index
     new.save(target)
 """)
 
