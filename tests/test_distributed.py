@@ -1,5 +1,5 @@
-"""2 processes × B must give the same parameter update as 1 process × 2B, with the global and the local form of the
-contrastive loss."""
+"""The contrastive loss across processes: 2 processes × B must give the same parameter update as 1 process × 2B, with
+the global and the local form of the loss; the local form's algebra; fp32 scores and loss under autocast."""
 
 import os
 import subprocess
@@ -10,9 +10,12 @@ from functools import partial
 import pytest
 import torch
 from safetensors.torch import load_file
+from conftest import tiny_config_kwargs
+from scripts.contrastive_step import fixed_batch
 from torch import nn
 
-from modeling_avigate.loss_avigate import AvigateContrastiveLoss
+from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate.loss_avigate import AvigateContrastiveLoss, avigate_contrastive_loss
 from modeling_avigate.modeling_avigate import multi_grained_similarity, pool_video_embeds
 
 
@@ -55,11 +58,7 @@ def test_two_processes_match_one_process_with_the_whole_batch(single, tmp_path, 
 
 
 def run_initial_parameters() -> dict[str, torch.Tensor]:
-    sys.path.insert(0, TESTS_DIR)
     from accelerate.utils import set_seed
-
-    from conftest import tiny_config_kwargs
-    from modeling_avigate import AvigateConfig, AvigateModel
 
     set_seed(0)
     return AvigateModel(AvigateConfig(**tiny_config_kwargs())).state_dict()
@@ -94,3 +93,20 @@ def test_local_loss_rows_average_to_the_global_loss_with_the_same_gradients():
     for expected, got in zip(torch.autograd.grad(global_loss, (texts, frames), retain_graph=True),
                              torch.autograd.grad(local_loss, (texts, frames))):
         torch.testing.assert_close(got, expected)
+
+
+def test_loss_under_bf16_autocast_is_the_fp32_loss_of_the_same_embeddings():
+    """Accelerate autocasts the whole forward, loss included; the scores and loss must still be fp32, as when the
+    loss was computed outside autocast."""
+    torch.manual_seed(0)
+    model = AvigateModel(AvigateConfig(**tiny_config_kwargs())).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(**fixed_batch(), return_loss=True)
+    embeds = [outputs[name].float() for name in ("text_embeds", "video_embeds", "frame_embeds")]
+    similarity = multi_grained_similarity(*embeds, outputs.video_mask, outputs.logit_scale,
+                                          model.config.lse_temperature)
+    expected = avigate_contrastive_loss(similarity, embeds[0], outputs.visual_embeds.float(), outputs.logit_scale,
+                                        model.config.margin_scale, model.config.margin_max)
+    assert outputs.text_embeds.dtype == torch.bfloat16 and outputs.loss.dtype == torch.float32
+    assert torch.equal(outputs.loss, expected)
+    torch.testing.assert_close(outputs.logits_per_text, similarity.to(torch.bfloat16))
