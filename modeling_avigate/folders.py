@@ -93,23 +93,6 @@ def check_replaceable(directory: str | os.PathLike, kind: str) -> None:
     raise FolderOwnershipError(f"refusing to replace {directory}: it exists and is not a folder")
 
 
-def adopt_unmarked_folder(directory: str | os.PathLike, kind: str, own_files: Iterable[str],
-                          format_version: int = 1) -> None:
-    """Mark `directory` as `kind` if it has no marker and holds nothing but `own_files` (a folder written before
-    folders were marked, e.g. an old synthetic benchmark); a folder holding anything else is refused, so no
-    file of the user's is ever replaced with it. A marked folder is left as it is."""
-    directory = os.fspath(directory)
-    if read_marker(directory) is not None:
-        return
-    foreign = sorted(set(os.listdir(directory)) - set(own_files))
-    if foreign:
-        raise FolderOwnershipError(
-            f"refusing to replace {directory}: it has no {MARKER_FILE} and holds files that are not a {kind}'s "
-            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); copy the {kind} to a new folder and "
-            "use that")
-    write_marker(directory, kind, format_version)
-
-
 def remove_owned_folder(directory: str | os.PathLike, kind: str) -> None:
     """Delete `directory` if it is this package's `kind` folder (or empty); refuse anything else."""
     directory = os.fspath(directory)
@@ -289,7 +272,6 @@ def atomic_folder(directory: str | os.PathLike, kind: str, format_version: int =
 __all__ = [
     "FolderOwnershipError",
     "MARKER_FILE",
-    "adopt_unmarked_folder",
     "atomic_folder",
     "check_output_separate",
     "check_replaceable",

@@ -32,7 +32,7 @@ from modeling_avigate.data.synthetic import (
     synthetic_words,
 )
 from modeling_avigate.data.synthetic import main as synthetic_main
-from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned
+from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError
 from modeling_avigate.vocab import build_word_level_bpe
 
 from conftest import folder_snapshot
@@ -147,12 +147,13 @@ def test_an_unmarked_folder_with_an_earlier_sets_info_and_a_users_file_is_refuse
     assert folder_snapshot(root) == before
 
 
-def test_a_set_written_before_folders_were_marked_is_adopted(tmp_path):
+def test_a_set_without_the_marker_is_refused_even_when_it_holds_only_a_sets_files(tmp_path):
     root = generate_synthetic_benchmark(str(tmp_path / "set"), sizes={"train": 8}, num_proc=1)
     os.remove(os.path.join(root, MARKER_FILE))
-    generate_synthetic_benchmark(root, sizes={"train": 6}, num_proc=1)
-    assert is_owned(root, "synthetic_benchmark")
-    assert sorted(os.listdir(os.path.join(root, "videos"))) == [f"train_{i:04d}.mp4" for i in range(6)]
+    before = folder_snapshot(root)
+    with pytest.raises(FolderOwnershipError, match="a folder this package did not create"):
+        generate_synthetic_benchmark(root, sizes={"train": 6}, num_proc=1)
+    assert folder_snapshot(root) == before
 
 
 def test_the_loudspeaker_is_visible_exactly_where_the_caption_names_the_sound():

@@ -43,7 +43,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..folders import FolderOwnershipError, adopt_unmarked_folder, is_owned, read_marker, write_marker
+from ..folders import FolderOwnershipError, is_owned, read_marker, write_marker
 
 
 logger = logging.getLogger(__name__)
@@ -428,34 +428,15 @@ def _clip_name_pattern() -> re.Pattern:
     return re.compile(rf"({'|'.join(SPLITS)})_\d{{4}}\.mp4")
 
 
-def _is_unmarked_earlier_set(out_dir: str) -> bool:
-    """Whether `out_dir` is a set this generator wrote before it marked its folders: a readable `INFO_FILE` of the
-    generator's, and nothing in `videos/` but clip names."""
-    try:
-        with open(os.path.join(out_dir, INFO_FILE), encoding="utf-8") as handle:
-            info = json.load(handle)
-        videos = os.listdir(os.path.join(out_dir, "videos"))
-    except (OSError, ValueError):
-        return False
-    pattern = _clip_name_pattern()
-    return (isinstance(info, dict) and {"format_version", "seed", "sizes", "settings"} <= set(info)
-            and all(pattern.fullmatch(name) for name in videos))
-
-
 def _claim_out_dir(out_dir: str) -> None:
     """Make `out_dir` this generator's marked folder, or refuse it before anything is written: only a new or empty
-    folder, one this generator marked, or an unmarked set it wrote earlier (holding nothing else) is used, because a
-    new set deletes the files an earlier one left there."""
+    folder, or one this generator marked, is used, because a new set deletes the files an earlier one left there."""
     if is_owned(out_dir, FOLDER_KIND):
         return
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise FolderOwnershipError(f"refusing to write the synthetic benchmark into {out_dir}: it exists and is not a "
                                    "folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if read_marker(out_dir) is None and _is_unmarked_earlier_set(out_dir):
-            own_files = [INFO_FILE, "videos", *(f"{split}.jsonl" for split in SPLITS)]
-            adopt_unmarked_folder(out_dir, FOLDER_KIND, own_files, FORMAT_VERSION)
-            return
         marker = read_marker(out_dir)
         what = f"a {marker['kind']} folder" if marker else "a folder this package did not create"
         raise FolderOwnershipError(f"refusing to write the synthetic benchmark into {out_dir}: it is {what} and not "
