@@ -1,8 +1,10 @@
-"""AvigateProcessor's outputs on fixed media equal the values saved from it before it was split into a video
-processor, a feature extractor and a tokenizer (commit 8f3269a): every key, every element, bit for bit.
+"""AvigateProcessor's outputs on fixed media equal the values of the processor before it was split into a video
+processor, a feature extractor and a tokenizer: every key, every element, bit for bit.
 
 `tests/fixtures/processor/` holds the media (written once with `media.write_test_video`, committed so that a
-different encoder build cannot change them) and `expected.npz`, the outputs of the calls below at that commit."""
+different encoder build cannot change them) and `expected.npz`, the outputs of the calls below made by the
+processor before the split (commit 54115ce, whose decoder mixes stereo in FFmpeg). A change of the decoder's
+values changes these files in the same commit."""
 
 import hashlib
 import os
@@ -25,7 +27,7 @@ FULL_SIZE_DIGESTS = {
     "attention_mask": "f14c5804d6f49fff3778def224b60699d847b1e4564fe0b0a6fcf5ca4123e347",
     "pixel_values": "9e3606243c1a233f2821502e97ade1eb4dc1455f5c127e3b1741df70ac113ebf",
     "video_mask": "99bb8dface617aff037e050e6c51d0f8c4adb7bad06498d69e24f9d58c2adfc5",
-    "input_values": "6335dbb79295709e5d370d2ed1b5eb7fad03cb594b71caebf77ee551563c3212",
+    "input_values": "8ae59a1e510268f84b802802dd2c9fc2eca2d0b75f460ffb30713eaa4d8bbaa6",
     "has_audio": "4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a",
 }
 
