@@ -34,15 +34,15 @@ from modeling_avigate.processors import AvigateProcessor  # noqa: E402
 def random_full_size(processor: AvigateProcessor) -> tuple[AvigateModel, AvigateProcessor]:
     """`AvigateConfig()` at random init (seed 0) with the text ids of `processor`'s tokenizer, and a copy of the
     processor that makes CLIP's 224-pixel frames."""
-    from transformers import CLIPImageProcessorPil
+    from modeling_avigate.processors import AvigateVideoProcessor
 
     tokenizer = processor.tokenizer
     text_ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                     pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = AvigateModel(AvigateConfig(text_config=text_ids)).eval()
-    full = AvigateProcessor(CLIPImageProcessorPil(), processor.feature_extractor, tokenizer,
-                            num_frames=processor.num_frames)
+    full = AvigateProcessor(processor.feature_extractor,
+                            AvigateVideoProcessor(num_frames=processor.video_processor.num_frames), tokenizer)
     return model, full
 
 

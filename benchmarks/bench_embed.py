@@ -62,22 +62,22 @@ def write_clips(folder: str, count: int, size: str, seconds: float | None = None
 def build_model_and_processor(size: str, folder: str):
     """The random-init model (seed 0) and a 12-frame processor; tiny: the test configuration with 32-pixel frames."""
     import torch
-    from transformers import CLIPImageProcessorPil
 
     from modeling_avigate import AvigateConfig, AvigateModel
-    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
     from modeling_avigate.testing_utils import tiny_config_kwargs
     from modeling_avigate.vocab import write_word_level_clip_vocab
 
     tokenizer = write_word_level_clip_vocab(CAPTION_WORDS, os.path.join(folder, "tokenizer"))
     if size == "full":
-        config, image_processor = AvigateConfig(), CLIPImageProcessorPil()
+        config, video_processor = AvigateConfig(), AvigateVideoProcessor(num_frames=12)
     else:
         config = AvigateConfig(**tiny_config_kwargs())
-        image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+        video_processor = AvigateVideoProcessor(size=32, crop_size=32, num_frames=12)
     torch.manual_seed(0)
     model = AvigateModel(config).eval()
-    return model, AvigateProcessor(image_processor, AvigateFeatureExtractor(), tokenizer, num_frames=12)
+    tokenizer.model_max_length = 32
+    return model, AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
 
 
 def time_calls(seconds: dict, name: str, owner: type, method: str) -> None:

@@ -38,10 +38,10 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from transformers import ASTFeatureExtractor, CLIPImageProcessorPil  # noqa: E402
+from transformers import ASTFeatureExtractor  # noqa: E402
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: E402
 
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor  # noqa: E402
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor  # noqa: E402
 from modeling_avigate.processors.video_io import MonoDownmixer, read_video  # noqa: E402
 from modeling_avigate.vocab import write_word_level_clip_vocab  # noqa: E402
 
@@ -62,12 +62,12 @@ def naive(path: str, extractor: ASTFeatureExtractor, tokenizer) -> dict[str, np.
 
 def stages(path: str, processor: AvigateProcessor) -> dict[str, float]:
     """CPU seconds per stage of the processor's own path (the same calls `process_video` makes)."""
-    timings = {}
+    timings, video_processor = {}, processor.video_processor
     start = time.process_time()
-    decoded = read_video(path, processor.num_frames, 224, (224, 224))
+    decoded = read_video(path, video_processor.num_frames, 224, (224, 224))
     timings["decode (one open: demux, frames, audio)"] = time.process_time() - start
     start = time.process_time()
-    processor._normalize_frames(decoded.frames)
+    video_processor._pad_and_normalize(decoded.frames, video_processor._merge_and_standardize_kwargs())
     timings["normalise frames"] = time.process_time() - start
     start = time.process_time()
     processor.feature_extractor(decoded.audio, sampling_rate=16000)
@@ -197,7 +197,8 @@ def main() -> None:
                 audio=sound.astype(np.float32), sample_rate=44100,
             ))
         tokenizer = write_word_level_clip_vocab(CAPTION.split(), os.path.join(folder, "tokenizer"))
-        processor = AvigateProcessor(CLIPImageProcessorPil(), AvigateFeatureExtractor(), tokenizer, num_frames=12)
+        tokenizer.model_max_length = 32
+        processor = AvigateProcessor(AvigateFeatureExtractor(), AvigateVideoProcessor(num_frames=12), tokenizer)
         ast_extractor = ASTFeatureExtractor()
 
         pipelines = {

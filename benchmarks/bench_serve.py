@@ -29,11 +29,10 @@ import time
 
 import torch
 import yaml
-from transformers import CLIPImageProcessorPil
 
 from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.data.synthetic import synthetic_tokenizer
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 from modeling_avigate.search import VideoIndex
 from modeling_avigate.serve.app import render_results
 from modeling_avigate.serve.search_page import SearchPage
@@ -110,6 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     tokenizer = synthetic_tokenizer()
+    tokenizer.model_max_length = 32
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}; load average before: {os.getloadavg()}")
     if args.index:
@@ -119,8 +119,8 @@ def main() -> None:
         return
     for shape in args.shapes:
         model, num_frames = build_model(shape, tokenizer)
-        processor = AvigateProcessor(CLIPImageProcessorPil(), AvigateFeatureExtractor(), tokenizer,
-                                     num_frames=num_frames)
+        video_processor = AvigateVideoProcessor(num_frames=num_frames)
+        processor = AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
         page = SearchPage(synthetic_index(model, processor, args.videos, num_frames))
         time_page(f"{shape:5s} N={args.videos} T={num_frames} D={model.config.projection_dim}", page, args.queries)
 

@@ -30,6 +30,7 @@ from modeling_avigate import AvigateConfig
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAIN_ARGS_FILE = "train_args.json"
 PROCESSOR_FILE = "processor_config.json"
+TOKENIZER_FILE = "tokenizer_config.json"
 TAGS = ["video-text-retrieval", "text-to-video-retrieval", "audio-visual", "clip", "audio-spectrogram-transformer",
         "avigate", "custom_code"]
 PAPER_URL = "https://arxiv.org/abs/2504.02397"
@@ -340,7 +341,8 @@ def build_model_card(
             a model trained from scratch, and none when the arguments are unknown).
         training_args: the run's arguments (`train_args.json` of `examples/train.py`): the Training section describes
             this run from them (epochs, batch, learning rates, initialisation, audio encoder weights).
-        processor_settings: the processor's `processor_config.json` (frames and tokens per pair).
+        processor_settings: `num_frames` and `max_length` (frames and caption tokens per pair), as
+            [`saved_processor_settings`] reads them.
         extra_tags: tags added to the defaults.
     """
     records = load_eval_results(eval_results)
@@ -411,6 +413,14 @@ For reference, the paper reports on MSR-VTT 1k-A (ViT-B/32) text-to-video R@1/R@
     return ModelCard(content)
 
 
+def saved_processor_settings(save_dir: Path) -> dict[str, int]:
+    """Frames per video (the video processor's `num_frames`) and tokens per caption (the tokenizer's
+    `model_max_length`) of the processor saved in `save_dir`."""
+    processor = json.loads((save_dir / PROCESSOR_FILE).read_text(encoding="utf-8"))
+    tokenizer = json.loads((save_dir / TOKENIZER_FILE).read_text(encoding="utf-8"))
+    return {"num_frames": processor["video_processor"]["num_frames"], "max_length": tokenizer["model_max_length"]}
+
+
 def write_model_card(
     save_dir: str | Path,
     eval_results: str | Path | Mapping | Sequence[Mapping] | None = None,
@@ -426,7 +436,7 @@ def write_model_card(
         eval_results: evaluation records; defaults to `save_dir/eval_results.json` when that file exists.
         repo_id: the repository named in the usage snippet; defaults to the folder's name.
         card_kwargs: passed to [`build_model_card`] (`license`, `datasets`, ...). `training_args` defaults to
-            `save_dir/train_args.json` and `processor_settings` to `save_dir/processor_config.json` when present.
+            `save_dir/train_args.json` and `processor_settings` to the saved processor's, when present.
 
     Returns:
         The path of the written card.
@@ -436,9 +446,10 @@ def write_model_card(
         eval_results = find_eval_results(save_dir)
     config = AvigateConfig.from_pretrained(save_dir)
     card_kwargs.setdefault("has_processor", (save_dir / PROCESSOR_FILE).is_file())
-    for key, name in (("training_args", TRAIN_ARGS_FILE), ("processor_settings", PROCESSOR_FILE)):
-        if card_kwargs.get(key) is None and (save_dir / name).is_file():
-            card_kwargs[key] = json.loads((save_dir / name).read_text(encoding="utf-8"))
+    if card_kwargs.get("training_args") is None and (save_dir / TRAIN_ARGS_FILE).is_file():
+        card_kwargs["training_args"] = json.loads((save_dir / TRAIN_ARGS_FILE).read_text(encoding="utf-8"))
+    if card_kwargs.get("processor_settings") is None and (save_dir / PROCESSOR_FILE).is_file():
+        card_kwargs["processor_settings"] = saved_processor_settings(save_dir)
     card = build_model_card(config, repo_id or save_dir.resolve().name, eval_results, **card_kwargs)
     path = save_dir / "README.md"
     card.save(path)

@@ -18,6 +18,7 @@ _EXPORTS = {
     "AvigatePreTrainedModel": "modeling_avigate",
     "AvigateProcessor": "processors",
     "AvigateVideoOutput": "modeling_avigate",
+    "AvigateVideoProcessor": "processors",
     "SearchResult": "search",
     "VideoIndex": "search",
 }
@@ -25,7 +26,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from .configuration_avigate import AvigateConfig
     from .modeling_avigate import AvigateModel, AvigateOutput, AvigatePreTrainedModel, AvigateVideoOutput
-    from .processors import AvigateFeatureExtractor, AvigateProcessor
+    from .processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
     from .search import SearchResult, VideoIndex
 
 

@@ -185,7 +185,8 @@ def embed_videos(
 
 def _no_videos(model: AvigateModel, processor: AvigateProcessor, skipped: list[SkippedVideo]) -> VideoEmbeddings:
     """Zero embedded videos (a batch whose rows were all skipped), with tensors of the right trailing shapes."""
-    num_frames, dim, layers = processor.num_frames, model.config.projection_dim, model.config.fusion_num_layers
+    num_frames, dim = processor.video_processor.num_frames, model.config.projection_dim
+    layers = model.config.fusion_num_layers
     return VideoEmbeddings(
         positions=torch.zeros(0, dtype=torch.long), video_ids=[], paths=[],
         frame_embeds=torch.zeros(0, num_frames, dim), video_mask=torch.zeros(0, num_frames, dtype=torch.bool),

@@ -62,7 +62,7 @@ from .data.synthetic import (
 )
 from .folders import FolderOwnershipError, atomic_folder, is_owned
 from .embedding import EmbeddingOptions, video_batches
-from .processors import AvigateFeatureExtractor, AvigateProcessor
+from .processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
 
 logger = logging.getLogger(__name__)
@@ -133,13 +133,18 @@ def audio_label(clip: ClipSpec) -> int:
 
 
 def build_processor(settings: PretrainingSettings, tokenizer: CLIPTokenizer) -> AvigateProcessor:
-    """The frame pipeline, fbank and tokenizer that stage 1 trains on and stage 2 feeds the towers with."""
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": settings.image_size},
-        crop_size={"height": settings.image_size, "width": settings.image_size},
-    )
-    return AvigateProcessor(image_processor, AvigateFeatureExtractor(), tokenizer, num_frames=settings.num_frames,
-                            max_length=settings.max_length)
+    """The frame pipeline, fbank and tokenizer (its captions cut at `settings.max_length` tokens) that stage 1 trains
+    on and stage 2 feeds the towers with."""
+    tokenizer.model_max_length = settings.max_length
+    video_processor = AvigateVideoProcessor(size=settings.image_size, crop_size=settings.image_size,
+                                            num_frames=settings.num_frames)
+    return AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
+
+
+def clip_image_processor(settings: PretrainingSettings) -> CLIPImageProcessorPil:
+    """The CLIP checkpoint's image processor: the frame geometry of [`build_processor`] for single images."""
+    size = settings.image_size
+    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
 
 def tower_kwargs(settings: PretrainingSettings) -> dict:
@@ -405,7 +410,7 @@ def pretrain_towers(out_dir: str, settings: PretrainingSettings = PretrainingSet
         decoded = time.time()
         clip, clip_history = train_clip(settings, data, tokenizer)
         clip.save_pretrained(os.path.join(staging, CLIP_FOLDER))
-        CLIPProcessor(image_processor=processor.image_processor, tokenizer=tokenizer).save_pretrained(
+        CLIPProcessor(image_processor=clip_image_processor(settings), tokenizer=tokenizer).save_pretrained(
             os.path.join(staging, CLIP_FOLDER))
         clip_trained = time.time()
         ast, ast_history = train_ast(settings, data, processor.feature_extractor)

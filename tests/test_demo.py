@@ -106,4 +106,4 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
 
     model = AvigateModel.from_pretrained(model_dir)
     assert model.config.gate_mode == "learned"
-    assert AvigateProcessor.from_pretrained(model_dir).num_frames == 4
+    assert AvigateProcessor.from_pretrained(model_dir).video_processor.num_frames == 4

@@ -14,13 +14,12 @@ from conftest import tiny_config_kwargs
 from huggingface_hub import CommitInfo, HfApi, ModelCard
 from media import tone, write_test_video
 from transformers import CLIPTokenizer
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.cli import main
 from modeling_avigate.hub import load_eval_results, push_avigate_to_hub, write_model_card
 from modeling_avigate.hub.model_card import METRICS
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
 
 REPO_ID = "someone/avigate-tiny"
@@ -68,12 +67,11 @@ def checkpoint_dir(tmp_path_factory) -> Path:
             layer.attn_gate.fc2.weight.normal_(std=2.0)
             layer.ffn_gate.fc2.weight.normal_(std=2.0)
     model.save_pretrained(root / "best")
+    tokenizer.model_max_length = 8
     processor = AvigateProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
         feature_extractor=AvigateFeatureExtractor(),
+        video_processor=AvigateVideoProcessor(size=32, crop_size=32, num_frames=3),
         tokenizer=tokenizer,
-        num_frames=3,
-        max_length=8,
     )
     processor.save_pretrained(root / "best")
     (root / "best" / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))

@@ -31,13 +31,13 @@ QUERIES = ["a dog barks at a car", "red circle moving left", "a woman sings", "b
 
 
 def tiny_processor(tokenizer_dir, num_frames: int = 4):
-    from transformers import CLIPImageProcessorPil, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
-    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return AvigateProcessor(image_processor, AvigateFeatureExtractor(), CLIPTokenizer.from_pretrained(tokenizer_dir),
-                            num_frames=num_frames)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=32)
+    video_processor = AvigateVideoProcessor(size=32, crop_size=32, num_frames=num_frames)
+    return AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
 
 
 def tiny_model(processor, seed: int = 0, **overrides) -> AvigateModel:
@@ -105,7 +105,7 @@ def test_build_stores_normalised_fp16_embeddings_and_metadata(setup):
         direct = model.get_video_features(batch["pixel_values"], batch["video_mask"], batch["input_values"],
                                           batch["has_audio"]).last_hidden_state
     torch.testing.assert_close(index.frame_embeds[:2].float(), direct, atol=2e-3, rtol=0)
-    assert index.info["processor"]["num_frames"] == 4
+    assert index.info["processor"]["video_processor"]["num_frames"] == 4
     assert index.info["first_stage"] is None
 
 

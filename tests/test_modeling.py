@@ -632,14 +632,14 @@ def test_get_audio_features_follows_the_convention_and_matches_the_cache_path(mo
 
 def write_processor_and_video(folder, tokenizer_dir) -> tuple:
     from media import tone, write_test_video
-    from transformers import CLIPImageProcessorPil, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
-    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
     size = tiny_config_kwargs()["vision_config"]["image_size"]
     processor = AvigateProcessor(
-        CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
-        AvigateFeatureExtractor(), CLIPTokenizer.from_pretrained(str(tokenizer_dir)), num_frames=4, max_length=8,
+        AvigateFeatureExtractor(), AvigateVideoProcessor(size=size, crop_size=size, num_frames=4),
+        CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=8),
     )
     video = write_test_video(str(folder / "clip.mp4"), num_frames=8, fps=8, size=(48, 40),
                              audio=tone(440.0, 1.0, 16000), sample_rate=16000)

@@ -79,7 +79,7 @@ def test_batches_list_skipped_files_and_strict_raises_the_media_error_in_the_mai
     assert [batch.paths for batch in batches] == [[paths[0]], [paths[1]]]
     assert [(item.position, os.path.basename(item.path)) for batch in batches for item in batch.skipped] == [
         (1, "fifo.mp4"), (3, "text.mp4")]
-    assert batches[0].inputs["pixel_values"].shape == (1, processor.num_frames, 3, 32, 32)
+    assert batches[0].inputs["pixel_values"].shape == (1, processor.video_processor.num_frames, 3, 32, 32)
     with pytest.raises(MediaError, match=r"fifo.mp4: not a regular file"):
         list(video_batches(processor, videos, EmbeddingOptions(batch_size=2, num_workers=num_workers, progress=False,
                                                                strict=True)))

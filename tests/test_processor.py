@@ -12,13 +12,15 @@ import torch
 from conftest import tiny_config_kwargs
 from media import tone, write_test_video
 from PIL import Image
-from transformers import AutoProcessor, CLIPImageProcessorPil, CLIPTokenizer
+from transformers import AutoProcessor, CLIPTokenizer
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
 from modeling_avigate.configuration_avigate import AvigateConfig
 from modeling_avigate.processors import (
     AvigateFeatureExtractor,
     AvigateProcessor,
+    AvigateVideoProcessor,
     MediaError,
     read_video,
 )
@@ -27,10 +29,10 @@ from modeling_avigate.processors import (
 SIZE = tiny_config_kwargs()["vision_config"]["image_size"]  # 32
 
 
-def make_processor(tokenizer_dir, **kwargs) -> AvigateProcessor:
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE})
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-    return AvigateProcessor(image_processor, AvigateFeatureExtractor(), tokenizer, **{"num_frames": 6, **kwargs})
+def make_processor(tokenizer_dir, max_length: int = 32, **video_settings) -> AvigateProcessor:
+    video_processor = AvigateVideoProcessor(size=SIZE, crop_size=SIZE, **{"num_frames": 6, **video_settings})
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=max_length)
+    return AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
 
 
 @pytest.fixture
@@ -163,16 +165,20 @@ def test_malformed_arguments_raise_value_errors_naming_them(processor, media):
         processor(text=[["a", "dog"]])
     with pytest.raises(ValueError, match="text"):
         processor()
+    with pytest.raises(TypeError, match="not `images`"):
+        processor(images=[np.zeros((8, 8, 3), np.uint8)])
 
 
 def test_save_and_load_round_trip(tiny_tokenizer_dir, media, tmp_path):
-    custom = make_processor(tiny_tokenizer_dir, num_frames=4, max_length=16, sample_fps=1.0)
-    custom.feature_extractor = AvigateFeatureExtractor(mode="ast")
+    custom = make_processor(tiny_tokenizer_dir, num_frames=4, max_length=16, fps=1.0)
+    custom.feature_extractor = AvigateFeatureExtractor(mode="ast", audio_channel="first")
     custom.save_pretrained(tmp_path)
     loaded = AvigateProcessor.from_pretrained(tmp_path)
-    settings = (loaded.num_frames, loaded.max_length, loaded.sample_fps, loaded.feature_extractor.mode)
-    assert settings == (4, 16, 1.0, "ast")
-    assert loaded.image_processor.crop_size == {"height": SIZE, "width": SIZE}
+    video_processor, extractor = loaded.video_processor, loaded.feature_extractor
+    settings = (video_processor.num_frames, loaded.tokenizer.model_max_length, video_processor.fps, extractor.mode,
+                extractor.audio_channel)
+    assert settings == (4, 16, 1.0, "ast", "first")
+    assert video_processor.crop_size == {"height": SIZE, "width": SIZE}
     before = custom(text=["a dog barks"], videos=[media["sound"]], return_tensors="np")
     after = loaded(text=["a dog barks"], videos=[media["sound"]], return_tensors="np")
     for key in before:
@@ -183,25 +189,48 @@ def test_auto_processor_uses_the_registered_class_for_model_type_avigate(process
     processor.save_pretrained(tmp_path)
     AvigateConfig(**tiny_config_kwargs()).save_pretrained(tmp_path)
     assert type(AutoProcessor.from_pretrained(tmp_path)) is AvigateProcessor
+    assert type(AutoVideoProcessor.from_pretrained(tmp_path)) is AvigateVideoProcessor
+
+
+def test_video_processor_saves_its_own_config_file(processor, tmp_path):
+    processor.video_processor.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "video_preprocessor_config.json").read_text())["num_frames"] == 6
+    loaded = AutoVideoProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is AvigateVideoProcessor and loaded.to_dict() == processor.video_processor.to_dict()
+
+
+def test_processor_saved_before_the_video_processor_fails_with_one_line(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    old = {"image_processor": {"size": {"shortest_edge": SIZE}}, "feature_extractor": config["feature_extractor"],
+           "num_frames": 6, "max_length": 32, "processor_class": "AvigateProcessor"}
+    (tmp_path / "processor_config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="saved before AvigateVideoProcessor existed") as error:
+        AvigateProcessor.from_pretrained(tmp_path)
+    assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
 
 
 def test_saved_folder_loads_as_remote_code_in_a_fresh_process(processor, tmp_path):
     processor.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "processor_config.json").read_text())
     assert config["auto_map"]["AutoProcessor"] == "processing_avigate.AvigateProcessor"
-    sources = {"processing_avigate.py", "feature_extraction_avigate.py", "video_io.py"}
+    sources = {"processing_avigate.py", "feature_extraction_avigate.py", "video_processing_avigate.py", "video_io.py"}
     assert sources <= set(os.listdir(tmp_path / "saved"))
     script = (
         "import sys, numpy as np\n"
         "from transformers import AutoProcessor\n"
         "processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "from transformers.models.auto.video_processing_auto import AutoVideoProcessor\n"
         "batch = processor(text=['a dog'], videos=[np.zeros((3, 40, 50, 3), np.uint8)], return_tensors='np')\n"
+        "video_processor = AutoVideoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
         "print(type(processor).__name__, batch['pixel_values'].shape, batch['video_mask'].tolist(),\n"
-        "      'modeling_avigate' in sys.modules)\n"
+        "      type(video_processor).__name__, 'modeling_avigate' in sys.modules)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "saved")], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[0] == f"AvigateProcessor (1, 6, 3, {SIZE}, {SIZE}) [[1, 1, 1, 0, 0, 0]] False"
+    assert result.stdout.split("\n")[0] == (
+        f"AvigateProcessor (1, 6, 3, {SIZE}, {SIZE}) [[1, 1, 1, 0, 0, 0]] AvigateVideoProcessor False"
+    )

@@ -6,6 +6,7 @@ from media import tone, write_test_video
 from transformers import ASTFeatureExtractor
 
 from modeling_avigate.processors import AvigateFeatureExtractor, read_video
+from modeling_avigate.processors.video_io import resample_audio
 from modeling_avigate.processors.feature_extraction_avigate import AVIGATE_MEAN, AVIGATE_STD
 
 
@@ -78,18 +79,30 @@ def test_silence_gives_the_log_floor_everywhere():
     np.testing.assert_allclose(raw[:1000], np.log(np.float32(1.192092955078125e-07)), rtol=1e-6)
 
 
-def test_wrong_rate_and_stereo_input_are_rejected():
+def test_other_rates_are_resampled_and_channels_reduced():
     extractor = AvigateFeatureExtractor()
-    with pytest.raises(ValueError, match="sampling_rate"):
-        extractor(np.zeros(1000, np.float32), sampling_rate=44100)
-    with pytest.raises(ValueError, match="mono"):
-        extractor([np.zeros((2, 1000), np.float32)], sampling_rate=RATE)
+    at_44k = tone(440.0, 1.0, 44100)
+    expected = extractor(resample_audio(at_44k, 44100, RATE), return_tensors="np")["input_values"]
+    resampled = extractor(at_44k, sampling_rate=44100, return_tensors="np")["input_values"]
+    np.testing.assert_array_equal(resampled, expected)
+    stereo = np.stack([tone(440.0, 1.0, RATE), tone(880.0, 1.0, RATE)])
+    for channel, mono in (("mix", stereo.mean(axis=0)), ("first", stereo[0])):
+        by_channel = AvigateFeatureExtractor(audio_channel=channel)
+        batch = by_channel([stereo, stereo.T, None], sampling_rate=RATE, return_tensors="np")
+        np.testing.assert_array_equal(batch["input_values"][0], features(mono))
+        np.testing.assert_array_equal(batch["input_values"][1], features(mono))
+        assert batch["has_audio"].tolist() == [True, True, False] and np.all(batch["input_values"][2] == 0)
+    for bad_rate in (0, -16000, 16000.0, True):
+        with pytest.raises(ValueError, match="sampling_rate"):
+            extractor(at_44k, sampling_rate=bad_rate)
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        extractor([np.zeros((2, 2, 1000), np.float32)], sampling_rate=RATE)
 
 
 def test_save_and_load_keep_the_mode(tmp_path):
     AvigateFeatureExtractor(mode="ast").save_pretrained(tmp_path)
     loaded = AvigateFeatureExtractor.from_pretrained(tmp_path)
-    assert (loaded.mode, loaded.mean, loaded.std) == ("ast", -4.2677393, 4.5689974)
+    assert (loaded.mode, loaded.mean, loaded.std, loaded.audio_channel) == ("ast", -4.2677393, 4.5689974, "mix")
 
 
 @pytest.mark.parametrize(

@@ -5,16 +5,16 @@ import logging
 import numpy as np
 import pytest
 from media import tone, write_test_video
-from transformers import CLIPImageProcessorPil, CLIPTokenizer
+from transformers import CLIPTokenizer
 
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
 
 @pytest.fixture
 def processor(tiny_tokenizer_dir) -> AvigateProcessor:
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    tokenizer = CLIPTokenizer.from_pretrained(str(tiny_tokenizer_dir))
-    return AvigateProcessor(image_processor, AvigateFeatureExtractor(), tokenizer, num_frames=6, max_length=12)
+    video_processor = AvigateVideoProcessor(size=32, crop_size=32, num_frames=6)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tiny_tokenizer_dir), model_max_length=12)
+    return AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,15 @@ def test_call_time_frame_settings_apply_to_one_call_only(processor, video):
     np.testing.assert_array_equal(flat["pixel_values"], grouped["pixel_values"])
     # The saved settings are untouched: the next call uses them again.
     assert processor(videos=[video], return_tensors="np")["pixel_values"].shape == (1, 6, 3, 32, 32)
-    assert processor.num_frames == 6 and processor.image_processor.crop_size == {"height": 32, "width": 32}
+    assert processor.video_processor.num_frames == 6
+    assert processor.video_processor.crop_size == {"height": 32, "width": 32}
 
 
 def test_call_time_normalisation_reaches_the_frames(processor, video):
     raw = processor(videos=[video], do_normalize=False, rescale_factor=1.0, return_tensors="np")["pixel_values"]
     assert raw.min() >= 0 and raw.max() > 1  # 0..255 pixel values: neither rescaled nor normalised
     normalised = processor(videos=[video], return_tensors="np")["pixel_values"]
-    mean, std = np.asarray(processor.image_processor.image_mean), np.asarray(processor.image_processor.image_std)
+    mean, std = np.asarray(processor.video_processor.image_mean), np.asarray(processor.video_processor.image_std)
     expected = (raw / 255.0 - mean[:, None, None]) / std[:, None, None]
     np.testing.assert_allclose(normalised, expected, atol=1e-5)
 
@@ -66,12 +67,25 @@ def test_unknown_and_misplaced_keywords_are_reported(processor, video, caplog):
     with caplog.at_level(logging.WARNING):
         processor(text=["a dog"], not_a_processor_option=3)
     assert "not_a_processor_option" in caplog.text
-    with caplog.at_level(logging.WARNING):
-        processor(videos=[video], images_kwargs={"do_resize": False})
-    assert "images_kwargs" in caplog.text
     with pytest.raises(TypeError, match="not `images`"):
         processor(text=["a dog"], images=[np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(TypeError, match="videos_kwargs"):
+        processor(videos=[video], images_kwargs={"do_resize": False})
+    with pytest.raises(ValueError, match="do_resize"):
+        processor(videos=[video], do_resize=False)
     with pytest.raises(ValueError, match="num_frames"):
         processor(videos=[video], num_frames=0)
     with pytest.raises(ValueError, match="num_frames"):
         processor(videos=[video], num_frames="3")
+
+
+def test_channels_first_arrays_and_unsampled_frames(processor):
+    frames = np.random.default_rng(1).integers(0, 256, size=(4, 30, 40, 3), dtype=np.uint8)
+    channels_last = processor(videos=[frames], return_tensors="np")["pixel_values"]
+    channels_first = processor(videos=[frames.transpose(0, 3, 1, 2)], return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(channels_last, channels_first)
+    # Without sampling every given frame is kept (4 of 6 here, the rest padding); more than `num_frames` is refused.
+    kept = processor(videos=[frames], do_sample_frames=False, return_tensors="np")
+    assert kept["video_mask"].tolist() == [[1, 1, 1, 1, 0, 0]]
+    with pytest.raises(ValueError, match="do_sample_frames"):
+        processor(videos=[np.concatenate([frames, frames])], do_sample_frames=False)

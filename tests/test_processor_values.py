@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from media import tone
 from PIL import Image
-from transformers import CLIPImageProcessorPil, CLIPTokenizer
+from transformers import CLIPTokenizer
 
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "processor")
@@ -33,33 +33,34 @@ FULL_SIZE_DIGESTS = {
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
+def tokenizer_dir(tmp_path_factory):
     from modeling_avigate.testing_utils import TEST_WORDS
     from modeling_avigate.vocab import write_word_level_clip_vocab
 
     folder = tmp_path_factory.mktemp("tokenizer")
     write_word_level_clip_vocab(TEST_WORDS, str(folder))
-    return CLIPTokenizer.from_pretrained(str(folder))
+    return str(folder)
 
 
-def small_processor(tokenizer, audio_channel="mix", sample_fps=None, mode="avigate") -> AvigateProcessor:
+def small_processor(tokenizer_dir, audio_channel="mix", fps=None, mode="avigate") -> AvigateProcessor:
     """5 frames resized to 20 px and cropped to 16, captions of 12 tokens, a 64 x 16 fbank: small saved arrays."""
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 20}, crop_size={"height": 16, "width": 16})
-    extractor = AvigateFeatureExtractor(num_mel_bins=16, max_length=64, mode=mode)
-    return AvigateProcessor(image_processor, extractor, tokenizer, num_frames=5, max_length=12,
-                            audio_channel=audio_channel, sample_fps=sample_fps)
+    video_processor = AvigateVideoProcessor(size=20, crop_size=16, num_frames=5, fps=fps)
+    extractor = AvigateFeatureExtractor(num_mel_bins=16, max_length=64, mode=mode, audio_channel=audio_channel)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=12)
+    return AvigateProcessor(extractor, video_processor, tokenizer)
 
 
-def full_size_processor(tokenizer) -> AvigateProcessor:
-    return AvigateProcessor(CLIPImageProcessorPil(), AvigateFeatureExtractor(), tokenizer)
+def full_size_processor(tokenizer_dir) -> AvigateProcessor:
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=32)
+    return AvigateProcessor(AvigateFeatureExtractor(), AvigateVideoProcessor(), tokenizer)
 
 
-def outputs_of_every_case(tokenizer) -> dict[str, dict]:
+def outputs_of_every_case(tokenizer_dir) -> dict[str, dict]:
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(9, 61, 97, 3), dtype=np.uint8)
     pil = [Image.fromarray(frame) for frame in rng.integers(0, 256, size=(3, 30, 44, 3), dtype=np.uint8)]
     waveform = np.stack([tone(500.0, 1.0, 22050), tone(1500.0, 1.0, 22050, amplitude=0.1)]).T.copy()
-    processor = small_processor(tokenizer)
+    processor = small_processor(tokenizer_dir)
     return {
         "files": processor(text=TEXTS, videos=FILES, return_tensors="np"),
         "arrays": processor(videos=[frames, pil], audio=[waveform, None], sampling_rate=22050, return_tensors="np"),
@@ -67,18 +68,18 @@ def outputs_of_every_case(tokenizer) -> dict[str, dict]:
             text=["a dog", "a cat"], videos=[FILES[0], FILES[2]], num_frames=3, fps=4.0, size=24, crop_size=12,
             resample=2, do_normalize=False, rescale_factor=0.5, max_length=6, return_tensors="np",
         ),
-        "first_channel_ast": small_processor(tokenizer, audio_channel="first", sample_fps=3.0, mode="ast")(
+        "first_channel_ast": small_processor(tokenizer_dir, audio_channel="first", fps=3.0, mode="ast")(
             videos=FILES[:1], return_tensors="np"
         ),
         "audio_only": processor(audio=[tone(700.0, 0.8, 8000), None], sampling_rate=8000, return_tensors="np"),
     }
 
 
-def test_outputs_equal_the_values_saved_before_the_split(tokenizer):
+def test_outputs_equal_the_values_saved_before_the_split(tokenizer_dir):
     expected = np.load(os.path.join(FIXTURES, "expected.npz"))
     actual = {
         f"{case}/{key}": np.asarray(value)
-        for case, batch in outputs_of_every_case(tokenizer).items() for key, value in batch.items()
+        for case, batch in outputs_of_every_case(tokenizer_dir).items() for key, value in batch.items()
     }
     assert sorted(actual) == sorted(expected.files)
     for name in expected.files:
@@ -86,7 +87,7 @@ def test_outputs_equal_the_values_saved_before_the_split(tokenizer):
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
 
-def test_full_size_outputs_equal_the_digests_saved_before_the_split(tokenizer):
-    batch = full_size_processor(tokenizer)(text=TEXTS[:1], videos=FILES[:1], return_tensors="np")
+def test_full_size_outputs_equal_the_digests_saved_before_the_split(tokenizer_dir):
+    batch = full_size_processor(tokenizer_dir)(text=TEXTS[:1], videos=FILES[:1], return_tensors="np")
     digests = {key: hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest() for key, value in batch.items()}
     assert digests == FULL_SIZE_DIGESTS

@@ -55,7 +55,7 @@ def test_previews_hold_poster_frame_times_and_gates(built):
         poster = Image.open(io.BytesIO(index.previews.poster(position)))
         assert poster.format == "JPEG" and max(poster.size) <= POSTER_SIZE
         # Frame times: the ones the processor's own decoder reports for the frames it samples.
-        decoded = read_video(path, processor.num_frames, 32, (32, 32))
+        decoded = read_video(path, processor.video_processor.num_frames, 32, (32, 32))
         stored = index.previews.frame_times[position]
         np.testing.assert_allclose(stored[: len(decoded.frame_times)].numpy(), decoded.frame_times, atol=1e-6)
         assert torch.isnan(stored[len(decoded.frame_times):]).all()

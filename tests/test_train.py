@@ -64,7 +64,7 @@ def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp
     processor = AvigateProcessor.from_pretrained(tmp_path / "straight" / "best")
     with open(CONFIG) as handle:  # the recipe's own values (the synthetic recipe reads 4 frames since issue 15)
         recipe = yaml.safe_load(handle)
-    assert processor.num_frames == recipe["processor"]["num_frames"]
+    assert processor.video_processor.num_frames == recipe["processor"]["num_frames"]
     assert model.config.projection_dim == recipe["model"]["projection_dim"]
 
 

@@ -6,10 +6,10 @@ import tempfile
 import unittest
 
 import pytest
-from transformers import CLIPImageProcessorPil, CLIPTokenizer
+from transformers import CLIPTokenizer
 from transformers_common import ensure_transformers_tests
 
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 from modeling_avigate.testing_utils import TEST_WORDS
 from modeling_avigate.vocab import write_word_level_clip_vocab
 
@@ -25,12 +25,7 @@ from transformers_tests.test_processing_common import ProcessorTesterMixin  # no
 class AvigateProcessorTest(ProcessorTesterMixin, unittest.TestCase):
     processor_class = AvigateProcessor
     audio_input_name = "input_values"  # AvigateFeatureExtractor's log-mel features
-
-    @unittest.skip(reason="`num_frames` and `max_length` are saved per checkpoint (32 frames and 64 tokens for "
-                   "Charades) and overridable per call, the case this test's docstring names as a reason to relax "
-                   "it; transformers keeps such defaults in a video processor, which needs torchvision (unusable here)")
-    def test_init_arguments_not_in_processor_kwargs(self):
-        pass
+    videos_input_name = "pixel_values"
 
     @unittest.skip(reason="the saved folder gains an `auto_map` (the processor registers itself for remote code), so "
                    "to_dict() differs before and after saving by that key; test_processor.py's round trip compares "
@@ -46,32 +41,24 @@ class AvigateProcessorTest(ProcessorTesterMixin, unittest.TestCase):
     def _setup_tokenizer(cls):
         folder = tempfile.mkdtemp()
         write_word_level_clip_vocab(TEST_WORDS, folder)
-        return CLIPTokenizer.from_pretrained(folder)
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=32)
 
     @classmethod
-    def _setup_image_processor(cls):
-        return CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    def _setup_video_processor(cls):
+        return AvigateVideoProcessor(size=32, crop_size=32)
 
     @classmethod
     def _setup_feature_extractor(cls):
         return AvigateFeatureExtractor()
 
 
-NO_IMAGES = ("the image processor only carries the frame settings; AvigateProcessor takes `videos` (files, frame "
-             "arrays, PIL lists), never `images`")
 AUDIO_NEEDS_RATE = ("the tester's audio has no `sampling_rate`, which AvigateProcessor requires with waveforms "
                     "instead of assuming one; its features are a fixed [1024, 128] fbank per clip, so audio "
                     "padding/max_length kwargs have nothing to act on")
 for _name in (
-    "test_kwargs_overrides_default_subprocessor_kwargs_0_images", "test_structured_kwargs_nested_from_dict_0_images",
-    "test_subprocessor_defaults_preserved_by_kwargs_0_images", "test_unstructured_kwargs_0_images",
-    "test_unstructured_kwargs_batched_0_images", "test_processor_with_multiple_inputs",
-):
-    setattr(AvigateProcessorTest, _name, unittest.skip(reason=NO_IMAGES)(lambda self: None))
-for _name in (
     "test_kwargs_overrides_default_subprocessor_kwargs_2_audio", "test_structured_kwargs_nested_from_dict_2_audio",
     "test_subprocessor_defaults_preserved_by_kwargs_2_audio", "test_unstructured_kwargs_2_audio",
     "test_unstructured_kwargs_batched_2_audio", "test_model_input_names",
-    "test_flat_kwarg_applied_when_modality_dict_lacks_it",
+    "test_flat_kwarg_applied_when_modality_dict_lacks_it", "test_processor_with_multiple_inputs",
 ):
     setattr(AvigateProcessorTest, _name, unittest.skip(reason=AUDIO_NEEDS_RATE)(lambda self: None))

@@ -240,7 +240,7 @@ class VideoIndex:
 
     @staticmethod
     def _empty_tensors(model: AvigateModel, processor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        num_frames, dim = processor.num_frames, model.config.projection_dim
+        num_frames, dim = processor.video_processor.num_frames, model.config.projection_dim
         return (torch.empty(0, num_frames, dim, dtype=torch.float16), torch.empty(0, num_frames, dtype=torch.bool),
                 torch.empty(0, dtype=torch.bool))
 
@@ -260,8 +260,8 @@ class VideoIndex:
         if entries:
             new_frames = torch.cat(frames)
             new_mask = torch.cat(masks)
-            previews = extract_previews([entry["path"] for entry in entries], processor.num_frames,
-                                        processor.sample_fps, torch.cat(gates), options.progress)
+            previews = extract_previews([entry["path"] for entry in entries], processor.video_processor.num_frames,
+                                        processor.video_processor.fps, torch.cat(gates), options.progress)
             self._append(entries, new_frames, new_mask, torch.cat(audio),
                          pool_video_embeds(new_frames.float(), new_mask), previews)
         self.failures.extend(failures)

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import CLIPImageProcessorPil, CLIPTokenizer
+from transformers import CLIPTokenizer
 
 from ..configuration_avigate import AvigateConfig
 from ..data.synthetic import synthetic_tokenizer
 from ..modeling_avigate import AvigateModel
 from ..pipeline import HardNegativeSampler, TrainingPairs
-from ..processors import AvigateFeatureExtractor, AvigateProcessor
+from ..processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 from .arguments import TrainArguments
 
 
@@ -130,15 +130,16 @@ def build_model(args: TrainArguments, processor: AvigateProcessor) -> AvigateMod
 
 
 def processor_from_settings(
-    tokenizer: str = "openai/clip-vit-base-patch32", image_size: int = 224, **processor_kwargs
+    tokenizer: str = "openai/clip-vit-base-patch32", image_size: int = 224, max_length: int = 32,
+    audio_channel: str = "mix", **video_settings
 ) -> AvigateProcessor:
-    """A processor for a randomly initialised model: CLIP's frame pipeline at `image_size`, AVIGATE's fbank, and the
-    tokenizer `tokenizer` (a path or Hub id, or `"synthetic"` for the synthetic benchmark's vocabulary)."""
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
+    """A processor for a randomly initialised model: CLIP's frame pipeline at `image_size` (`video_settings` such as
+    `num_frames` and `fps` go to `AvigateVideoProcessor`), AVIGATE's fbank, and the tokenizer `tokenizer` (a path or
+    Hub id, or `"synthetic"` for the synthetic benchmark's vocabulary) cutting captions at `max_length` tokens."""
+    video_processor = AvigateVideoProcessor(size=image_size, crop_size=image_size, **video_settings)
     text_tokenizer = synthetic_tokenizer() if tokenizer == "synthetic" else CLIPTokenizer.from_pretrained(tokenizer)
-    return AvigateProcessor(image_processor, AvigateFeatureExtractor(), text_tokenizer, **processor_kwargs)
+    text_tokenizer.model_max_length = max_length
+    return AvigateProcessor(AvigateFeatureExtractor(audio_channel=audio_channel), video_processor, text_tokenizer)
 
 
 def build_processor(args: TrainArguments) -> AvigateProcessor:
