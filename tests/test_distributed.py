@@ -4,13 +4,12 @@ the global and the local form of the loss; the local form's algebra; fp32 scores
 import os
 import subprocess
 import sys
-
 from functools import partial
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from conftest import tiny_config_kwargs
+from safetensors.torch import load_file
 from scripts.contrastive_step import fixed_batch
 from torch import nn
 
@@ -23,30 +22,31 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(TESTS_DIR, "scripts", "contrastive_step.py")
 
 
-def run_step(num_processes: int, out_path: str, *options: str) -> dict[str, torch.Tensor]:
+def run_steps(num_processes: int, out_dir) -> dict[str, dict[str, torch.Tensor]]:
+    """The script's parameters and loss after two steps, with the global and with the local form of the loss."""
     # `--cpu` would silently start one process; `--multi_gpu` starts two, and ACCELERATE_USE_CPU makes each of them
     # join a gloo process group on the CPU (without it every process believes it is alone).
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-        SCRIPT, out_path, *options,
-    ] if num_processes > 1 else [sys.executable, SCRIPT, out_path, *options]
+        SCRIPT, str(out_dir),
+    ] if num_processes > 1 else [sys.executable, SCRIPT, str(out_dir)]
     env = {**os.environ, "PYTHONPATH": TESTS_DIR, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return load_file(out_path)
+    return {form: load_file(os.path.join(out_dir, f"{form}.safetensors")) for form in ("global", "local")}
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory) -> dict[str, torch.Tensor]:
-    return run_step(1, str(tmp_path_factory.mktemp("single") / "single.safetensors"))
+def one_and_two_processes(tmp_path_factory) -> tuple[dict, dict]:
+    return run_steps(1, tmp_path_factory.mktemp("single")), run_steps(2, tmp_path_factory.mktemp("double"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [(), ("--local_loss",)], ids=["global loss", "local loss"])
-def test_two_processes_match_one_process_with_the_whole_batch(single, tmp_path, options):
-    double = run_step(2, str(tmp_path / "double.safetensors"), *options)
+@pytest.mark.parametrize("form", ["global", "local"])
+def test_two_processes_match_one_process_with_the_whole_batch(one_and_two_processes, form):
+    single, double = one_and_two_processes[0]["global"], one_and_two_processes[1][form]
     assert torch.allclose(single["loss"], double["loss"], atol=1e-6)
     initial = run_initial_parameters()
     moved = 0

@@ -1,5 +1,6 @@
 """What a run trains and how: the model and processor it starts from, what stays frozen, the optimiser's parameter
-groups and learning rates, and the sampler that fills batches with look-alike pairs."""
+groups and learning rates, mixed precision, the epochs trained with the gates held open, and the sampler that fills
+batches with look-alike pairs."""
 
 import os
 from dataclasses import dataclass

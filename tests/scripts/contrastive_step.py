@@ -1,11 +1,13 @@
 """Two SGD steps of AVIGATE's contrastive training on a fixed batch, split across however many processes run it.
 
-    contrastive_step.py OUT [--local_loss]
+    contrastive_step.py OUT_DIR
 
 Run by tests/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 and the loss
-(averaged over the processes) to OUT. `--local_loss` scores only each process's rows against the gathered batch.
+(averaged over the processes) to OUT_DIR/global.safetensors, and the same with the local form of the loss (each
+process's rows against the gathered batch) to OUT_DIR/local.safetensors.
 """
 
+import os
 import sys
 
 import torch
@@ -38,8 +40,8 @@ def fixed_batch() -> dict:
     }
 
 
-def main(out_path: str, local_loss: bool) -> None:
-    accelerator = Accelerator()
+def two_steps(accelerator: Accelerator, local_loss: bool) -> dict[str, torch.Tensor]:
+    """The parameters after two steps from the same initial model, and the last loss averaged over the processes."""
     set_seed(0)
     model = AvigateModel(AvigateConfig(**tiny_config_kwargs()))
     model.contrastive_loss.local_loss = local_loss
@@ -58,13 +60,19 @@ def main(out_path: str, local_loss: bool) -> None:
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-    loss = accelerator.reduce(loss.detach(), "mean")
-    if accelerator.is_main_process:
-        state = {k: v.detach().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        state["loss"] = loss.reshape(1)
-        save_file(state, out_path)
+    state = {k: v.detach().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    state["loss"] = accelerator.reduce(loss.detach(), "mean").reshape(1)
+    return state
+
+
+def main(out_dir: str) -> None:
+    accelerator = Accelerator()
+    for form in ("global", "local"):
+        state = two_steps(accelerator, local_loss=form == "local")
+        if accelerator.is_main_process:
+            save_file(state, os.path.join(out_dir, f"{form}.safetensors"))
     accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], "--local_loss" in sys.argv[2:])
+    main(sys.argv[1])
