@@ -19,9 +19,11 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: `avigate info` checks file hashes without it
+    import torch
 
 
 # Config keys that describe how a model was saved or loaded, not what it computes.
@@ -57,12 +59,12 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def tensor_fingerprint(tensors: Mapping[str, torch.Tensor], extra: Mapping | None = None) -> str:
+def tensor_fingerprint(tensors: Mapping[str, "torch.Tensor"], extra: Mapping | None = None) -> str:
     """SHA-256 over named tensors (as float32) and JSON-able settings: a cache built from other weights is refused."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         digest.update(name.encode())
-        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        digest.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
     digest.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

@@ -111,6 +111,10 @@ def test_help_imports_neither_torch_nor_transformers(argv):
     assert imported_heavy_modules(argv) == []
 
 
+def test_info_imports_neither_torch_nor_transformers(workspace):
+    assert imported_heavy_modules(["info", str(workspace / "gallery")]) == ["numpy"]  # numpy reads one tensor
+
+
 def test_search_json_is_valid_json_when_scores_are_not_finite(workspace, capsys, tmp_path):
     index = VideoIndex.load(workspace / "gallery")
     index.frame_embeds[0] = float("nan")  # a NaN score

@@ -157,7 +157,9 @@ def _edit_metadata(folder, edit, sign: bool = True) -> None:
 def _assert_clear_error(folder, capsys, pattern: str, verify: bool = True) -> None:
     with pytest.raises(CorruptIndexError, match=pattern):
         VideoIndex.load(folder, verify=verify)
-    error = _cli_error(capsys, "info", folder, *([] if verify else ["--no-verify"]))
+    # `avigate search` reads every file before it loads a model (`avigate info` reads index.json and the checksums).
+    error = _cli_error(capsys, "search", folder, "a query", "--model", folder.parent / "no-model",
+                       *([] if verify else ["--no-verify"]))
     assert re.search(pattern, error)
 
 

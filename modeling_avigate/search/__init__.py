@@ -43,20 +43,60 @@ Example:
 ```
 """
 
-from .first_stage import FIRST_STAGE_KINDS, FirstStage, build_first_stage, first_stage_kind, shortlist
-from .kernels import SCORE_CHUNK_ELEMENTS, exact_search, rerank_candidates
-from .metadata import (
-    FORMAT_VERSION,
-    METADATA_FILE,
-    PREVIEWS_FILE,
-    CorruptIndexError,
-    IncompatibleModelError,
-    OutdatedIndexError,
-    read_metadata,
-)
-from .previews import VideoPreviews, extract_previews
-from .sharded import build_sharded, check_index_output
-from .store import SearchResult, VideoIndex, model_info, model_reference, processor_settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+
+# Public name → the module that defines it, imported on first access (PEP 562): `avigate info` reads an index's
+# format (`metadata`) without importing torch, which the search itself needs.
+_EXPORTS = {
+    "FIRST_STAGE_KINDS": "first_stage",
+    "FirstStage": "first_stage",
+    "build_first_stage": "first_stage",
+    "first_stage_kind": "first_stage",
+    "shortlist": "first_stage",
+    "SCORE_CHUNK_ELEMENTS": "kernels",
+    "exact_search": "kernels",
+    "rerank_candidates": "kernels",
+    "FORMAT_VERSION": "metadata",
+    "METADATA_FILE": "metadata",
+    "PREVIEWS_FILE": "metadata",
+    "CorruptIndexError": "metadata",
+    "IncompatibleModelError": "metadata",
+    "OutdatedIndexError": "metadata",
+    "read_metadata": "metadata",
+    "VideoPreviews": "previews",
+    "extract_previews": "previews",
+    "build_sharded": "sharded",
+    "check_index_output": "sharded",
+    "SearchResult": "store",
+    "VideoIndex": "store",
+    "model_info": "store",
+    "model_reference": "store",
+    "processor_settings": "store",
+}
+
+if TYPE_CHECKING:
+    from .first_stage import FIRST_STAGE_KINDS, FirstStage, build_first_stage, first_stage_kind, shortlist
+    from .kernels import SCORE_CHUNK_ELEMENTS, exact_search, rerank_candidates
+    from .metadata import (
+        FORMAT_VERSION,
+        METADATA_FILE,
+        PREVIEWS_FILE,
+        CorruptIndexError,
+        IncompatibleModelError,
+        OutdatedIndexError,
+        read_metadata,
+    )
+    from .previews import VideoPreviews, extract_previews
+    from .sharded import build_sharded, check_index_output
+    from .store import SearchResult, VideoIndex, model_info, model_reference, processor_settings
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
 
 
 __all__ = [

@@ -2,10 +2,13 @@
 """faiss first stages over the global video embeddings: build one, shortlist candidates with it, and check that one
 read from disk is the kind, size and dimension its index says it is."""
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
+
+
+if TYPE_CHECKING:  # torch is imported where it is used: `avigate info` reads an index's format without it
+    import torch
 
 
 # Product quantisation of the "pq" first stage: 4-bit codes (16 centroids) for every 4 dimensions, trained on a sample.
@@ -75,9 +78,11 @@ def build_first_stage(video_embeds: np.ndarray, kind: FirstStage, nlist: int | N
     return index
 
 
-def shortlist(first_stage, text_embeds: torch.Tensor, size: int, nprobe: int | None = None,
-              ef_search: int | None = None) -> torch.Tensor:
+def shortlist(first_stage, text_embeds: "torch.Tensor", size: int, nprobe: int | None = None,
+              ef_search: int | None = None) -> "torch.Tensor":
     """Positions `[Nq, size]` of the `size` best global inner products per query (-1 pads), from a faiss index."""
+    import torch
+
     faiss = require_faiss()
     if isinstance(first_stage, faiss.IndexIVF):
         first_stage.nprobe = nprobe or first_stage.nprobe

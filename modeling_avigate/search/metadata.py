@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..fingerprints import sha256_file
 from ..folders import recover_interrupted_replace
 from ..media_files import is_video_file
 from .first_stage import FIRST_STAGE_KINDS
@@ -165,6 +166,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return metadata
 
 
+def check_data_files(path: str, metadata: dict[str, Any], verify: bool = True) -> None:
+    """Raise [`CorruptIndexError`] if a data file that `index.json` (the validated `metadata`) lists is missing from
+    folder `path`, or, when `verify`, no longer matches its SHA-256."""
+    for name, expected in metadata["checksums"].items():
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            raise CorruptIndexError(f"{file} is missing; the index is incomplete")
+        if verify and sha256_file(file) != expected:
+            raise CorruptIndexError(f"{file} does not match its checksum in {METADATA_FILE} (corrupt or truncated); "
+                                    "rebuild the index")
+
+
 __all__ = [
     "METADATA_CHECKSUM_KEY",
     "CorruptIndexError",
@@ -172,6 +185,7 @@ __all__ = [
     "IncompatibleModelError",
     "OutdatedIndexError",
     "PREVIEWS_FILE",
+    "check_data_files",
     "metadata_checksum",
     "read_metadata",
     "validate_metadata",

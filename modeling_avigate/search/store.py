@@ -30,6 +30,7 @@ from .metadata import (
     IncompatibleModelError,
     PREVIEWS_FILE,
     METADATA_CHECKSUM_KEY,
+    check_data_files,
     metadata_checksum,
     read_metadata,
 )
@@ -519,13 +520,7 @@ class VideoIndex:
     @classmethod
     def _read_folder(cls, path: str, metadata: dict[str, Any], verify: bool) -> "VideoIndex":
         """The index in folder `path` whose validated `index.json` is `metadata`."""
-        for name, expected in metadata["checksums"].items():
-            file = os.path.join(path, name)
-            if not os.path.isfile(file):
-                raise CorruptIndexError(f"{file} is missing; the index is incomplete")
-            if verify and sha256_file(file) != expected:
-                raise CorruptIndexError(f"{file} does not match its checksum in {METADATA_FILE} (corrupt or "
-                                        "truncated); rebuild the index")
+        check_data_files(path, metadata, verify)
         tensors = _read_embeddings(os.path.join(path, EMBEDDINGS_FILE), metadata)
         first_stage = None
         if metadata["first_stage"] is not None:
