@@ -5,6 +5,9 @@
   encoder precision, feature caches), one object instead of a keyword list on every caller.
 - [`embed_videos`]: a video collection → [`VideoEmbeddings`] batch by batch (what the index streams to disk);
   [`embed_gallery`]: the same, concatenated (what evaluation scores).
+- [`embed_files`]: a list of files → one [`EmbeddedFile`] per file, cut into timed segments (or whole), each
+  segment embedded exactly as `get_video_features` embeds a clip, with the decoder's frame times, duration and
+  poster frames from the same single pass over the file (what the search index stores).
 - [`embed_texts`]: captions → normalised text embeddings.
 - [`video_batches`]: the decoded inputs of a collection, batch by batch on a device, which the above embed and
   [`prepare_feature_caches`] stores for training (decoded frames, the frozen AST's states).
@@ -20,10 +23,12 @@ Example (`model` and `processor` loaded beforehand):
 ```
 """
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -34,7 +39,9 @@ from .feature_cache import FeatureCache, FeatureCacheWriter
 from .fingerprints import files_fingerprint, tensor_fingerprint
 from .modeling_avigate import AvigateModel
 from .pipeline import SkippedVideo, VideoCollator, VideoDataset, report_skipped
-from .processors import AvigateProcessor
+from .isolated_decoding import decode_isolated
+from .processors import AvigateProcessor, DecodeSettings, MediaError, VideoSegment, decode_segments
+from .processors.video_processing_avigate import _frame_resizer
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class EmbeddingOptions:
             encoders (see [`~fast_inference.prepare_for_inference`]); the model itself is left unchanged.
         frame_cache, audio_cache: feature caches to read decoded frames / the frozen AST's states from, keyed by
             video id (training and evaluation on benchmarks).
+        segment_seconds, stride_seconds: [`embed_files`] cuts each file into segments of `segment_seconds`
+            starting every `stride_seconds` (default: `segment_seconds`, no overlap); `None` embeds each file
+            whole. A file not longer than a segment is one segment.
     """
 
     batch_size: int = 8
@@ -59,6 +69,8 @@ class EmbeddingOptions:
     encoder_precision: EncoderPrecision = DEFAULT_ENCODER_PRECISION
     frame_cache: FeatureCache | None = None
     audio_cache: FeatureCache | None = None
+    segment_seconds: float | None = None
+    stride_seconds: float | None = None
 
 
 @dataclass
@@ -90,6 +102,11 @@ class VideoEmbeddings:
 
     def __len__(self) -> int:
         return len(self.video_ids)
+
+    def select(self, row: int) -> "VideoEmbeddings":
+        """Row `row` alone (its skipped list empty)."""
+        values = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "skipped"}
+        return VideoEmbeddings(**{name: value[row : row + 1] for name, value in values.items()})
 
     @classmethod
     def concat(cls, parts: Sequence["VideoEmbeddings"]) -> "VideoEmbeddings":
@@ -211,6 +228,168 @@ def embed_gallery(
         raise ValueError(f"none of the videos could be used{reason}")
     return gallery
 
+# Longer side in pixels of the poster frame the decoder returns per segment: four columns of search results fit a
+# laptop screen at this size.
+POSTER_SIZE = 240
+
+
+@dataclass
+class EmbeddedFile:
+    """One file embedded by [`embed_files`]: its segments in time order, everything the decoder learnt about it in
+    the same pass, and their embeddings.
+
+    Attributes:
+        path: the file.
+        duration: its length in seconds.
+        starts, ends: `[S]` float64 span of each segment in seconds on the file's timeline.
+        frame_times: `[S, T]` float32 presentation time of each embedded frame (NaN for padding).
+        posters: `S` upright RGB uint8 frames (the middle embedded frame of each segment, longer side
+            [`POSTER_SIZE`]).
+        embeddings: one row per segment ([`VideoEmbeddings`]; `positions` are segment numbers).
+    """
+
+    path: str
+    duration: float
+    starts: torch.Tensor
+    ends: torch.Tensor
+    frame_times: torch.Tensor
+    posters: list[np.ndarray]
+    embeddings: VideoEmbeddings
+
+
+def decode_settings(processor: AvigateProcessor, options: EmbeddingOptions) -> DecodeSettings:
+    """The processor's frame and sound settings as [`decode_segments`] takes them, cut as `options` says."""
+    video_processor = processor.video_processor
+    # The geometry as the video processor resolves it for a call without overrides (the processor exposes no
+    # public accessor for it yet).
+    resizer = _frame_resizer(video_processor._merge_and_standardize_kwargs())
+    return DecodeSettings(
+        num_frames=video_processor.num_frames, shortest_edge=resizer.shortest_edge, crop_size=resizer.crop_size,
+        interpolation=resizer.interpolation, sample_fps=video_processor.fps,
+        num_threads=video_processor.decode_threads, max_pixels=video_processor.max_pixels,
+        **processor.feature_extractor.sound_track_kwargs(), segment_seconds=options.segment_seconds,
+        stride_seconds=options.stride_seconds, poster_size=POSTER_SIZE,
+    )
+
+
+VIDEO_INPUTS = ("pixel_values", "video_mask", "input_values", "has_audio")
+
+
+@dataclass
+class _PendingFile:
+    """The embedded segments of one file, until its last one is there."""
+
+    path: str
+    num_segments: int
+    segments: list[VideoSegment] = field(default_factory=list)
+    rows: list[VideoEmbeddings] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) == self.num_segments
+
+    def result(self, num_frames: int) -> EmbeddedFile:
+        frame_times = torch.full((self.num_segments, num_frames), float("nan"))
+        for row, segment in enumerate(self.segments):
+            frame_times[row, : len(segment.frame_times)] = torch.from_numpy(segment.frame_times.astype(np.float32))
+        return EmbeddedFile(
+            path=self.path, duration=float(self.segments[0].duration),
+            starts=torch.tensor([segment.start for segment in self.segments], dtype=torch.float64),
+            ends=torch.tensor([segment.end for segment in self.segments], dtype=torch.float64),
+            frame_times=frame_times, posters=[segment.poster for segment in self.segments],
+            embeddings=VideoEmbeddings.concat(self.rows),
+        )
+
+
+def segment_inputs(processor: AvigateProcessor, segment: VideoSegment) -> dict[str, torch.Tensor]:
+    """The model inputs of one decoded segment: its frames and its own sound through the processor, as a clip."""
+    audio = {}
+    if segment.audio is not None:
+        audio = {"audio": segment.audio, "sampling_rate": processor.feature_extractor.sampling_rate}
+    inputs = processor.process_video(segment.frames, **audio)
+    return {name: torch.as_tensor(inputs[name]) for name in VIDEO_INPUTS}
+
+
+def decoded(paths: Sequence[str], decode, num_workers: int) -> Iterator[tuple[str, VideoSegment | MediaError]]:
+    """`(path, segment)` for every segment of every file in order, then `(path, MediaError)` for a file that
+    failed: in `num_workers` crash-isolated child processes, or in this one for 0."""
+    if num_workers:
+        yield from decode_isolated(paths, decode, num_workers=num_workers)
+        return
+    for path in paths:
+        try:
+            for segment in decode(path):
+                yield path, segment
+        except MediaError as error:
+            yield path, error
+
+
+@torch.no_grad()
+def embed_files(
+    model: AvigateModel,
+    processor: AvigateProcessor,
+    paths: Sequence[str],
+    options: EmbeddingOptions = EmbeddingOptions(),
+    desc: str = "indexing videos",
+) -> Iterator[EmbeddedFile | SkippedVideo]:
+    """Embed every file of `paths` segment by segment (`options.segment_seconds`, or whole), opening each file once.
+
+    Files are decoded by [`decode_segments`] in `options.num_workers` child processes ([`decode_isolated`]), so a
+    decoder that crashes costs its file, not the run; with `num_workers=0` in this process (no start-up cost, but a
+    crash in native code then ends the run). Segments of consecutive files
+    share a batch (`options.batch_size` segments per forward pass); each segment is one AVIGATE clip (`num_frames`
+    frames sampled in its span and the fbank of its own sound) through `model.get_video_features`. Files are yielded
+    in order, each as an [`EmbeddedFile`] as soon as its last segment is embedded (so a caller can save it before
+    the next one), or as its [`SkippedVideo`] when it cannot be used (listed once in the log at the end; with
+    `options.strict` its [`MediaError`] is raised). The progress bar counts files and segments.
+    """
+    device, dtype = model.device, model.dtype
+    inference_model = prepare_for_inference(model, options.encoder_precision)
+    decode = functools.partial(decode_segments, settings=decode_settings(processor, options))
+    position = {path: i for i, path in enumerate(paths)}
+    batch: list[tuple[_PendingFile, dict[str, torch.Tensor]]] = []
+    current: _PendingFile | None = None
+    skipped: list[SkippedVideo] = []
+    decoded_segments = 0
+
+    def embed_batch() -> Iterator[EmbeddedFile]:
+        inputs = BatchFeature({name: torch.stack([item[name] for _, item in batch]) for name in VIDEO_INPUTS})
+        outputs = inference_model.get_video_features(**inputs.to(device, dtype))
+        rows = VideoEmbeddings(
+            positions=torch.tensor([len(file.rows) for file, _ in batch]), video_ids=[file.path for file, _ in batch],
+            paths=[file.path for file, _ in batch], frame_embeds=outputs.last_hidden_state.float().cpu(),
+            video_mask=outputs.video_mask.bool().cpu(), video_embeds=outputs.pooler_output.float().cpu(),
+            attn_gates=outputs.attn_gates.float().cpu(), ffn_gates=outputs.ffn_gates.float().cpu(),
+            has_audio=inputs["has_audio"].bool(),
+        )
+        for row, (file, _) in enumerate(batch):
+            file.rows.append(rows.select(row))
+            if file.complete:
+                bar.update(1)
+                yield file.result(processor.video_processor.num_frames)
+        batch.clear()
+
+    with tqdm(total=len(paths), desc=desc, unit="file", disable=not options.progress) as bar:
+        for path, item in decoded(paths, decode, options.num_workers):
+            if isinstance(item, MediaError):
+                if options.strict:
+                    raise item
+                batch[:] = [(file, inputs) for file, inputs in batch if file.path != path]
+                skipped.append(SkippedVideo(position[path], path, item.reason))
+                bar.update(1)
+                yield skipped[-1]
+                continue
+            if current is None or current.path != path:
+                current = _PendingFile(path, item.num_segments)
+            current.segments.append(item)
+            batch.append((current, segment_inputs(processor, item)))
+            decoded_segments += 1
+            bar.set_postfix(segments=decoded_segments)
+            if len(batch) == options.batch_size:
+                yield from embed_batch()
+        if batch:
+            yield from embed_batch()
+    report_skipped(skipped, len(paths), desc)
 
 @torch.no_grad()
 def embed_texts(model: AvigateModel, processor: AvigateProcessor, texts: Sequence[str],
@@ -322,10 +501,13 @@ def prepare_feature_caches(
 
 
 __all__ = [
+    "EmbeddedFile",
     "EmbeddingOptions",
     "VideoBatch",
     "VideoEmbeddings",
     "audio_cache_fingerprint",
+    "decode_settings",
+    "embed_files",
     "embed_gallery",
     "embed_texts",
     "embed_videos",

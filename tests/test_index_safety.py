@@ -268,16 +268,17 @@ def test_previews_file_is_checked_like_the_embeddings(staged, capsys):
 def test_format_versions_older_and_newer(staged, capsys):
     from modeling_avigate.search import OutdatedIndexError
 
-    _edit_metadata(staged, lambda metadata: metadata.update(format_version=3))
-    _assert_clear_error(staged, capsys, "unsupported index format 3 \\(this version reads 2\\)")
+    _edit_metadata(staged, lambda metadata: metadata.update(format_version=4))
+    _assert_clear_error(staged, capsys, "unsupported index format 4 \\(this version reads 3\\)")
     _edit_metadata(staged, lambda metadata: metadata.update(format_version=True))  # not 1, although True == 1
     _assert_clear_error(staged, capsys, "unsupported index format True")
-    _edit_metadata(staged, lambda metadata: metadata.update(format_version=1))
-    with pytest.raises(OutdatedIndexError, match="rebuild it with 'avigate index'"):
-        VideoIndex.load(staged)
-    error = _cli_error(capsys, "info", staged)
-    assert error == (f"avigate info: error: {staged} is an index of format 1, written by an older version of "
-                     "modeling_avigate (this one reads format 2); rebuild it with 'avigate index'")
+    for old in (1, 2):  # whole-file indexes without segment spans (2), and without previews (1)
+        _edit_metadata(staged, lambda metadata: metadata.update(format_version=old))
+        with pytest.raises(OutdatedIndexError, match="rebuild it with 'avigate index'"):
+            VideoIndex.load(staged)
+        error = _cli_error(capsys, "info", staged)
+        assert error == (f"avigate info: error: {staged} is an index of format {old}, written by an older version "
+                         "of modeling_avigate (this one reads format 3); rebuild it with 'avigate index'")
 
 
 def test_index_json_is_covered_by_its_checksum_and_its_paths_must_name_videos(staged, capsys):

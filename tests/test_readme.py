@@ -141,7 +141,7 @@ def test_search_page_commands_index_and_serve_the_demo(tmp_path):
     result = subprocess.run(avigate + argv[1:], cwd=tmp_path, capture_output=True, text=True, env=OFFLINE,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.startswith("indexed 6 videos into outputs/demo/index")
+    assert result.stdout.startswith("indexed 6 videos (6 segments) into outputs/demo/index")
     port = free_port()
     server = subprocess.Popen(avigate + shlex.split(serve_line)[1:] + ["--port", str(port)], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=OFFLINE)

@@ -66,7 +66,6 @@ _EXPORTS = {
     "OutdatedIndexError": "metadata",
     "read_metadata": "metadata",
     "VideoPreviews": "previews",
-    "extract_previews": "previews",
     "build_sharded": "sharded",
     "check_index_output": "sharded",
     "SearchResult": "store",
@@ -88,7 +87,7 @@ if TYPE_CHECKING:
         OutdatedIndexError,
         read_metadata,
     )
-    from .previews import VideoPreviews, extract_previews
+    from .previews import VideoPreviews
     from .sharded import build_sharded, check_index_output
     from .store import SearchResult, VideoIndex, model_info, model_reference, processor_settings
 
@@ -116,7 +115,6 @@ __all__ = [
     "build_sharded",
     "check_index_output",
     "exact_search",
-    "extract_previews",
     "first_stage_kind",
     "model_info",
     "model_reference",

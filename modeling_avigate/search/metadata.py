@@ -21,9 +21,10 @@ from ..media_files import is_video_file
 from .first_stage import FIRST_STAGE_KINDS
 
 
-# 2: previews.safetensors (posters, frame times, audio gates) added. Older formats are refused with a line saying to
+# 2: previews.safetensors (posters, frame times, audio gates) added. 3: entries are segments (file, start, end) with
+# the file's signature; `segments` records how files are cut. Older formats are refused with a line saying to
 # rebuild (no migration: the package is at 0.x).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 INDEX_KIND = "index"
 SHARDS_KIND = "index_shards"
 METADATA_FILE = "index.json"
@@ -66,9 +67,19 @@ def _is_list_of_dicts_with(*keys: str) -> Callable[[Any], bool]:
     return check
 
 
+def _is_span(item: dict[str, Any]) -> bool:
+    start, end = item.get("start"), item.get("end")
+    return (start is None and end is None) or (_is_number(start) and _is_number(end) and start <= end)
+
+
 def _is_video_list(value: Any) -> bool:
-    return _is_list_of_dicts_with("path")(value) and all(is_video_file(item["path"]) and "\0" not in item["path"]
-                                                          for item in value)
+    return _is_list_of_dicts_with("path")(value) and all(
+        is_video_file(item["path"]) and "\0" not in item["path"] and _is_span(item) for item in value)
+
+
+def _is_segments(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {"segment_seconds", "stride_seconds"}
+            and all(item is None or (_is_number(item) and item > 0) for item in value.values()))
 
 
 def _is_model(value: Any) -> bool:
@@ -103,7 +114,9 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
                                      "shortlist_size (and positive integer nprobe, nlist, refine_factor where set)"),
     "checksums": (_is_checksums, f"an object of SHA-256 strings for {EMBEDDINGS_FILE} (and {FIRST_STAGE_FILE}, "
                                  f"{PREVIEWS_FILE} only)"),
-    "videos": (_is_video_list, "a list of objects whose path names a video file"),
+    "segments": (_is_segments, "an object with segment_seconds and stride_seconds (positive numbers or null)"),
+    "videos": (_is_video_list, "a list of objects whose path names a video file, with a start <= end in seconds "
+                               "(or both null)"),
     "failures": (_is_list_of_dicts_with("path", "error"), "a list of objects with string path and error"),
 }
 

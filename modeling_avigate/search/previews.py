@@ -11,9 +11,8 @@ it as `previews.safetensors` in the index folder:
 - `attn_gates` float32 `[N, L]`: the fusion layers' audio cross-attention gates (NaN = not recorded: an index
   built from raw embeddings).
 
-Posters are decoded separately from the embedding pass, by the processor's own decoder: the sampled-frame times from a
-demux that reads packet times only (`sampled_frame_times`), then one upright frame per file, the middle sampled one,
-decoded from the keyframe before it (`read_frame_at`); building them costs a small fraction of embedding a video.
+Posters and frame times come from the same single decoding pass that gives the model its frames
+(`modeling_avigate.embedding.embed_files`): each segment's middle embedded frame, upright, scaled by FFmpeg.
 
 Example:
 
@@ -27,7 +26,6 @@ Example:
 """
 
 import io
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,15 +34,10 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
-from ..processors import MediaError, read_frame_at, sampled_frame_times
+from ..embedding import POSTER_SIZE
 
 
-logger = logging.getLogger(__name__)
-
-# Longer side of a poster in pixels: four columns of results fit a laptop screen at this size.
-POSTER_SIZE = 240
 POSTER_QUALITY = 80
 
 
@@ -118,25 +111,3 @@ def encode_poster(frame: np.ndarray, size: int = POSTER_SIZE, quality: int = POS
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
-
-
-def extract_previews(paths: Sequence[str], num_frames: int, sample_fps: float | None = None,
-                     attn_gates: torch.Tensor | None = None, progress: bool = True) -> VideoPreviews:
-    """Poster (middle sampled frame) and sampled-frame times of every file in `paths`; `attn_gates` `[N, L]` are
-    stored as given (NaN-filled with `L = 0` when `None`).
-
-    A file that cannot be read any more (it was embedded moments ago, but may have been moved since) gets no poster and
-    NaN frame times, with a warning; the page then says the file is missing.
-    """
-    posters, frame_times = [], torch.full((len(paths), num_frames), float("nan"))
-    for row, path in enumerate(tqdm(paths, desc="poster frames", unit="video", disable=not progress)):
-        try:
-            times = sampled_frame_times(path, num_frames, sample_fps)
-            posters.append(encode_poster(read_frame_at(path, float(times[len(times) // 2]))))
-            frame_times[row, : len(times)] = torch.from_numpy(times.astype(np.float32))
-        except MediaError as error:
-            logger.warning("no poster for %s: %s", path, error)
-            posters.append(b"")
-    if attn_gates is None:
-        attn_gates = torch.full((len(paths), 0), float("nan"))
-    return VideoPreviews(posters, frame_times, attn_gates.float().cpu())

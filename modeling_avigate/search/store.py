@@ -3,17 +3,17 @@
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..embedding import EmbeddingOptions, embed_texts, embed_videos
+from ..embedding import EmbeddedFile, EmbeddingOptions, embed_files, embed_texts
 from ..fingerprints import config_hash, file_signature, sha256_file, strip_keys, weights_fingerprint
 from ..folders import atomic_folder
 from ..media_files import resolve_videos
@@ -34,13 +34,16 @@ from .metadata import (
     metadata_checksum,
     read_metadata,
 )
-from .previews import VideoPreviews, extract_previews
+from .previews import VideoPreviews, encode_poster
 
 
 
 # Processor settings that do not change the embeddings. `auto_map` (where remote code finds the classes) is added by
 # `save_pretrained` to the processor it is called on, so a saved and reloaded processor would otherwise differ.
 _VOLATILE_PROCESSOR_KEYS = {"auto_map", "decode_threads", "processor_class"}
+# Grouped per file, a search ranks this many segments per requested file, so a result can list its file's other
+# matching segments.
+OTHERS_WINDOW = 4
 # Keep a float32 copy of all frames when it is at most this large: casting fp16 → fp32 on every query costs more
 # than the scan itself on CPUs without fast fp16 arithmetic.
 FLOAT32_CACHE_BYTES = 1 << 30
@@ -48,11 +51,22 @@ FLOAT32_CACHE_BYTES = 1 << 30
 
 @dataclass
 class SearchResult:
-    """One ranked video (or caption, for [`VideoIndex.rank_captions`])."""
+    """One ranked segment of a video file (or a caption, for [`VideoIndex.rank_captions`]).
+
+    Attributes:
+        path: the file (the caption for `rank_captions`).
+        score: AVIGATE's multi-grained score of the segment.
+        position: the segment's row in the index (the caption's list position for `rank_captions`).
+        start, end: the segment's span in seconds (`None` for a caption or an index built from raw embeddings).
+        others: with results grouped per file, the file's other segments that ranked, best first.
+    """
 
     path: str
     score: float
     position: int
+    start: float | None = None
+    end: float | None = None
+    others: list["SearchResult"] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,10 +95,20 @@ def model_info(model: AvigateModel) -> dict[str, Any]:
     }
 
 
-def _duration(path: str) -> float | None:
-    """Container duration in seconds (header only), `None` when the container does not declare one."""
-    with av.open(path) as container:
-        return container.duration / av.time_base if container.duration is not None else None
+def segment_settings(options: EmbeddingOptions) -> dict[str, float | None]:
+    """How an index cuts files into segments, as it records them: a later `add` must cut the same way."""
+    stride = options.stride_seconds if options.segment_seconds is not None else None
+    return {"segment_seconds": options.segment_seconds, "stride_seconds": stride or options.segment_seconds}
+
+
+def _file_rows(embedded: EmbeddedFile, signature: dict[str, Any]) -> list[dict[str, Any]]:
+    """The index entries of a file's segments: the file, the span, the file's duration and signature."""
+    return [{"path": embedded.path, "start": float(start), "end": float(end), "duration": embedded.duration,
+             **signature} for start, end in zip(embedded.starts.tolist(), embedded.ends.tolist())]
+
+
+def _unchanged(entry: dict[str, Any], signature: dict[str, Any]) -> bool:
+    return bool(signature) and all(entry.get(key) == signature[key] for key in ("size", "mtime_ns", "header_sha256"))
 
 
 class VideoIndex:
@@ -197,9 +221,9 @@ class VideoIndex:
         if has_audio is None:
             has_audio = torch.zeros(frame_embeds.shape[0], dtype=torch.bool)
         info = {"model": {"logit_scale": logit_scale, "lse_temperature": lse_temperature}, "processor": None,
-                "first_stage": None}
-        return cls([{"path": os.fspath(path), "duration": None} for path in paths], frame_embeds, video_mask,
-                   has_audio, info)
+                "first_stage": None, "segments": segment_settings(EmbeddingOptions())}
+        return cls([{"path": os.fspath(path), "start": None, "end": None, "duration": None} for path in paths],
+                   frame_embeds, video_mask, has_audio, info)
 
     @classmethod
     @torch.no_grad()
@@ -218,24 +242,26 @@ class VideoIndex:
             model: the AVIGATE model; runs on its current device, in eval mode.
             processor: the matching `AvigateProcessor`.
             videos: what to index.
-            options: batch size, decoding workers, strictness, progress bar and encoder precision
-                ([`EmbeddingOptions`]).
+            options: batch size, decoding workers, strictness, progress bar, encoder precision and how files are cut
+                into segments ([`EmbeddingOptions`]; `segment_seconds=None` embeds each file whole).
             first_stage: optional faiss first stage (`"flat"`, `"pq"`, `"hnsw"`, `"ivf"`) over the global embeddings.
             shortlist_size: candidates the first stage hands to the exact re-rank (stored as the default).
 
         Files that cannot be used (`MediaError`) are skipped, logged and listed in `failures`; with `options.strict`
         the first one raises its `MediaError`.
         """
-        index = cls.empty(model, processor)
-        index._embed_and_append(resolve_videos(videos), options)
+        index = cls.empty(model, processor, options)
+        index.add(videos, options)
         if first_stage is not None:
             index.build_first_stage(first_stage, shortlist_size)
         return index
 
     @classmethod
-    def empty(cls, model: AvigateModel, processor) -> "VideoIndex":
-        """An index of no videos for `model` and `processor` (attached), to grow with [`add`](VideoIndex.add)."""
-        info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None}
+    def empty(cls, model: AvigateModel, processor, options: EmbeddingOptions = EmbeddingOptions()) -> "VideoIndex":
+        """An index of no videos for `model` and `processor` (attached), cutting files as `options` says; grow it
+        with [`add`](VideoIndex.add)."""
+        info = {"model": model_info(model), "processor": processor_settings(processor), "first_stage": None,
+                "segments": segment_settings(options)}
         index = cls([], *cls._empty_tensors(model, processor), info)
         return index.attach(model, processor)
 
@@ -245,27 +271,75 @@ class VideoIndex:
         return (torch.empty(0, num_frames, dim, dtype=torch.float16), torch.empty(0, num_frames, dtype=torch.bool),
                 torch.empty(0, dtype=torch.bool))
 
-    def _embed_and_append(self, paths: list[str], options: EmbeddingOptions) -> None:
-        """Embed `paths` (absolute) and append the usable ones; list the others in `failures`."""
+    @property
+    def files(self) -> list[str]:
+        """The indexed files, each once, in index order."""
+        return list(dict.fromkeys(self.paths))
+
+    def add(
+        self,
+        videos,
+        options: EmbeddingOptions = EmbeddingOptions(),
+        prune: bool = False,
+        checkpoint: Callable[["VideoIndex"], None] | None = None,
+        checkpoint_seconds: float = 60.0,
+    ) -> list[str]:
+        """Bring the index up to date with `videos`: embed the files that are new or changed since they were indexed
+        (size, modification time or header hash differ; their old segments are replaced) and the files that failed
+        before; leave unchanged files as they are. Returns the files it embedded.
+
+        Args:
+            videos: a folder, a list of paths or a `datasets.Dataset` with a `video` column.
+            options: as for [`build`](VideoIndex.build); its segment settings must be the index's.
+            prune: also drop the segments of indexed files that no longer exist (never done otherwise).
+            checkpoint: called with the index every `checkpoint_seconds` while files are embedded (after a file is
+                complete) and at the end, e.g. `index.save`: a run killed midway then loses at most the files since
+                the last checkpoint, and rerunning `add` embeds only what is missing.
+        """
+        if segment_settings(options) != self.info["segments"]:
+            raise ValueError(f"the index cuts files as {self.info['segments']}, not as {segment_settings(options)}; "
+                             "pass the same segment settings or build a new index")
         model, processor = self._require_model()
-        frames, masks, audio, gates, entries, failures = [], [], [], [], [], []
-        for batch in embed_videos(model, processor, paths, options, desc="indexing videos"):
-            failures.extend({"path": item.path, "error": item.reason} for item in batch.skipped)
-            # fp16 as stored, batch by batch, so a large gallery is never held in float32.
-            frames.append(batch.frame_embeds.to(torch.float16))
-            masks.append(batch.video_mask)
-            audio.append(batch.has_audio)
-            gates.append(batch.attn_gates)
-            entries.extend({"path": path, "duration": _duration(path), **file_signature(path)}
-                           for path in batch.paths)
-        if entries:
-            new_frames = torch.cat(frames)
-            new_mask = torch.cat(masks)
-            previews = extract_previews([entry["path"] for entry in entries], processor.video_processor.num_frames,
-                                        processor.video_processor.fps, torch.cat(gates), options.progress)
-            self._append(entries, new_frames, new_mask, torch.cat(audio),
-                         pool_video_embeds(new_frames.float(), new_mask), previews)
-        self.failures.extend(failures)
+        indexed = {entry["path"]: entry for entry in self.entries}
+        signatures, todo = {}, []
+        for path in resolve_videos(videos):
+            signatures[path] = file_signature(path) if os.path.isfile(path) else {}
+            if path not in indexed or not _unchanged(indexed[path], signatures[path]):
+                todo.append(path)
+        gone = [path for path in indexed if prune and not os.path.exists(path)]
+        self.remove([path for path in todo if path in indexed] + gone)
+        retried = set(todo)
+        self.failures = [failure for failure in self.failures if failure["path"] not in retried]
+        embedded, parts, last_checkpoint = [], [], time.monotonic()
+        for item in embed_files(model, processor, todo, options):
+            if isinstance(item, EmbeddedFile):
+                parts.append((item, signatures[item.path]))
+                embedded.append(item.path)
+            else:
+                self.failures.append({"path": item.path, "error": item.reason})
+            if checkpoint is not None and time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                self._append_files(parts)
+                parts, last_checkpoint = [], time.monotonic()
+                checkpoint(self)
+        self._append_files(parts)
+        if checkpoint is not None:
+            checkpoint(self)
+        return embedded
+
+    def _append_files(self, parts: list[tuple[EmbeddedFile, dict[str, Any]]]) -> None:
+        """Append embedded files (each with the signature it had when the run began) in one concatenation."""
+        if not parts:
+            return
+        frames = torch.cat([file.embeddings.frame_embeds for file, _ in parts]).to(torch.float16)
+        mask = torch.cat([file.embeddings.video_mask for file, _ in parts])
+        previews = VideoPreviews(
+            [encode_poster(poster) if poster is not None else b"" for file, _ in parts for poster in file.posters],
+            torch.cat([file.frame_times for file, _ in parts]),
+            torch.cat([file.embeddings.attn_gates for file, _ in parts]),
+        )
+        self._append([row for file, signature in parts for row in _file_rows(file, signature)], frames, mask,
+                     torch.cat([file.embeddings.has_audio for file, _ in parts]),
+                     pool_video_embeds(frames.float(), mask), previews)
 
     def _append(self, entries, frame_embeds, video_mask, has_audio, video_embeds, previews: VideoPreviews) -> None:
         if frame_embeds.shape[1:] != self.frame_embeds.shape[1:]:
@@ -281,33 +355,48 @@ class VideoIndex:
         if self.first_stage is not None:
             self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
 
-    def add(self, videos, options: EmbeddingOptions = EmbeddingOptions()) -> list[str]:
-        """Embed and append the videos not yet in the index (by absolute path); returns the paths it embedded.
-        Old videos are not re-embedded, and files that failed before are tried again."""
-        known = set(self.paths)
-        paths = [path for path in resolve_videos(videos) if path not in known]
-        retried = set(paths)
-        self.failures = [failure for failure in self.failures if failure["path"] not in retried]
-        before = len(self)
-        self._embed_and_append(paths, options)
-        return self.paths[before:]
+    def remove(self, paths: Sequence[str]) -> int:
+        """Drop every segment of the files `paths` (absolute paths as indexed); returns how many rows went. A flat
+        first stage drops their vectors; other kinds, whose ids cannot be renumbered in place, are rebuilt."""
+        dropped = set(paths)
+        keep = torch.tensor([entry["path"] not in dropped for entry in self.entries], dtype=torch.bool)
+        removed = len(self) - int(keep.sum())
+        if not removed:
+            return 0
+        positions = keep.nonzero().flatten()
+        self.entries = [self.entries[i] for i in positions.tolist()]
+        self.frame_embeds, self.video_mask = self.frame_embeds[positions], self.video_mask[positions]
+        self.has_audio, self.video_embeds = self.has_audio[positions], self.video_embeds[positions]
+        self.previews = self.previews.select(positions)
+        self._float_frames = None
+        if self.first_stage is not None:
+            settings = self.info["first_stage"]
+            if settings["kind"] == "flat":
+                self.first_stage.remove_ids(np.ascontiguousarray((~keep).nonzero().flatten().numpy(), dtype=np.int64))
+            else:
+                self.build_first_stage(settings["kind"], settings["shortlist_size"], settings.get("nprobe", 32),
+                                       settings.get("nlist"))
+        return removed
 
     @classmethod
     def merge(cls, shards: Sequence["VideoIndex"], order: Sequence[str] | None = None) -> "VideoIndex":
-        """One index from shards built by the same model and processor; `order` (paths) sets the video order, e.g.
-        the order a single-process build would have used. A first stage is not merged: rebuild it on the result."""
+        """One index from shards built by the same model and processor; `order` (files) sets the file order, e.g.
+        the order a single-process build would have used (a file's segments stay in time order). A first stage is
+        not merged: rebuild it on the result."""
         if not shards:
             raise ValueError("merge needs at least one shard")
         reference = shards[0].info
         for shard in shards[1:]:
-            if shard.info["model"] != reference["model"] or shard.info["processor"] != reference["processor"]:
-                raise IncompatibleModelError("cannot merge shards built by different models or processors")
+            if {**shard.info, "first_stage": None} != {**reference, "first_stage": None}:
+                raise IncompatibleModelError("cannot merge shards built by different models, processors or segment "
+                                             "settings")
         entries = [entry for shard in shards for entry in shard.entries]
-        position = {entry["path"]: i for i, entry in enumerate(entries)}
         permutation = torch.arange(len(entries))
         if order is not None:
-            permutation = torch.tensor([position[path] for path in order if path in position], dtype=torch.long)
-        merged = cls(
+            rank = {path: i for i, path in enumerate(order)}
+            permutation = torch.tensor(sorted(range(len(entries)), key=lambda i: rank[entries[i]["path"]]),
+                                       dtype=torch.long)
+        return cls(
             [entries[i] for i in permutation.tolist()],
             torch.cat([shard.frame_embeds for shard in shards])[permutation],
             torch.cat([shard.video_mask for shard in shards])[permutation],
@@ -317,7 +406,6 @@ class VideoIndex:
             torch.cat([shard.video_embeds for shard in shards])[permutation],
             previews=VideoPreviews.concat([shard.previews for shard in shards]).select(permutation),
         )
-        return merged
 
     def build_first_stage(self, kind: FirstStage, shortlist_size: int = 256, nprobe: int = 32,
                           nlist: int | None = None) -> None:
@@ -408,14 +496,18 @@ class VideoIndex:
                                  lse_temperature, k)
 
     def search(self, queries: str | Sequence[str] | torch.Tensor, k: int = 10, exact: bool = False,
-               shortlist_size: int | None = None) -> list[SearchResult] | list[list[SearchResult]]:
-        """Rank the indexed videos for text queries by AVIGATE's multi-grained score.
+               shortlist_size: int | None = None, per_file: bool = True
+               ) -> list[SearchResult] | list[list[SearchResult]]:
+        """Rank the indexed segments for text queries by AVIGATE's multi-grained score.
 
         Args:
             queries: one caption, a list of captions, or normalised text embeddings `[Nq, D]` (no model needed).
-            k: results per query.
-            exact: scan every video even when a first stage exists.
+            k: results per query: files with `per_file` (the default), else segments.
+            exact: scan every segment even when a first stage exists.
             shortlist_size: first-stage candidates per query (default: the one stored in the index).
+            per_file: one result per file, its best segment, with the file's other segments that ranked in `others`
+                (best first); `False` lists segments alone. An index of whole files has one segment per file, so
+                both give the same list.
 
         Returns:
             For a single caption a list of [`SearchResult`], best first; otherwise one such list per query.
@@ -425,12 +517,33 @@ class VideoIndex:
             text_embeds = queries if queries.dim() == 2 else queries[None]
         else:
             text_embeds = self.encode_text([queries] if single else list(queries))
-        scores, positions = self.search_embeddings(text_embeds, k, exact, shortlist_size)
-        results = [
-            [SearchResult(self.entries[p]["path"], s, p) for s, p in zip(row_scores, row_ids) if p >= 0]
-            for row_scores, row_ids in zip(scores.tolist(), positions.tolist())
-        ]
+        results = [self._ranked(row, k, exact, shortlist_size, per_file) for row in text_embeds]
         return results[0] if single else results
+
+    def _ranked(self, text_embed: torch.Tensor, k: int, exact: bool, shortlist_size: int | None,
+                per_file: bool) -> list[SearchResult]:
+        """The results of one query. Grouped per file, the best `OTHERS_WINDOW × k` segments are grouped (so a file
+        lists its other good segments), widened until they cover `k` files."""
+        wanted = k * OTHERS_WINDOW if per_file else k
+        while True:
+            scores, positions = self.search_embeddings(text_embed[None], min(wanted, len(self)), exact,
+                                                       shortlist_size)
+            hits = [self._result(p, s) for s, p in zip(scores[0].tolist(), positions[0].tolist()) if p >= 0]
+            if not per_file:
+                return hits
+            grouped: dict[str, SearchResult] = {}
+            for hit in hits:
+                if hit.path in grouped:
+                    grouped[hit.path].others.append(hit)
+                else:
+                    grouped[hit.path] = hit
+            if len(grouped) >= k or wanted >= len(self):
+                return list(grouped.values())[:k]
+            wanted *= 4
+
+    def _result(self, position: int, score: float) -> SearchResult:
+        entry = self.entries[position]
+        return SearchResult(entry["path"], score, position, entry.get("start"), entry.get("end"))
 
     @torch.no_grad()
     def rank_captions(self, video: str | int, captions: Sequence[str]) -> list[SearchResult]:
@@ -526,7 +639,7 @@ class VideoIndex:
         if metadata["first_stage"] is not None:
             first_stage = _read_first_stage(os.path.join(path, FIRST_STAGE_FILE), metadata)
         previews = _read_previews(os.path.join(path, PREVIEWS_FILE), metadata)
-        info = {key: metadata[key] for key in ("model", "processor", "first_stage")}
+        info = {key: metadata[key] for key in ("model", "processor", "first_stage", "segments")}
         return cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
                    metadata["failures"], tensors["video_embeds"], first_stage, previews)
 
