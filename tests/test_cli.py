@@ -56,7 +56,7 @@ def test_index_search_info_end_to_end(workspace, capsys):
 
     status, out, _ = run_cli(capsys, "info", workspace / "gallery")
     summary = json.loads(out)
-    assert status == 0 and summary["videos"] == 4 and summary["frames_per_video"] == 4
+    assert status == 0 and summary["videos"] == summary["segments"] == 4 and summary["frames_per_video"] == 4
     assert summary["model"]["name_or_path"] == str(workspace / "model")
     assert summary["first_stage"] == "none (exact scan)"
 

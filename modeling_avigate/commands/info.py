@@ -36,7 +36,9 @@ def info_command(args: argparse.Namespace) -> None:
         raise CorruptIndexError(f"{embeddings} holds has_audio of shape {has_audio.shape}, {args.index} lists "
                                 f"{metadata['num_videos']} videos; rebuild the index")
     summary = {
-        "videos": metadata["num_videos"],
+        "videos": len({entry["path"] for entry in metadata["videos"]}),
+        "segments": metadata["num_videos"],
+        "segment_settings": metadata["segments"],
         "frames_per_video": metadata["num_frames"],
         "dim": metadata["dim"],
         "with_audio": int(has_audio.sum()),
