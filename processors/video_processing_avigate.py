@@ -49,8 +49,8 @@ class AvigateVideoProcessor(VideoProcessorMixin):
     Frames are sampled uniformly over the clip; with `fps`, first at that rate, then `num_frames` uniformly among
     them (the reference's "1 frame per second" loader; files only, since arrays have no timestamps).
     `do_sample_frames=False` keeps every frame of an array or image list (at most `num_frames`). Every setting can be
-    overridden for one call. `do_resize` and `do_center_crop` cannot be switched off: frames are always resized and
-    cropped while they are decoded.
+    overridden for one call. `do_resize` and `do_center_crop` cannot be switched off (frames are resized and cropped
+    while they are decoded), and `return_metadata` is not offered.
 
     Example:
 
@@ -123,11 +123,16 @@ class AvigateVideoProcessor(VideoProcessorMixin):
             data["audio"] = [audio for _, audio in decoded]
         return BatchFeature(data, tensor_type=settings["return_tensors"], skip_tensor_conversion=["audio"])
 
-    def _validate_preprocess_kwargs(self, num_frames: int, do_resize: bool, do_center_crop: bool, **kwargs) -> None:
+    def _validate_preprocess_kwargs(
+        self, num_frames: int, do_resize: bool, do_center_crop: bool, return_metadata: bool, **kwargs
+    ) -> None:
         super()._validate_preprocess_kwargs(do_resize=do_resize, do_center_crop=do_center_crop, **kwargs)
         if not (do_resize and do_center_crop):
             raise ValueError("AvigateVideoProcessor always resizes and crops: `do_resize` and `do_center_crop` "
                              "cannot be False.")
+        if return_metadata:
+            raise ValueError("AvigateVideoProcessor returns no `video_metadata`; `read_video` reports frame times, "
+                             "size and rotation.")
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"`num_frames` must be an int of at least 1, got {num_frames!r}.")
 

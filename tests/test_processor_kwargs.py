@@ -73,6 +73,8 @@ def test_unknown_and_misplaced_keywords_are_reported(processor, video, caplog):
         processor(videos=[video], images_kwargs={"do_resize": False})
     with pytest.raises(ValueError, match="do_resize"):
         processor(videos=[video], do_resize=False)
+    with pytest.raises(ValueError, match="video_metadata"):
+        processor(videos=[video], return_metadata=True)
     with pytest.raises(ValueError, match="num_frames"):
         processor(videos=[video], num_frames=0)
     with pytest.raises(ValueError, match="num_frames"):
