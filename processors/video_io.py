@@ -452,6 +452,7 @@ class _Timeline:
     keyframe: np.ndarray  # bool, demux order
     time_base: float
     end: float  # seconds: end of the last packet of any stream
+    last_audio_packet: int | None  # position of the last sound packet among all packets with data (None: no sound)
     first_packet: tuple[int, int | None, int]  # (stream index, dts, size) of the first packet, to check a rewind
 
     @property
@@ -497,7 +498,7 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
     streams = [video, *audio_streams]
     time_bases = {stream.index: float(stream.time_base) for stream in streams}
     video_index = video.index
-    pts, keyframe, first_packet = [], [], None
+    pts, keyframe, first_packet, last_audio_packet, count = [], [], None, None, 0
     last_end = dict.fromkeys(time_bases, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
     for packet in container.demux(*streams):
         if first_packet is None:
@@ -510,6 +511,9 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
         if stream_index == video_index:
             pts.append(stamp)
             keyframe.append(packet.is_keyframe)
+        else:
+            last_audio_packet = count
+        count += 1
     # Containers without an up-front packet index (Matroska/WebM, streamed MP4) demux a cut file without error; the
     # duration in their header still tells the cut. The margin leaves room for rounded durations.
     end = max(stamp * time_bases[index] for index, stamp in last_end.items())
@@ -519,7 +523,7 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
     if not pts:
         raise MediaError(path, "the video stream holds no frames")
     return _Timeline(np.asarray(pts, dtype=np.int64), np.asarray(keyframe, dtype=bool), time_bases[video_index], end,
-                     first_packet)
+                     last_audio_packet, first_packet)
 
 
 def _rewind(container: av.container.InputContainer, timeline: _Timeline) -> bool:
@@ -726,9 +730,11 @@ class _SpanSound:
         self._spans = [span.audio_span for span in spans]
         self._cutter: SpanAudio | None = None
         self._downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
+        self.finished = False
 
     def push(self, frame: av.AudioFrame | None) -> None:
         """Add one decoded frame (`None`: the end of the track)."""
+        self.finished = frame is None
         if self._cutter is None and not self.whole_file:
             origin = frame.time if frame is not None and frame.time is not None else 0.0
             self._cutter = SpanAudio([self._sample_range(start, end, origin) for start, end in self._spans])
@@ -747,88 +753,103 @@ class _SpanSound:
         return first, None if end is None else max(int(round((end - origin) * self.rate)), first)
 
 
+class _SpanFrames:
+    """The converted frames (and posters) of the spans not yet yielded, from the frames the selector settles. The
+    rotation and displayed size are those of the first converted frame."""
+
+    def __init__(self, path: str, spans: list[_Span], settings: DecodeSettings):
+        self.path, self.spans, self.max_pixels = path, spans, settings.max_pixels
+        self.resizer = FrameResizer(settings.shortest_edge, settings.crop_size, settings.interpolation)
+        self.poster_scaler = _PosterScaler(settings.poster_size) if settings.poster_size else None
+        self.poster_positions = {self.middle(span) for span in spans}
+        self.geometry: dict[str, int] = {}
+        self._frames: dict[int, np.ndarray] = {}
+        self._posters: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def middle(span: _Span) -> int:
+        return int(span.positions[len(span.positions) // 2])
+
+    def add(self, settled: list[tuple[int, av.VideoFrame]]) -> None:
+        for position, frame in settled:
+            _check_pixels(self.path, frame.width, frame.height, self.max_pixels)
+            if not self.geometry:
+                rotation = int(round(frame.rotation)) % 360
+                width, height = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
+                self.geometry.update(rotation=rotation, width=width, height=height)
+            self._frames[position] = self.resizer(frame, self.geometry["rotation"])
+            if self.poster_scaler is not None and position in self.poster_positions:
+                self._posters[position] = self.poster_scaler(frame, self.geometry["rotation"])
+
+    def ready(self, index: int) -> bool:
+        return all(position in self._frames for position in self.spans[index].positions.tolist())
+
+    def take(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frames and poster of span `index`; frames no later span samples are then dropped."""
+        span = self.spans[index]
+        frames = np.stack([self._frames[position] for position in span.positions.tolist()])
+        poster = self._posters.get(self.middle(span))
+        later = {position for other in self.spans[index + 1 :] for position in other.positions.tolist()}
+        for position in set(span.positions.tolist()) - later:
+            self._frames.pop(position, None)
+            self._posters.pop(position, None)
+        return frames, poster
+
+
 def _decode_spans(path, container, video, audio, timeline, spans, settings) -> Iterator[VideoSegment]:
     """Second pass of [`decode_segments`]: frames and sound of every span, yielded in order when complete."""
     selector = _FrameSelector(timeline, np.concatenate([span.positions for span in spans]))
-    resizer = FrameResizer(settings.shortest_edge, settings.crop_size, settings.interpolation)
-    poster_scaler = _PosterScaler(settings.poster_size) if settings.poster_size else None
-    poster_positions = {int(span.positions[len(span.positions) // 2]) for span in spans}
+    frames = _SpanFrames(path, spans, settings)
+    sound = _SpanSound(spans, settings) if audio is not None else None
     video.thread_count = settings.num_threads
     video.thread_type = "AUTO" if settings.num_threads != 1 else "SLICE"
     codec_context = video.codec_context
-    sound = _SpanSound(spans, settings)
-    whole_file, track = sound.whole_file, sound.track
-    converted: dict[int, np.ndarray] = {}
-    posters: dict[int, np.ndarray] = {}
-    geometry: dict[str, int] = {}
+    whole_file = spans[0].audio_span is None
     next_span, video_index = 0, 0
-
-    def settle(settled: list[tuple[int, av.VideoFrame]]) -> None:
-        for position, frame in settled:
-            _check_pixels(path, frame.width, frame.height, settings.max_pixels)
-            if not geometry:
-                rotation = int(round(frame.rotation)) % 360
-                width, height = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
-                geometry.update(rotation=rotation, width=width, height=height)
-            converted[position] = resizer(frame, geometry["rotation"])
-            if poster_scaler is not None and position in poster_positions:
-                posters[position] = poster_scaler(frame, geometry["rotation"])
-
-    def segment(index: int) -> VideoSegment:
-        span = spans[index]
-        frames = np.stack([converted[position] for position in span.positions.tolist()])
-        if whole_file:
-            waveform, num_samples = (track.waveform(), track.num_samples) if audio is not None else (None, 0)
-            if track.overflowed and settings.long_audio_windows is not None:
-                waveform = _gather_windows(container, timeline, audio, settings, track.num_samples)
-        else:
-            waveform = sound.waveforms[index] if audio is not None else None
-            num_samples = 0 if waveform is None else waveform.size
-        middle = int(span.positions[len(span.positions) // 2])
-        return VideoSegment(
-            index=index, num_segments=len(spans), start=span.start, end=span.end,
-            duration=spans[-1].end - spans[0].start, frames=frames, frame_indices=span.positions.copy(),
-            frame_times=timeline.times[span.positions], audio=waveform if num_samples else None,
-            audio_samples=num_samples, poster=posters.get(middle), **geometry,
-        )
-
-    def forget(index: int) -> None:
-        still_needed = {position for span in spans[index + 1 :] for position in span.positions.tolist()}
-        for position in spans[index].positions.tolist():
-            if position not in still_needed:
-                converted.pop(position, None)
-                posters.pop(position, None)
-
-    def complete(index: int, finished: bool) -> bool:
-        frames_ready = all(position in converted for position in spans[index].positions.tolist())
-        return frames_ready and (finished or whole_file or audio is None or index < len(sound.waveforms))
-
-    for packet in container.demux(*[stream for stream in (video, audio) if stream is not None]):
+    streams = [stream for stream in (video, audio) if stream is not None]
+    packets = (packet for packet in container.demux(*streams) if _packet_stamp(packet) is not None)
+    for count, packet in enumerate(packets):
         if packet.stream_index == video.index:
-            if _packet_stamp(packet) is None:
-                continue
-            settle(selector.decode(codec_context, packet, video_index))
+            frames.add(selector.decode(codec_context, packet, video_index))
             video_index += 1
-        elif _packet_stamp(packet) is not None:
+        else:
             for frame in packet.decode():
                 sound.push(frame)
-        while next_span < len(spans) and not whole_file and complete(next_span, finished=False):
-            yield segment(next_span)
-            forget(next_span)
+            if count == timeline.last_audio_packet:  # the track is over: later segments need not wait for sound
+                sound.push(None)
+        # A whole-file span waits for the end of the sound track; a segment for the end of its own span.
+        while (not whole_file and next_span < len(spans) and frames.ready(next_span)
+               and (sound is None or next_span < len(sound.waveforms))):
+            yield _segment(next_span, spans, frames, sound, timeline, settings, container, audio)
             next_span += 1
-    settle(selector.drain(codec_context, video_index))
-    if audio is not None:
+    frames.add(selector.drain(codec_context, video_index))
+    if sound is not None and not sound.finished:
         sound.push(None)
     if not selector.done:
-        raise MediaError(
-            path,
-            f"the video stream is truncated or corrupt: decoding stopped before the frame at "
-            f"{selector.missing_after():.3f} s that the container lists",
-        )
-    while next_span < len(spans):
-        yield segment(next_span)
-        forget(next_span)
-        next_span += 1
+        raise MediaError(path, f"the video stream is truncated or corrupt: decoding stopped before the frame at "
+                               f"{selector.missing_after():.3f} s that the container lists")
+    for index in range(next_span, len(spans)):
+        yield _segment(index, spans, frames, sound, timeline, settings, container, audio)
+
+
+def _segment(index, spans, frames, sound, timeline, settings, container, audio) -> VideoSegment:
+    """The `VideoSegment` of span `index` once its frames and sound are complete."""
+    span = spans[index]
+    pixels, poster = frames.take(index)
+    waveform, num_samples = None, 0
+    if sound is not None and sound.whole_file:
+        waveform, num_samples = sound.track.waveform(), sound.track.num_samples
+        if sound.track.overflowed and settings.long_audio_windows is not None:
+            waveform = _gather_windows(container, timeline, audio, settings, num_samples)
+    elif sound is not None:
+        waveform = sound.waveforms[index]
+        num_samples = waveform.size
+    return VideoSegment(
+        index=index, num_segments=len(spans), start=span.start, end=span.end,
+        duration=spans[-1].end - spans[0].start, frames=pixels, frame_indices=span.positions.copy(),
+        frame_times=timeline.times[span.positions], audio=waveform if num_samples else None,
+        audio_samples=num_samples, poster=poster, **frames.geometry,
+    )
 
 
 def _gather_windows(container, timeline: _Timeline, audio, settings: DecodeSettings, num_samples: int) -> np.ndarray:

@@ -236,3 +236,15 @@ def test_the_file_is_opened_once_for_all_its_segments_and_posters(tmp_path, monk
         assert segment.poster.shape == (30, 40, 3)
         expected = np.asarray(Image.fromarray(pattern_frame(middle, 64, 48)).resize((40, 30), Image.Resampling.BICUBIC))
         assert np.abs(segment.poster.astype(int) - expected).mean() < 6
+
+
+def test_segments_after_the_end_of_a_short_sound_track_have_no_sound(tmp_path):
+    path = write_test_video(str(tmp_path / "clip.mkv"), num_frames=60, fps=10, size=(64, 48),
+                            audio=tone(440.0, 1.5, 16000), audio_codec="flac")
+    segments = list(decode_segments(path, DecodeSettings(num_frames=4, shortest_edge=32, crop_size=(32, 32),
+                                                         segment_seconds=2.0)))
+    whole = read_video(path, 4, 32, (32, 32))
+    assert len(segments) == 3 and whole.audio_samples == 24000
+    np.testing.assert_array_equal(segments[0].audio, whole.audio[:24000])
+    assert [segment.audio_samples for segment in segments] == [24000, 0, 0]
+    assert segments[1].audio is None and segments[2].audio is None
