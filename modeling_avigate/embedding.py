@@ -41,7 +41,6 @@ from .modeling_avigate import AvigateModel
 from .pipeline import SkippedVideo, VideoCollator, VideoDataset, report_skipped
 from .isolated_decoding import decode_isolated
 from .processors import AvigateProcessor, DecodeSettings, MediaError, VideoSegment, decode_segments
-from .processors.video_processing_avigate import _frame_resizer
 
 
 @dataclass(frozen=True)
@@ -259,16 +258,9 @@ class EmbeddedFile:
 
 def decode_settings(processor: AvigateProcessor, options: EmbeddingOptions) -> DecodeSettings:
     """The processor's frame and sound settings as [`decode_segments`] takes them, cut as `options` says."""
-    video_processor = processor.video_processor
-    # The geometry as the video processor resolves it for a call without overrides (the processor exposes no
-    # public accessor for it yet).
-    resizer = _frame_resizer(video_processor._merge_and_standardize_kwargs())
     return DecodeSettings(
-        num_frames=video_processor.num_frames, shortest_edge=resizer.shortest_edge, crop_size=resizer.crop_size,
-        interpolation=resizer.interpolation, sample_fps=video_processor.fps,
-        num_threads=video_processor.decode_threads, max_pixels=video_processor.max_pixels,
-        **processor.feature_extractor.sound_track_kwargs(), segment_seconds=options.segment_seconds,
-        stride_seconds=options.stride_seconds, poster_size=POSTER_SIZE,
+        **processor.video_processor.decoder_kwargs(), **processor.feature_extractor.sound_track_kwargs(),
+        segment_seconds=options.segment_seconds, stride_seconds=options.stride_seconds, poster_size=POSTER_SIZE,
     )
 
 

@@ -114,14 +114,19 @@ class AvigateVideoProcessor(VideoProcessorMixin):
         validate_typed_dict(self.valid_kwargs, kwargs)
         settings = self._merge_and_standardize_kwargs(**kwargs)
         self._validate_preprocess_kwargs(**settings)
-        resizer = _frame_resizer(settings)
+        decoder = _decoder_kwargs(settings)
         videos = [videos] if _is_single_video(videos) else list(videos)
-        decoded = [self._decode(video, settings, resizer, sound_track) for video in videos]
+        decoded = [self._decode(video, decoder, settings["do_sample_frames"], sound_track) for video in videos]
         clips = [self._pad_and_normalize(frames, settings) for frames, _ in decoded]
         data = {key: np.stack([clip[key] for clip in clips]) for key in self.model_input_names}
         if sound_track is not None:
             data["audio"] = [audio for _, audio in decoded]
         return BatchFeature(data, tensor_type=settings["return_tensors"], skip_tensor_conversion=["audio"])
+
+    def decoder_kwargs(self, **kwargs: Unpack[AvigateVideosKwargs]) -> dict[str, Any]:
+        """The frame keywords of [`read_video`] and [`DecodeSettings`] (`num_frames`, `shortest_edge`, `crop_size`,
+        `interpolation`, `sample_fps`, `num_threads`, `max_pixels`) for the saved settings, or for these overrides."""
+        return _decoder_kwargs(self._merge_and_standardize_kwargs(**kwargs))
 
     def _validate_preprocess_kwargs(
         self, num_frames: int, do_resize: bool, do_center_crop: bool, return_metadata: bool, **kwargs
@@ -137,27 +142,24 @@ class AvigateVideoProcessor(VideoProcessorMixin):
             raise ValueError(f"`num_frames` must be an int of at least 1, got {num_frames!r}.")
 
     def _decode(
-        self, video: AvigateVideoInput, settings: dict[str, Any], resizer: FrameResizer, sound_track: dict | None
+        self, video: AvigateVideoInput, decoder: dict[str, Any], do_sample_frames: bool, sound_track: dict | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Sampled, resized, cropped uint8 frames `[n, H, W, 3]` of one video and its sound track (or `None`)."""
         if isinstance(video, (str, os.PathLike)):
-            if not settings["do_sample_frames"]:
+            if not do_sample_frames:
                 raise ValueError(f"{os.fspath(video)}: files are always sampled; `do_sample_frames=False` applies "
                                  "to frame arrays and image lists only.")
-            decoded = read_video(
-                video, settings["num_frames"], resizer.shortest_edge, resizer.crop_size, resizer.interpolation,
-                sample_fps=settings["fps"], read_audio=sound_track is not None, num_threads=settings["decode_threads"],
-                max_pixels=settings["max_pixels"], **(sound_track or {}),
-            )
+            decoded = read_video(video, read_audio=sound_track is not None, **decoder, **(sound_track or {}))
             return decoded.frames, decoded.audio
         frames = _rgb_frames(video)
-        if settings["do_sample_frames"]:
+        if do_sample_frames:
             # Arrays carry no timestamps, so `fps` cannot apply: sample uniformly over the given frames.
             frames = [frames[i] for i in sample_frame_indices(np.arange(len(frames), dtype=np.float64),
-                                                              settings["num_frames"])]
-        elif len(frames) > settings["num_frames"]:
+                                                              decoder["num_frames"])]
+        elif len(frames) > decoder["num_frames"]:
             raise ValueError(f"`do_sample_frames=False` keeps every frame, but a video has {len(frames)} frames and "
-                             f"`num_frames` is {settings['num_frames']}.")
+                             f"`num_frames` is {decoder['num_frames']}.")
+        resizer = FrameResizer(decoder["shortest_edge"], decoder["crop_size"], decoder["interpolation"])
         rgb_frames = (av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24") for frame in frames)
         return np.stack([resizer(frame) for frame in rgb_frames]), None
 
@@ -177,15 +179,23 @@ class AvigateVideoProcessor(VideoProcessorMixin):
         return {"pixel_values": pixel_values, "video_mask": video_mask}
 
 
-def _frame_resizer(settings: dict[str, Any]) -> FrameResizer:
-    """FFmpeg's resize + centre crop for the call's `size`, `crop_size` and `resample`."""
+def _decoder_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """The decoder's frame keywords for merged, standardised settings: FFmpeg's counterpart of the `resample` filter,
+    the shorter side of `size`, the `crop_size` as `(height, width)`."""
     size: SizeDict = settings["size"]
     crop: SizeDict = settings["crop_size"]
-    shortest_edge = size.shortest_edge if size.shortest_edge is not None else min(size.height, size.width)
     resample = Image.Resampling(int(settings["resample"]))
     if resample not in PIL_TO_SWSCALE:
         raise ValueError(f"The resample filter {resample.name} has no FFmpeg counterpart.")
-    return FrameResizer(shortest_edge, (crop.height, crop.width), PIL_TO_SWSCALE[resample])
+    return {
+        "num_frames": settings["num_frames"],
+        "shortest_edge": size.shortest_edge if size.shortest_edge is not None else min(size.height, size.width),
+        "crop_size": (crop.height, crop.width),
+        "interpolation": PIL_TO_SWSCALE[resample],
+        "sample_fps": settings["fps"],
+        "num_threads": settings["decode_threads"],
+        "max_pixels": settings["max_pixels"],
+    }
 
 
 def _rgb_frames(video: Any) -> list[np.ndarray]:

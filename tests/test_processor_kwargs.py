@@ -7,7 +7,7 @@ import pytest
 from media import tone, write_test_video
 from transformers import CLIPTokenizer
 
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
+from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor, read_video
 
 
 @pytest.fixture
@@ -91,3 +91,13 @@ def test_channels_first_arrays_and_unsampled_frames(processor):
     assert kept["video_mask"].tolist() == [[1, 1, 1, 1, 0, 0]]
     with pytest.raises(ValueError, match="do_sample_frames"):
         processor(videos=[np.concatenate([frames, frames])], do_sample_frames=False)
+
+
+def test_decoder_kwargs_are_the_geometry_the_frames_are_decoded_with(processor, video):
+    kwargs = processor.video_processor.decoder_kwargs(size=24, crop_size=16, resample=2, fps=6.0)
+    assert kwargs == {"num_frames": 6, "shortest_edge": 24, "crop_size": (16, 16), "interpolation": "BILINEAR",
+                      "sample_fps": 6.0, "num_threads": 1, "max_pixels": 100_000_000}
+    frames = read_video(video, **kwargs).frames
+    batch = processor(videos=[video], size=24, crop_size=16, resample=2, fps=6.0, do_rescale=False,
+                      do_normalize=False, return_tensors="np")
+    np.testing.assert_array_equal(batch["pixel_values"][0], frames.transpose(0, 3, 1, 2).astype(np.float32))
