@@ -4,7 +4,8 @@
 Galleries of N videos × T frames × D dims (fp16 frames, fp32 global embeddings, as `VideoIndex` stores them) are
 scored with the exact chunked scan (`exact_search`) and with a faiss first stage over the global embeddings plus the
 exact multi-grained re-rank (`shortlist` + `rerank_candidates`). Text encoding is not included: queries are given as
-embeddings.
+embeddings. A "video" here is one index row: a timed segment of a file is the same 12 × D row, so N = 1M measures
+an index of 1M segments (docs/search.md gives the bytes per hour of video).
 
 Synthetic data with the structure of CLIP embeddings: videos belong to topics (cos ≈ 0.78 to their topic), frames
 scatter around their video (cos ≈ 0.89 to its centre), and each query is a noisy copy of one video's global
