@@ -184,3 +184,27 @@ def test_unusable_training_video_is_replaced_and_counted_and_other_errors_surfac
         TrainingPairs(pairs, FakeProcessor(), strict=True)[1]
     with pytest.raises(TypeError, match="a bug"):
         dataset[3]
+
+
+@pytest.mark.slow
+def test_published_test_numbers_are_what_avigate_eval_gives(synthetic_dir, tmp_path, capsys):
+    """The run's final test evaluation decodes the videos like `avigate eval` does, rather than reading the fp16
+    feature caches: with the test rows of the frame cache zeroed, the run's numbers still equal `avigate eval`'s."""
+    from modeling_avigate.cli import main
+    from modeling_avigate.data import load_benchmark
+
+    run_train(synthetic_dir, tmp_path / "run", "--cache_only", "true")
+    frames = tmp_path / "caches" / "frames"
+    rows = json.loads((frames / "cache_index.json").read_text())["rows"]
+    pixel_values = np.load(frames / "pixel_values.npy", mmap_mode="r+")
+    for video_id in load_benchmark("synthetic", str(synthetic_dir), "test", view="videos")["video_id"]:
+        pixel_values[rows[video_id]] = 0
+    pixel_values.flush()
+    run_train(synthetic_dir, tmp_path / "run")
+    published = json.loads((tmp_path / "run" / "best" / "eval_results.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", "--benchmark", "synthetic", "--data-dir", str(synthetic_dir), "--split", "test", "--model",
+                 str(tmp_path / "run" / "best"), "--num-workers", "0", "--device", "cpu"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for direction in ("text_to_video", "video_to_text"):
+        assert published[direction] == evaluated[direction], direction
