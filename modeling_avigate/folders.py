@@ -77,6 +77,11 @@ def _is_empty_dir(path: str) -> bool:
     return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
 
 
+def _with_article(kind: str) -> str:
+    """`an index`, `a feature_cache`."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def check_replaceable(directory: str | os.PathLike, kind: str) -> None:
     """Raise [`FolderOwnershipError`] unless `directory` is absent, an empty folder, or this package's `kind` folder."""
     directory = os.fspath(directory)
@@ -87,9 +92,9 @@ def check_replaceable(directory: str | os.PathLike, kind: str) -> None:
         return
     if os.path.isdir(directory):
         marker = read_marker(directory)
-        what = f"a {marker['kind']} folder" if marker else "a folder this package did not create"
-        raise FolderOwnershipError(f"refusing to replace {directory}: it is {what}, not a {kind} folder; choose "
-                                   "another path or remove it yourself")
+        what = f"{_with_article(marker['kind'])} folder" if marker else "a folder this package did not create"
+        raise FolderOwnershipError(f"refusing to replace {directory}: it is {what}, not {_with_article(kind)} folder; "
+                                   "choose another path or remove it yourself")
     raise FolderOwnershipError(f"refusing to replace {directory}: it exists and is not a folder")
 
 

@@ -74,7 +74,7 @@ def test_save_refuses_foreign_folders_and_other_kinds(tmp_path):
     before = _snapshot(tmp_path)
     with pytest.raises(FolderOwnershipError, match=r"refusing to replace .*docs: it is a folder this package did not"):
         index.save(tmp_path / "docs")
-    with pytest.raises(FolderOwnershipError, match="it is a feature_cache folder, not a index folder"):
+    with pytest.raises(FolderOwnershipError, match="it is a feature_cache folder, not an index folder"):
         index.save(tmp_path / "cache")
     assert _snapshot(tmp_path) == before
     index.save(tmp_path / "gallery")
