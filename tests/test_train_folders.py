@@ -180,6 +180,22 @@ def test_rotation_never_removes_an_unmarked_folder_or_the_best_epochs_checkpoint
     assert snapshot(users_copy) == before
 
 
+def test_trainer_state_selects_on_validation_r1_and_never_a_held_gates_epoch(tmp_path):
+    state = TrainerState()
+    assert state.record_epoch(0, 2.0, gates_held_open=True) is False  # trained for open gates: never selected
+    assert state.record_epoch(1, 1.5, split="validation", t2v={"R@1": 10.0}) is True
+    assert state.record_epoch(2, 1.2, split="validation", t2v={"R@1": 10.0}) is False  # a tie keeps the earlier
+    assert state.record_epoch(3, 1.0, split="validation", t2v={"R@1": 12.5}) is True
+    assert (state.epoch, state.best_epoch, state.best_metric) == (3, 4, 12.5)
+    assert state.history[0] == {"epoch": 1, "step": 0, "loss": 2.0, "gates_held_open": True}
+    assert state.history[3] == {"epoch": 4, "step": 0, "loss": 1.0, "split": "validation", "t2v_R@1": 12.5}
+    state.save(str(tmp_path))
+    assert TrainerState.load(str(tmp_path)) == state
+
+    last = TrainerState()  # no selection split: every epoch is the best so far, so the last one is kept
+    assert all(last.record_epoch(epoch, 1.0) for epoch in range(3)) and last.best_epoch == 3
+
+
 def test_best_model_is_rebuilt_from_the_trainer_state_when_missing_or_stale(tmp_path):
     first, second = fake_checkpoint(tmp_path, 1, 1.0), fake_checkpoint(tmp_path, 2, 2.0)
     state = TrainerState(best_epoch=2, best_weights_checksum=weights_checksum(second))

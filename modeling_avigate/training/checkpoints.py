@@ -60,7 +60,8 @@ class TrainerState:
                      t2v: dict[str, float] | None = None) -> bool:
         """Record epoch `epoch` (0-based) with `split`'s text→video metrics `t2v`; return whether it is the best so far
         by R@1. Without a selection split every epoch is (so the last is kept: never select on the test split); an
-        epoch trained with its gates held open never is (its weights were validated for gates it will not have)."""
+        epoch trained with its gates held open never is (nor is it validated: its weights were trained for gates the
+        model will not have)."""
         self.epoch = epoch
         record = {"epoch": epoch + 1, "step": self.global_step, "loss": loss}
         if gates_held_open:
