@@ -118,6 +118,8 @@ def test_query_pages_follow_the_index_ranking(built):
         assert hit.has_audio == bool(index.has_audio[hit.position])
         assert (hit.audio_gate is None) == (not hit.has_audio)
         assert hit.best_frame_time in index.previews.frame_times[hit.position].tolist() and hit.has_poster
+        entry = index.entries[hit.position]
+        assert (hit.start, hit.end) == (entry["start"], entry["end"]) and hit.start <= hit.best_frame_time
     assert page.query(QUERY, page=1).has_next and not page.query(QUERY, page=2).has_next
     result = page.query(QUERY)
     assert result.server_ms > 0 and set(result.timings) == {"text encoding", "search"}

@@ -32,11 +32,14 @@ PAGE_SIZE = 12
 
 @dataclass
 class Hit:
-    """One result as the page shows it."""
+    """One result as the page shows it: a segment of a file (`start`, `end` in seconds; `None` for an index built
+    from raw embeddings), its score and parts, the best-matching frame's time in the file, and its audio gates."""
 
     rank: int
     position: int
     file_name: str
+    start: float | None
+    end: float | None
     score: float
     global_score: float
     local_score: float
@@ -200,7 +203,8 @@ class SearchPage:
         gates = [float(gate) for gate in previews.attn_gates[position] if not math.isnan(gate)]
         has_audio = bool(self.index.has_audio[position])
         return Hit(
-            rank=rank, position=position, file_name=os.path.basename(entry["path"]), score=score,
+            rank=rank, position=position, file_name=os.path.basename(entry["path"]), start=entry.get("start"),
+            end=entry.get("end"), score=score,
             global_score=global_score, local_score=local_score,
             best_frame_time=None if math.isnan(frame_time) else frame_time, duration=entry.get("duration"),
             has_audio=has_audio,
