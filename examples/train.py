@@ -11,7 +11,7 @@ it), `--model.key value` a section's key (also `--processor.`, `--benchmark_kwar
 Every `--eval_every_epochs` epochs and the last, the model is validated and saved atomically to
 `output_dir/checkpoint-epoch-N` (`--save_total_limit` of them kept, the best one's always); the best by the selection
 split's text→video R@1 is `output_dir/best`, and `output_dir/metrics.json` the test evaluation of exactly those
-weights. This run's `output_dir` resumes; another run's is refused unless `--overwrite_output_dir true`; a folder of
+weights. This run's `output_dir` resumes; another run's is refused unless `--overwrite_output_dir true`, a folder of
 other files always. `--cache_only true` builds the caches and exits. Rules: `modeling_avigate.training`.
 """
 
@@ -78,8 +78,6 @@ def build_accelerator(args: TrainArguments) -> Accelerator:
                         format="%(asctime)s %(name)s: %(message)s")
     if args.batch_size % accelerator.num_processes:
         raise SystemExit(f"--batch_size {args.batch_size} must be divisible by {accelerator.num_processes} processes")
-    if args.audio_cache and args.train_audio_encoder:
-        raise SystemExit("--audio_cache stores the frozen AST's output: it cannot be used with --train_audio_encoder")
     return accelerator
 
 

@@ -92,6 +92,8 @@ def test_config_and_command_line_overrides(tmp_path):
         parse_arguments(["--config", CONFIG, "--eval_every_epochs", "0"])
     with pytest.raises(SystemExit, match=r"open_gates_proportion must be in \[0, 1\), got 1.0"):
         parse_arguments(["--config", CONFIG, "--open_gates_proportion", "1"])
+    with pytest.raises(SystemExit, match="--audio_cache stores the frozen AST's output"):
+        parse_arguments(["--config", CONFIG, "--train_audio_encoder", "true"])
 
 
 # -- feature caches -----------------------------------------------------------------------------------------------

@@ -104,6 +104,9 @@ class TrainArguments:
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise SystemExit(f"--save_total_limit must be at least 1 (or null to keep all), got "
                              f"{self.save_total_limit}")
+        if self.audio_cache and self.train_audio_encoder:
+            raise SystemExit("--audio_cache stores the frozen AST's output: it cannot be used with "
+                             "--train_audio_encoder")
 
 
 NULL_STRINGS = ("null", "None", "none", "~")
