@@ -186,3 +186,63 @@ def test_cli_indexes_segments_and_prints_file_span_and_score(setup, tmp_path, ca
     start, end = line[2].split("–")
     assert start in ("0:00.0", "0:02.0", "0:04.0", "0:06.0") and float(end.split(":")[1]) - float(start.split(":")[1]) == 2
     float(line[3])
+
+
+KILLED_BUILD = """
+import sys, time
+from modeling_avigate import AvigateModel, AvigateProcessor
+from modeling_avigate.embedding import EmbeddingOptions
+from modeling_avigate.search import build_sharded, store
+
+real_embed_files = store.embed_files
+
+
+def slowly(*args, **kwargs):  # one file a second, so the parent can kill the run between two of them
+    for item in real_embed_files(*args, **kwargs):
+        yield item
+        time.sleep(1.0)
+
+
+store.embed_files = slowly
+model, processor = AvigateModel.from_pretrained(sys.argv[1]), AvigateProcessor.from_pretrained(sys.argv[1])
+build_sharded(model, processor, sys.argv[2], sys.argv[3], EmbeddingOptions(progress=False, segment_seconds=1.0),
+              checkpoint_seconds=0)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_build_then_rerun_re_embeds_nothing_finished(setup, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from modeling_avigate import AvigateModel, AvigateProcessor
+
+    setup["model"].save_pretrained(tmp_path / "model")
+    setup["processor"].save_pretrained(tmp_path / "model")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for path in setup["cuts"]:
+        shutil.copy(path, folder)
+    out = tmp_path / "gallery"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(tmp_path / "model"), str(folder), str(out)],
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 240
+    saved = []
+    while len(saved) < 2:
+        assert child.poll() is None and time.monotonic() < deadline, "the build ended before it could be killed"
+        try:
+            saved = json.loads((out / "index.json").read_text())["videos"]
+        except (OSError, ValueError):  # not written yet
+            time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    finished = {entry["path"] for entry in VideoIndex.load(out).entries}
+    assert 2 <= len(finished) < len(setup["cuts"])
+    model = AvigateModel.from_pretrained(tmp_path / "model")
+    index = VideoIndex.load(out, model=model, processor=AvigateProcessor.from_pretrained(tmp_path / "model"))
+    embedded = index.add(str(folder), segmented())
+    assert not finished & set(embedded) and len(finished) + len(embedded) == len(setup["cuts"])
+    assert len(index.files) == len(setup["cuts"])
