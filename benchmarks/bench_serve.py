@@ -38,7 +38,7 @@ from modeling_avigate.serve.app import render_results
 from modeling_avigate.serve.search_page import SearchPage
 
 
-CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "configs", "synthetic.yaml")
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "configs", "synthetic-from-scratch.yaml")
 QUERIES = ["a red circle moves left with a high beep", "a blue square moves up with a low hum",
            "a green triangle moves right with a rising chirp", "a yellow circle moves down with a click train"]
 

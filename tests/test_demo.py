@@ -47,8 +47,8 @@ def test_a_failed_training_run_stops_the_demo_naming_its_log(tmp_path):
     # log, and its failure the caller.
     log = tmp_path / "runs" / "broken.log"
     with pytest.raises(SystemExit, match="broken.log"):
-        demo.launch_train(["--data_dir", str(tmp_path / "missing")], str(log))
-    assert "is not a directory" in log.read_text()
+        demo.launch_train(["--epochs", "many"], str(log))
+    assert "invalid int value: 'many'" in log.read_text()
 
 
 @pytest.mark.slow
@@ -58,14 +58,15 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
         capture_output=True, text=True, timeout=1800, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for heading in ("1. Test retrieval", "2. Text→video R@1 per clip kind", "3. What the models learned",
-                    "4. Learned gates per clip kind", "5. Plot", "6. Example searches"):
+    for heading in ("1. Stage 1", "2. Test retrieval", "3. Text→video R@1 per clip kind", "4. The floor",
+                    "5. What the models learned", "6. Learned gates per clip kind", "7. Robustness",
+                    "8. AVIGATE's mean |gate| per clip kind under each corruption", "9. Plots", "10. Example searches"):
         assert heading in result.stdout
     # Phases report elapsed time, every run reports when it is done, and no progress bar is left in the report.
-    assert "5/5 saving" in result.stdout and result.stdout.count("trained ") == 3
-    report = result.stdout.split("\n1. Test retrieval")[1]
+    assert "6/6 saving" in result.stdout and result.stdout.count("trained ") == 3
+    report = result.stdout.split("\n1. Stage 1")[1]
     assert "\r" not in report and "it/s" not in report
-    searches = report.split("6. Example searches")[1].split("\nmodel, processor")[0]
+    searches = report.split("10. Example searches")[1].split("\nmodel, processor")[0]
     results = [line for line in searches.splitlines() if line.startswith("  ")]
     assert searches.count("query: ") == 3 and len(results) == 9  # top 3 of an informative, offscreen, silent caption
     assert all((" correct " in line or " wrong " in line) and " gate " in line for line in results)
@@ -88,18 +89,27 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
     no_audio = summary["gates"]["no_audio"]
     assert no_audio["max"] == 0.0 and no_audio["attn_gate_by_layer"] == [0.0] * len(no_audio["attn_gate_by_layer"])
 
+    # Stage 1 ran once into its marked folder; its towers are what stage 2 started from (the card says so).
+    assert set(summary["stage_1"]["quality"]["clip_zero_shot"]) >= {"color", "shape", "direction", "background"}
+    assert (tmp_path / "pretrained" / "clip" / "model.safetensors").is_file()
+    assert summary["clip_only_floor"]["overall"]["clip_only"] >= 0
+    # Robustness: every condition for AVIGATE and ungated fusion; the gates of clips without a track stay 0.
+    assert set(summary["robustness"]) == {demo.condition_name(condition) for condition in demo.CONDITIONS}
+    assert all(entry["gates"]["no_audio"] == 0.0 for entry in summary["robustness"].values())
+
     # The caches are built once up front (`train.py --cache_only`), so the training runs, two at a time, only read
     # them; a run that built its own would race the other.
-    assert (tmp_path / "cache" / "frames").is_dir() and (tmp_path / "cache" / "audio-0").is_dir()
-    assert "caching" in (tmp_path / "runs" / "cache-seed0.log").read_text()
+    assert (tmp_path / "cache" / "frames").is_dir() and (tmp_path / "cache" / "audio").is_dir()
+    assert "caching" in (tmp_path / "runs" / "cache.log").read_text()
     for mode in ("learned", "closed", "open"):
         assert "caching" not in (tmp_path / "runs" / f"{mode}-seed0.log").read_text()
 
     model_dir = tmp_path / "avigate-synthetic"
     assert (model_dir / "gates_and_training.png").stat().st_size > 10_000
+    assert (model_dir / "robustness.png").stat().st_size > 10_000
     card = (model_dir / "README.md").read_text()
     assert "model-index" in card and "synthetic" in card
-    assert "every tower trained from scratch" in card
+    assert f"CLIP towers from `{tmp_path / 'pretrained' / 'clip'}`" in card
     assert "for 4 epochs, global batch 32 filled with look-alike groups (`color,background:8`), 4 frames" in card
 
     from modeling_avigate import AvigateModel, AvigateProcessor

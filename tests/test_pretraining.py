@@ -145,6 +145,27 @@ def test_clip_video_similarity_is_the_cosine_of_mean_pooled_frames(stage_one):
     torch.testing.assert_close(similarity[0, 0], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_stage_two_trains_and_evaluates_from_stage_one(stage_one, synthetic_dir, tmp_path):
+    directory, _ = stage_one
+    output = tmp_path / "run"
+    command = [sys.executable, TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir",
+               str(output), "--clip_name_or_path", str(directory / "clip"), "--ast_name_or_path",
+               str(directory / "ast"), "--processor.tokenizer", str(directory / "clip"), "--epochs", "1",
+               "--batch_size", "8", "--eval_every_epochs", "1", "--report_to", "null", "--model.max_frames", "8",
+               "--model.fusion_num_attention_heads", "2", "--audio_cache", str(tmp_path / "audio"),
+               "--frame_cache", str(tmp_path / "frames")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["split"] == "test" and 0 <= metrics["text_to_video"]["R@1"] <= 100
+    trained, ast = load_file(output / "best" / "model.safetensors"), load_file(directory / "ast" / "model.safetensors")
+    # The AST stays frozen (all but its final LayerNorm): the fine-tuned model holds stage 1's weights.
+    name = "audio_spectrogram_transformer.encoder.layer.0.attention.attention.query.weight"
+    key = "audio_model.encoder.layer.0.attention.attention.query.weight"
+    torch.testing.assert_close(trained[key], ast[name], rtol=0, atol=0)
+
+
 # -- robustness corruptions ---------------------------------------------------------------------------------------
 
 

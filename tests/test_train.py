@@ -16,7 +16,7 @@ from conftest import tiny_config_kwargs, tiny_token_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "examples", "train.py")
-CONFIG = os.path.join(REPO, "examples", "configs", "synthetic.yaml")
+CONFIG = os.path.join(REPO, "examples", "configs", "synthetic-from-scratch.yaml")
 
 
 def run_train(synthetic_dir, output_dir, *overrides, check=True) -> subprocess.CompletedProcess:

@@ -40,7 +40,7 @@ from modeling_avigate.training import (
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "examples", "train.py")
-CONFIG = os.path.join(REPO, "examples", "configs", "synthetic.yaml")
+CONFIG = os.path.join(REPO, "examples", "configs", "synthetic-from-scratch.yaml")
 KILL_HARNESS = os.path.join(REPO, "tests", "scripts", "killed_at_write_point.py")
 
 
