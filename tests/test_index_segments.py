@@ -246,3 +246,17 @@ def test_kill_9_mid_build_then_rerun_re_embeds_nothing_finished(setup, tmp_path)
     embedded = index.add(str(folder), segmented())
     assert not finished & set(embedded) and len(finished) + len(embedded) == len(setup["cuts"])
     assert len(index.files) == len(setup["cuts"])
+
+
+@pytest.mark.slow
+def test_decoding_in_isolated_workers_gives_the_same_index_and_lists_bad_files(setup, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    paths = [setup["long"], str(broken), setup["cuts"][0]]
+    model, processor = setup["model"], setup["processor"]
+    in_process = VideoIndex.build(model, processor, paths, segmented())
+    isolated = VideoIndex.build(model, processor, paths, segmented(num_workers=2))
+    assert isolated.entries == in_process.entries and len(isolated.files) == 2
+    assert torch.equal(isolated.frame_embeds, in_process.frame_embeds)
+    assert [failure["path"] for failure in isolated.failures] == [str(broken)]
+    assert "cannot be read as media" in isolated.failures[0]["error"]
