@@ -38,7 +38,7 @@ from .fast_inference import DEFAULT_ENCODER_PRECISION, EncoderPrecision, prepare
 from .feature_cache import FeatureCache, FeatureCacheWriter
 from .fingerprints import files_fingerprint, tensor_fingerprint
 from .modeling_avigate import AvigateModel
-from .pipeline import SkippedVideo, VideoCollator, VideoDataset, report_skipped
+from .pipeline import VIDEO_INPUTS, SkippedVideo, VideoCollator, VideoDataset, report_skipped
 from .isolated_decoding import decode_isolated
 from .processors import AvigateProcessor, DecodeSettings, MediaError, VideoSegment, decode_segments
 
@@ -227,6 +227,7 @@ def embed_gallery(
         raise ValueError(f"none of the videos could be used{reason}")
     return gallery
 
+
 # Longer side in pixels of the poster frame the decoder returns per segment: four columns of search results fit a
 # laptop screen at this size.
 POSTER_SIZE = 240
@@ -262,9 +263,6 @@ def decode_settings(processor: AvigateProcessor, options: EmbeddingOptions) -> D
         **processor.video_processor.decoder_kwargs(), **processor.feature_extractor.sound_track_kwargs(),
         segment_seconds=options.segment_seconds, stride_seconds=options.stride_seconds, poster_size=POSTER_SIZE,
     )
-
-
-VIDEO_INPUTS = ("pixel_values", "video_mask", "input_values", "has_audio")
 
 
 @dataclass
