@@ -19,13 +19,14 @@ IMPORT_CHECK = """
 import sys
 from pathlib import Path
 
-import modeling_avigate, modeling_avigate.processors, modeling_avigate.hub
+import modeling_avigate, modeling_avigate.processors, modeling_avigate.hub, modeling_avigate.cli
 from modeling_avigate import AvigateConfig, AvigateModel
 
 site = Path(sys.argv[1]).resolve()
-for module in (modeling_avigate, modeling_avigate.processors, modeling_avigate.hub):
+for module in (modeling_avigate, modeling_avigate.processors, modeling_avigate.hub, modeling_avigate.commands):
     assert site in Path(module.__file__).resolve().parents, module.__file__
 assert AvigateModel.config_class is AvigateConfig
+assert "convert" in modeling_avigate.cli.build_parser().format_help()  # every command module shipped
 """
 
 
@@ -50,6 +51,7 @@ def test_wheel_installs_and_imports_without_the_source_tree(tmp_path):
         "modeling_avigate/modeling_avigate.py",
         "modeling_avigate/processors/__init__.py",
         "modeling_avigate/hub/__init__.py",
+        "modeling_avigate/commands/__init__.py",
     ):
         assert required in names, f"{required} missing from the wheel"
     top_level = {name.split("/")[0] for name in names}
