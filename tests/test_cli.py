@@ -162,6 +162,14 @@ def test_model_folder_with_pickled_weights_is_refused_in_one_line_without_unsafe
     assert "nothing in it ran" in error and "weights_only" not in err and "False" not in err
 
 
+def test_serve_without_gradio_says_how_to_install_it_in_a_clone(workspace, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    monkeypatch.delitem(sys.modules, "modeling_avigate.serve.app", raising=False)
+    status, out, err = run_cli(capsys, "serve", workspace / "gallery")
+    assert status == 1 and out == ""
+    assert ".venv/bin/pip install -e '.[serve]'" in _one_error_line(err, "serve")
+
+
 def test_search_needs_at_least_one_result(workspace, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", str(workspace / "gallery"), "a dog", "-k", "0"])

@@ -28,7 +28,8 @@ def serve_command(args: argparse.Namespace) -> None:
         from ..serve.app import create_app, run
         from ..serve.search_page import relocate_videos
     except ImportError as error:
-        raise ImportError(f"avigate serve needs Gradio: pip install 'modeling-avigate[serve]' ({error})") from error
+        raise ImportError(f"avigate serve needs Gradio: pip install 'modeling-avigate[serve]', or in a clone of the "
+                          f"repository .venv/bin/pip install -e '.[serve]' ({error})") from error
     from .loading import open_index
 
     index = open_index(args)
