@@ -7,7 +7,8 @@ from .arguments import add_encoder_precision_argument, add_model_arguments
 
 
 # Segment length: the model was trained on 10–30 s MSR-VTT clips with 12 frames each, so 10 s keeps its frame
-# density (1.2 frames/s) at the low end of what it saw, and costs ~3 CPU-s per segment on a 2-core CPU.
+# density (1.2 frames/s) at the low end of what it saw; each segment costs one clip (~6 CPU-s with the full-size model,
+# docs/search.md).
 DEFAULT_SEGMENT_SECONDS = 10.0
 
 
