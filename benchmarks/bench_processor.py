@@ -53,7 +53,12 @@ from transformers import ASTFeatureExtractor  # noqa: E402
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: E402
 
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor  # noqa: E402
-from modeling_avigate.processors.video_io import DecodeSettings, MonoDownmixer, decode_segments, read_video  # noqa: E402
+from modeling_avigate.processors.video_io import (  # noqa: E402
+    DecodeSettings,
+    MonoDownmixer,
+    decode_segments,
+    read_video,
+)
 from modeling_avigate.vocab import write_word_level_clip_vocab  # noqa: E402
 
 
@@ -256,7 +261,8 @@ def main() -> None:
     parser.add_argument("--long-videos", nargs="+", metavar="FILE",
                         help="instead of the clip benchmark, time decoding these long files (see above)")
     parser.add_argument("--baseline", default="179ab8b^",
-                        help="git revision whose video_io.py is the 'before' decoder (default: before one-pass decoding)")
+                        help="git revision whose video_io.py is the 'before' decoder (default: the last one that read "
+                             "every frame)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.long_videos:

@@ -304,7 +304,8 @@ class MonoDownmixer:
         graph = av.filter.Graph()
         chain = [
             graph.add("abuffer", sample_rate=str(frame.sample_rate), sample_fmt=frame.format.name,
-                      channel_layout=frame.layout.name, time_base=str(frame.time_base or Fraction(1, frame.sample_rate))),
+                      channel_layout=frame.layout.name,
+                      time_base=str(frame.time_base or Fraction(1, frame.sample_rate))),
             # Mix in float: `pan` works in its input's sample format, and integer input would round the mean.
             graph.add("aformat", sample_fmts="flt"),
             graph.add("pan", f"mono|c0={gains}"),
@@ -453,7 +454,7 @@ class _Timeline:
     time_base: float
     end: float  # seconds: end of the last packet of any stream
     last_audio_packet: int | None  # position of the last sound packet among all packets with data (None: no sound)
-    first_packet: tuple[int, int | None, int]  # (stream index, dts, size) of the first packet, to check a rewind
+    first_packet: tuple[int, int | None, int, int]  # (stream, dts, stamp, size) of the first packet with data
 
     @property
     def order(self) -> np.ndarray:
@@ -501,11 +502,11 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
     pts, keyframe, first_packet, last_audio_packet, count = [], [], None, None, 0
     last_end = dict.fromkeys(time_bases, 0)  # in each stream's time base; Fraction arithmetic per packet is slow
     for packet in container.demux(*streams):
-        if first_packet is None:
-            first_packet = (packet.stream_index, packet.dts, packet.size)
         stamp = _packet_stamp(packet)
         if stamp is None:
             continue
+        if first_packet is None:
+            first_packet = (packet.stream_index, packet.dts, stamp, packet.size)
         stream_index = packet.stream_index
         last_end[stream_index] = max(last_end[stream_index], stamp + (packet.duration or 0))
         if stream_index == video_index:
@@ -519,22 +520,24 @@ def _demux_timeline(path: str, container: av.container.InputContainer, video, au
     end = max(stamp * time_bases[index] for index, stamp in last_end.items())
     declared = container.duration / av.time_base if container.duration else None
     if declared is not None and end < 0.9 * declared:
-        raise MediaError(path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s")
+        raise MediaError(
+            path, f"the file is truncated: its packets end at {end:.3f} s, its header says {declared:.3f} s"
+        )
     if not pts:
         raise MediaError(path, "the video stream holds no frames")
     return _Timeline(np.asarray(pts, dtype=np.int64), np.asarray(keyframe, dtype=bool), time_bases[video_index], end,
                      last_audio_packet, first_packet)
 
 
-def _rewind(container: av.container.InputContainer, timeline: _Timeline) -> bool:
+def _rewind(path: str, container: av.container.InputContainer, timeline: _Timeline) -> None:
     """Seek back to the file's first packet (exactly: `seek(0)` would skip sound packets stamped before 0, such as
-    AAC priming); `False` when the demuxer cannot."""
-    stream_index, dts, _ = timeline.first_packet
+    AAC priming). The second pass checks that it sees that packet first."""
+    stream_index, dts, _, _ = timeline.first_packet
     try:
         container.seek(dts or 0, stream=container.streams[stream_index], backward=True, any_frame=True)
-    except av.FFmpegError:
-        return False
-    return True
+    except av.FFmpegError as error:
+        reason = f"the file cannot be read a second time from its start (seek failed: {error})"
+        raise MediaError(path, reason) from error
 
 
 @dataclass
@@ -579,7 +582,8 @@ class _FrameSelector:
     A wanted frame needs its packet and every packet from the keyframe before it (in decoding order, with a
     presentation time not after it: open-GOP leading frames need the previous GOP) up to it. These ranges are merged
     where they overlap; the decoder is drained and reset at the end of each range, and packets outside every range
-    are never decoded. Inside a range, frames no other frame references (most B-frames) are skipped unless wanted. Each wanted position gets the first frame shown at or after its time (the frame itself, or the
+    are never decoded. Inside a range, frames no other frame references (most B-frames) are skipped unless wanted.
+    Each wanted position gets the first frame shown at or after its time (the frame itself, or the
     first decodable one when it cannot be decoded), the rule of decoding the whole stream.
     """
 
@@ -712,8 +716,7 @@ def decode_segments(path: str | os.PathLike, settings: DecodeSettings) -> Iterat
         video, audio = _streams(path, container, settings)
         timeline = _demux_timeline(path, container, video, [audio] if audio is not None else [])
         spans = _plan_spans(timeline, settings)
-        if not _rewind(container, timeline):
-            raise MediaError(path, "the file cannot be read a second time from its start (seek failed)")
+        _rewind(path, container, timeline)
         yield from _decode_spans(path, container, video, audio, timeline, spans, settings)
 
 
@@ -726,7 +729,8 @@ class _SpanSound:
         self.whole_file = spans[0].audio_span is None
         self.rate = settings.sampling_rate
         self.track = BoundedTrack(settings.max_audio_samples)
-        self.waveforms: list[np.ndarray] = []
+        self._waveforms: dict[int, np.ndarray] = {}  # complete spans not yet taken, by span index
+        self._completed = 0
         self._spans = [span.audio_span for span in spans]
         self._cutter: SpanAudio | None = None
         self._downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
@@ -746,7 +750,16 @@ class _SpanSound:
             self._cutter.add(chunk)
         if frame is None:
             self._cutter.finish()
-        self.waveforms.extend(self._cutter.ready())
+        for waveform in self._cutter.ready():
+            self._waveforms[self._completed] = waveform
+            self._completed += 1
+
+    def ready(self, index: int) -> bool:
+        return index < self._completed
+
+    def take(self, index: int) -> np.ndarray:
+        """The sound of span `index` (once)."""
+        return self._waveforms.pop(index)
 
     def _sample_range(self, start: float, end: float | None, origin: float) -> tuple[int, int | None]:
         first = max(int(round((start - origin) * self.rate)), 0)
@@ -809,6 +822,9 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
     streams = [stream for stream in (video, audio) if stream is not None]
     packets = (packet for packet in container.demux(*streams) if _packet_stamp(packet) is not None)
     for count, packet in enumerate(packets):
+        signature = (packet.stream_index, packet.dts, _packet_stamp(packet), packet.size)
+        if count == 0 and signature != timeline.first_packet:
+            raise MediaError(path, "the file cannot be read a second time from its start (the seek back missed)")
         if packet.stream_index == video.index:
             frames.add(selector.decode(codec_context, packet, video_index))
             video_index += 1
@@ -819,7 +835,7 @@ def _decode_spans(path, container, video, audio, timeline, spans, settings) -> I
                 sound.push(None)
         # A whole-file span waits for the end of the sound track; a segment for the end of its own span.
         while (not whole_file and next_span < len(spans) and frames.ready(next_span)
-               and (sound is None or next_span < len(sound.waveforms))):
+               and (sound is None or sound.ready(next_span))):
             yield _segment(next_span, spans, frames, sound, timeline, settings, container, audio)
             next_span += 1
     frames.add(selector.drain(codec_context, video_index))
@@ -842,7 +858,7 @@ def _segment(index, spans, frames, sound, timeline, settings, container, audio) 
         if sound.track.overflowed and settings.long_audio_windows is not None:
             waveform = _gather_windows(container, timeline, audio, settings, num_samples)
     elif sound is not None:
-        waveform = sound.waveforms[index]
+        waveform = sound.take(index)
         num_samples = waveform.size
     return VideoSegment(
         index=index, num_segments=len(spans), start=span.start, end=span.end,
@@ -858,8 +874,7 @@ def _gather_windows(container, timeline: _Timeline, audio, settings: DecodeSetti
     count, length = settings.long_audio_windows
     gatherer = WindowGatherer(num_samples // count, count, length)
     downmixer = MonoDownmixer(settings.sampling_rate, settings.audio_channel)
-    if not _rewind(container, timeline):
-        raise MediaError(container.name, "the file cannot be read a second time from its start (seek failed)")
+    _rewind(container.name, container, timeline)
     for packet in container.demux(audio):
         for frame in packet.decode():
             for chunk in downmixer.push(frame):
@@ -943,8 +958,7 @@ def read_frame_at(path: str | os.PathLike, time: float, max_pixels: int = DEFAUL
         timeline = _demux_timeline(path, container, video, [])
         position = min(int(np.searchsorted(timeline.times, time - TIME_TOLERANCE)), timeline.pts.size - 1)
         selector = _FrameSelector(timeline, np.array([position]))
-        if not _rewind(container, timeline):
-            raise MediaError(path, "the file cannot be read a second time from its start (seek failed)")
+        _rewind(path, container, timeline)
         settled, index = [], 0
         for packet in container.demux(video):
             if _packet_stamp(packet) is not None:

@@ -236,7 +236,9 @@ def write_bad_files(folder: str, good_clip: str) -> dict[str, str]:
     return paths
 
 
-def write_multichannel_video(path: str, channels: int, audio_codec: str, sample_rate: int = 48000) -> tuple[str, np.ndarray]:
+def write_multichannel_video(
+    path: str, channels: int, audio_codec: str, sample_rate: int = 48000
+) -> tuple[str, np.ndarray]:
     """A one-second clip whose sound has `channels` channels, channel `k` a sine of `110 (k + 1)` Hz at amplitude
     `0.05 (k + 1)` (every channel different, so a mix and the first channel differ); returns the path and the
     written waveform `[channels, samples]`."""
