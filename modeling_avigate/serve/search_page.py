@@ -18,6 +18,7 @@ Example (random embeddings, no model: query with an embedding):
 
 import math
 import os
+import string
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from ..search import VideoIndex
 
 
 PAGE_SIZE = 12
+# Stripped from a word before it is looked up (a query is typed, not tokenised).
+PUNCTUATION = string.punctuation + "“”‘’«»…"
 
 
 @dataclass
@@ -58,6 +61,8 @@ class ResultPage:
 
     hits: list[Hit] = field(default_factory=list)
     message: str = ""
+    title: str = ""  # what the results are: `Results for “…”` or `Clips like …`
+    unknown_words: list[str] = field(default_factory=list)  # query words the model's vocabulary does not hold
     page: int = 0
     has_next: bool = False
     server_ms: float = 0.0
@@ -88,14 +93,20 @@ def explain_scores(query: torch.Tensor, video_embeds: torch.Tensor, frame_embeds
     return parts.global_scores[0], parts.local_scores[0], parts.best_frames[0]
 
 
+def query_words(text: str) -> list[str]:
+    """The words of a typed query: whitespace-separated, those made of punctuation only left out."""
+    return [word for word in text.split() if word.strip(PUNCTUATION)]
+
+
 def known_words(tokenizer, text: str) -> list[str]:
     """The words of `text` the tokenizer knows. A byte-level BPE encodes any string, spelling a word it has never
-    seen out in single characters, so a word counts as known when it is one token or when at most one of its pieces
-    is a single character (`snowboarding` → `snow`, `boarding`: known; `xylophone` → `x y lo p h o n e`: not)."""
+    seen out in pieces of one or two characters, so a word counts as known when it is one token or when its pieces
+    are 3 characters long on average (`snowboarding` → `snow`, `boarding`: known; `dog` → `do`, `g` in a vocabulary
+    without `dog`: not). Punctuation around a word is not part of it."""
     known = []
-    for word in text.split():
-        pieces = [piece.replace("</w>", "") for piece in tokenizer.tokenize(word)]
-        if len(pieces) == 1 or sum(len(piece) == 1 for piece in pieces) <= 1:
+    for word in query_words(text):
+        pieces = [piece.replace("</w>", "") for piece in tokenizer.tokenize(word.strip(PUNCTUATION))]
+        if len(pieces) == 1 or sum(map(len, pieces)) >= 3 * len(pieces):
             known.append(word)
     return known
 
@@ -147,12 +158,15 @@ class SearchPage:
         if not text:
             return ResultPage(message="Type what you are looking for, e.g. 'a dog barks at a car'.")
         tokenizer = self.index.processor.tokenizer if self.index.processor is not None else None
-        if tokenizer is not None and not known_words(tokenizer, text):
+        known = query_words(text) if tokenizer is None else known_words(tokenizer, text)
+        if not known:
             return ResultPage(message=f"None of the words in “{text}” are in the model's vocabulary; try other "
                                       "words.")
         query = self.index.encode_text([text])[0]
         encoded = time.perf_counter()
         result = self._rank(query, page, exclude=None)
+        result.title = f"Results for “{text}”"
+        result.unknown_words = list(dict.fromkeys(word for word in query_words(text) if word not in known))
         result.timings = {"text encoding": 1000 * (encoded - started), **result.timings}
         result.server_ms = 1000 * (time.perf_counter() - started)
         return result
@@ -164,6 +178,7 @@ class SearchPage:
         if not 0 <= position < len(self.index):
             return ResultPage(message=f"There is no video number {position} in the index.")
         result = self._rank(self.index.video_embeds[position], page, exclude=position)
+        result.title = f"Clips like {os.path.basename(self.index.entries[position]['path'])}"
         result.server_ms = 1000 * (time.perf_counter() - started)
         return result
 
@@ -218,7 +233,8 @@ class SearchPage:
 
     def video_file(self, position: int) -> str:
         """The file of the video at `position`; the only way the page reaches a file, so nothing outside the index
-        can be served.
+        can be served, and of the index only video files (by the name listed and by the name of the file a link
+        leads to: an index edited to list `/etc/passwd` or `notes.mp4 → ~/.ssh/id_rsa` serves nothing).
 
         Raises:
             LookupError: no such video in the index.
