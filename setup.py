@@ -9,7 +9,9 @@ from setuptools import setup
 TRAIN = ["accelerate>=1.0", "datasets>=3.0", "pyyaml>=6", "tensorboard>=2.14", "matplotlib>=3.7"]
 EVAL = ["evaluate>=0.4"]
 RETRIEVAL = ["faiss-cpu>=1.8"]
-SERVE = ["gradio>=6,<7"]
+# httptools and uvloop: uvicorn's C parser and event loop, a third less server CPU per page query than its pure-Python
+# defaults (docs/serve.md).
+SERVE = ["gradio>=6,<7", "httptools>=0.6", "uvloop>=0.19; sys_platform != 'win32'"]
 # parameterized: transformers' common test mixins (fetched by tests/transformers_common.py) import it.
 # The browser test drives the system Chromium (Debian package `chromium`) through Playwright; no browser download.
 TEST = ["pytest>=8", "soundfile>=0.12", "build>=1.0", "parameterized>=0.9", "playwright>=1.40", "httpx>=0.27"]

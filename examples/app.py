@@ -20,7 +20,7 @@ from huggingface_hub import snapshot_download
 
 from modeling_avigate import AvigateModel, AvigateProcessor
 from modeling_avigate.search import VideoIndex
-from modeling_avigate.serve.app import create_app, run
+from modeling_avigate.serve.app import bind, create_app, run
 from modeling_avigate.serve.search_page import relocate_videos
 
 
@@ -49,5 +49,6 @@ if __name__ == "__main__":
     # Spaces route public traffic to port 7860 of the container, so bind every interface there; locally use
     # AVIGATE_HOST=127.0.0.1 (the default when not on a Space).
     on_space = "SPACE_ID" in os.environ
-    run(load_app(), host=os.environ.get("AVIGATE_HOST", "0.0.0.0" if on_space else "127.0.0.1"),
-        port=int(os.environ.get("PORT", 7860)))
+    app = load_app()
+    run(app, bind(os.environ.get("AVIGATE_HOST", "0.0.0.0" if on_space else "127.0.0.1"),
+                  int(os.environ.get("PORT", 7860))))

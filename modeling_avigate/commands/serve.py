@@ -25,7 +25,7 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def serve_command(args: argparse.Namespace) -> None:
     try:
-        from ..serve.app import create_app, run
+        from ..serve.app import bind, create_app, run
         from ..serve.search_page import relocate_videos
     except ImportError as error:
         raise ImportError(f"avigate serve needs Gradio: pip install 'modeling-avigate[serve]', or in a clone of the "
@@ -35,5 +35,7 @@ def serve_command(args: argparse.Namespace) -> None:
     index = open_index(args)
     if args.videos_dir:
         relocate_videos(index, args.videos_dir)
+    app = create_app(index, page_size=args.page_size, share_nothing=args.share_nothing)
+    listener = bind(args.host, args.port)  # a port in use is one error line, before anything is announced
     print(f"serving {len(index)} videos of {args.index} on http://{args.host}:{args.port}/ (Ctrl+C stops)")
-    run(create_app(index, page_size=args.page_size, share_nothing=args.share_nothing), args.host, args.port)
+    run(app, listener)

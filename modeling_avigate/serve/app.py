@@ -3,8 +3,9 @@
 (with HTTP range requests, so a browser can seek without loading a large file whole) and their poster frames.
 
 Both file routes take a video's *position* in the index, never a path, so the server can read nothing but the files
-the index lists. `avigate serve INDEX` runs it locally (127.0.0.1 by default); `examples/app.py` runs the same app as a
-Hugging Face Space.
+the index lists. Of what Gradio and FastAPI serve by default, only the requests the page makes are answered (no
+upload route, no API documentation); queries run concurrently. `avigate serve INDEX` runs it locally (127.0.0.1 by
+default); `examples/app.py` runs the same app as a Hugging Face Space.
 
 Example:
 
@@ -12,28 +13,56 @@ Example:
 >>> from modeling_avigate.search import VideoIndex
 >>> from modeling_avigate.serve.app import create_app, run
 >>> index = VideoIndex.load("my_videos.avigate", model=model, processor=processor)  # doctest: +SKIP
->>> run(create_app(index), host="127.0.0.1", port=7860)  # doctest: +SKIP
+>>> run(create_app(index), bind("127.0.0.1", 7860))  # doctest: +SKIP
 ```
 """
 
 import html
 import os
+import re
+import socket
 
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from ..search import VideoIndex
 from .search_page import PAGE_SIZE, Hit, ResultPage, SearchPage
 
 
 TITLE = "AVIGATE video search"
-# Event delegation on the component's root survives every re-render of the result grid.
+# Every request the page makes (method and path); everything else Gradio and FastAPI would serve (file uploads,
+# Gradio's file and API-info routes, FastAPI's /docs, /redoc and /openapi.json, monitoring, login) is absent.
+PAGE_REQUESTS = {
+    r"/": ("GET", "HEAD"),
+    r"/config/?": ("GET",),
+    r"/theme\.css": ("GET",),
+    r"/favicon\.ico": ("GET",),
+    r"/(assets|static)/[^?#]+": ("GET",),  # the page's scripts, styles and fonts, from Gradio's package
+    r"/gradio_api/queue/join": ("POST",),  # a query, a page turn, a click, "more like this"
+    r"/gradio_api/queue/data": ("GET",),  # their answers, as server-sent events
+    r"/gradio_api/heartbeat/[^/]+": ("GET",),
+    r"/media/(video|poster)/[^/]+": ("GET",),
+}
+# The page's calls carry a query and a little state; nothing it sends is larger.
+MAX_BODY_BYTES = 64 * 1024
+# Queries at once: Gradio's default (1) queues every visitor behind the others, although a search only reads the
+# index; more than this adds no throughput on a few cores (see docs/serve.md).
+CONCURRENCY = 8
+# Event delegation on the components' roots survives every re-render of their HTML: a card plays its clip, a pager
+# button turns the page, the player's button asks for "more like this".
 PICK_JS = """
 element.addEventListener('click', (event) => {
-  const card = event.target.closest('[data-position]');
-  if (card) trigger('click', {position: Number(card.dataset.position)});
+  const target = event.target.closest('[data-position], [data-step]');
+  if (!target || target.disabled) return;
+  trigger('click', target.dataset.step ? {step: Number(target.dataset.step)} : {position: Number(target.dataset.position)});
+});
+"""
+SIMILAR_JS = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('[data-similar]');
+  if (button) trigger('click', {position: Number(button.dataset.similar)});
 });
 """
 CSS = """
@@ -48,6 +77,21 @@ CSS = """
 .avigate-missing { color: #b42318; font-weight: 600; }
 .avigate-player video { width: 100%; max-height: 420px; background: black; border-radius: 8px; }
 .avigate-player .avigate-meta { font-size: 14px; }
+.avigate-unknown { color: #b54708; }
+.avigate-pager { display: flex; gap: 12px; margin-top: 12px; }
+.avigate-button { padding: 6px 14px; border: 1px solid #d0d4dc; border-radius: 8px; background: white; font: inherit;
+  color: inherit; cursor: pointer; }
+.avigate-button:hover:enabled { border-color: #ff7c00; }
+.avigate-button:disabled { opacity: 0.5; cursor: default; }
+/* Narrow screens stack the columns: the player goes first and stays in view while the grid scrolls under it. */
+/* Gradio's 'overflow: hidden' would make its container the sticky player's scroll box; 'clip' cuts the same. */
+.gradio-container { overflow: clip !important; }
+@media (max-width: 720px) {
+  #avigate-main { flex-direction: column; }
+  #avigate-player-column { order: -1; position: sticky; top: 0; z-index: 10;
+    background: var(--background-fill-primary); padding-bottom: 6px; }
+  .avigate-player video { max-height: 32vh; }
+}
 """
 # System fonts, so the page requests nothing from a font CDN.
 LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
@@ -88,8 +132,15 @@ def render_card(hit: Hit) -> str:
 
 
 def render_results(result: ResultPage) -> str:
-    """The result grid of one page (empty when there is a message instead)."""
-    return f'<div class="avigate-grid">{"".join(render_card(hit) for hit in result.hits)}</div>'
+    """The result grid of one page and its previous/next buttons (nothing when there is a message instead)."""
+    if not result.hits:
+        return ""
+    previous = "" if result.page > 0 else " disabled"
+    following = "" if result.has_next else " disabled"
+    return (f'<div class="avigate-grid">{"".join(render_card(hit) for hit in result.hits)}</div>'
+            f'<div class="avigate-pager"><button type="button" class="avigate-button" id="avigate-previous" '
+            f'data-step="-1"{previous}>← Previous page</button><button type="button" class="avigate-button" '
+            f'id="avigate-next" data-step="1"{following}>Next page →</button></div>')
 
 
 def render_player(hit: Hit) -> str:
@@ -99,8 +150,8 @@ def render_player(hit: Hit) -> str:
         details += " (per layer: " + ", ".join(f"{gate:+.3f}" for gate in hit.audio_gate_per_layer) + ")"
     name = html.escape(hit.file_name)
     if hit.missing:
-        return (f'<div class="avigate-player"><p class="avigate-missing">{name} was moved or deleted since it was '
-                "indexed; re-index its folder to search it again.</p></div>")
+        return (f'<div class="avigate-player" data-position="{hit.position}"><p class="avigate-missing">{name} was '
+                "moved or deleted since it was indexed; re-index its folder to search it again.</p></div>")
     start = hit.best_frame_time or 0.0
     return (
         f'<div class="avigate-player" data-position="{hit.position}">'
@@ -108,8 +159,25 @@ def render_player(hit: Hit) -> str:
         f'<div class="avigate-meta"><div class="avigate-name">#{hit.rank} {name}</div>'
         f"<div>starts at {start:.2f} s, the frame that matched best · {_seconds(hit.duration)}</div>"
         f"<div>score {hit.score:.2f} = (global {hit.global_score:.2f} + local {hit.local_score:.2f}) / 2</div>"
-        f'<div class="avigate-gate">{html.escape(details)}</div></div></div>'
+        f'<div class="avigate-gate">{html.escape(details)}</div></div>'
+        f'<button type="button" class="avigate-button" id="avigate-similar" data-similar="{hit.position}">More like '
+        "this</button></div>"
     )
+
+
+def render_message(result: ResultPage, page_size: int) -> str:
+    """What the results are and which page, the query words the model does not know, or why there are no results.
+    Every part is escaped: the page shows the query as the user typed it, never as markup."""
+    if not result.hits:
+        return f'<p class="avigate-note">{html.escape(result.message)}</p>'
+    first = result.page * page_size + 1
+    text = (f'<p><span class="avigate-title">{html.escape(result.title)}</span> · page {result.page + 1}, results '
+            f"{first}–{first + len(result.hits) - 1}</p>")
+    if result.unknown_words:
+        words = ", ".join(f"“{word}”" for word in result.unknown_words)
+        text += (f'<p class="avigate-unknown">Not in the model\'s vocabulary, so they do not steer the results: '
+                 f"{html.escape(words)}</p>")
+    return text
 
 
 def render_footer(result: ResultPage, index: VideoIndex) -> str:
@@ -120,7 +188,7 @@ def render_footer(result: ResultPage, index: VideoIndex) -> str:
         parts.insert(0, f"server time {result.server_ms:.1f} ms ({timings})")
     stage = (index.info.get("first_stage") or {}).get("kind")
     parts.append(f"two-stage search ({stage} first stage)" if stage else "exact scan")
-    return " · ".join(parts)
+    return f"<p>{html.escape(' · '.join(parts))}</p>"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -130,14 +198,15 @@ def render_footer(result: ResultPage, index: VideoIndex) -> str:
 
 def _page_outputs(page: SearchPage, result: ResultPage, state: dict) -> tuple:
     state = {**state, "page": result.page, "hits": {hit.position: hit for hit in result.hits}}
-    message = result.message or f"Page {result.page + 1}: results {result.page * page.page_size + 1}–" \
-                                f"{result.page * page.page_size + len(result.hits)}"
-    return (render_results(result), message, render_footer(result, page.index),
-            gr.update(interactive=result.page > 0), gr.update(interactive=result.has_next), state)
+    return (render_results(result), render_message(result, page.page_size), render_footer(result, page.index),
+            state)
 
 
 def build_blocks(page: SearchPage, share_nothing: bool = False) -> gr.Blocks:
-    """The page: query box, result grid, player with "more like this", paging, footer with the server time."""
+    """The page: query box, result grid with its pager, player with "more like this", footer with the server time.
+
+    Everything an event changes is HTML rendered here (buttons included), so an event costs Gradio no component
+    updates."""
     with gr.Blocks(title=TITLE, analytics_enabled=not share_nothing) as blocks:
         state = gr.State({})
         gr.Markdown(f"## {TITLE}\nSearch {len(page.index)} videos by what they show and sound like. Click a result to "
@@ -145,21 +214,18 @@ def build_blocks(page: SearchPage, share_nothing: bool = False) -> gr.Blocks:
         with gr.Row(equal_height=True):
             query = gr.Textbox(show_label=False, placeholder="a dog barks at a car", scale=5, elem_id="avigate-query")
             search = gr.Button("Search", variant="primary", scale=1, elem_id="avigate-search")
-        message = gr.Markdown(elem_id="avigate-message")
-        with gr.Row():
-            with gr.Column(scale=3):
+        message = gr.HTML(elem_id="avigate-message")
+        with gr.Row(elem_id="avigate-main"):
+            with gr.Column(scale=3, elem_id="avigate-results-column"):
                 results = gr.HTML(elem_id="avigate-results", js_on_load=PICK_JS)
-                with gr.Row():
-                    previous = gr.Button("← Previous page", interactive=False, elem_id="avigate-previous")
-                    following = gr.Button("Next page →", interactive=False, elem_id="avigate-next")
-            with gr.Column(scale=2):
-                player = gr.HTML(elem_id="avigate-player", js_on_load=None)
-                similar = gr.Button("More like this", interactive=False, elem_id="avigate-similar")
-        footer = gr.Markdown(render_footer(ResultPage(), page.index), elem_id="avigate-footer")
-        page_outputs = [results, message, footer, previous, following, state]
+            with gr.Column(scale=2, elem_id="avigate-player-column"):
+                player = gr.HTML(elem_id="avigate-player", js_on_load=SIMILAR_JS)
+        footer = gr.HTML(render_footer(ResultPage(), page.index), elem_id="avigate-footer")
+        page_outputs = [results, message, footer, state]
 
-        def run_query(text: str, state: dict):
-            return _page_outputs(page, page.query(text), {**state, "mode": "text", "query": text})
+        def run_query(text: str):
+            # A new ranking empties the player: its clip, score and "more like this" belonged to the previous one.
+            return (*_page_outputs(page, page.query(text), {"mode": "text", "query": text}), "")
 
         def turn_page(step: int, state: dict):
             number = max(0, state.get("page", 0) + step)
@@ -167,28 +233,62 @@ def build_blocks(page: SearchPage, share_nothing: bool = False) -> gr.Blocks:
                 return _page_outputs(page, page.more_like_this(state["source"], number), state)
             return _page_outputs(page, page.query(state.get("query", ""), number), state)
 
-        def like_this(state: dict):
-            source = state.get("selected", -1)
-            return _page_outputs(page, page.more_like_this(source), {**state, "mode": "similar", "source": source})
+        def click_results(state: dict, event: gr.EventData):
+            step = getattr(event, "step", None)
+            if step is not None:
+                return (*turn_page(int(step), state), gr.skip())
+            hit = state.get("hits", {}).get(getattr(event, "position", None))
+            outputs = (gr.skip(), gr.skip(), gr.skip())
+            return (*outputs, state, "") if hit is None else (*outputs, state, render_player(hit))
 
-        def pick(state: dict, event: gr.EventData):
-            hit = state.get("hits", {}).get(event.position)
-            if hit is None:
-                return "", gr.update(interactive=False), state
-            return render_player(hit), gr.update(interactive=True), {**state, "selected": hit.position}
+        def like_this(event: gr.EventData):
+            source = int(getattr(event, "position", -1))
+            return _page_outputs(page, page.more_like_this(source), {"mode": "similar", "source": source})
 
-        search.click(run_query, [query, state], page_outputs)
-        query.submit(run_query, [query, state], page_outputs)
-        previous.click(lambda state: turn_page(-1, state), [state], page_outputs)
-        following.click(lambda state: turn_page(1, state), [state], page_outputs)
-        similar.click(like_this, [state], page_outputs)
-        results.click(pick, [state], [player, similar, state])
+        search.click(run_query, [query], [*page_outputs, player])
+        query.submit(run_query, [query], [*page_outputs, player])
+        results.click(click_results, [state], [*page_outputs, player])
+        player.click(like_this, None, page_outputs)
     return blocks
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The server: file routes + the page.
+# The server: only the page's requests, the file routes, the page.
 # ---------------------------------------------------------------------------------------------------------------
+
+
+class PageRequestsOnly:
+    """ASGI middleware in front of the whole server: a request the page does not make ([`PAGE_REQUESTS`]) answers
+    404, a wrong method on one it makes 405, a body over `MAX_BODY_BYTES` 413 (411 without a length); websockets are
+    refused. The rest goes on to `app`."""
+
+    def __init__(self, app):
+        self.app = app
+        self.routes = [(re.compile(pattern), methods) for pattern, methods in PAGE_REQUESTS.items()]
+
+    def refusal(self, scope: dict) -> Response | None:
+        methods = next((methods for pattern, methods in self.routes if pattern.fullmatch(scope["path"])), None)
+        if methods is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        if scope["method"] not in methods:
+            return PlainTextResponse("Method Not Allowed", status_code=405, headers={"Allow": ", ".join(methods)})
+        if scope["method"] == "POST":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is None or not length.isdigit():
+                return PlainTextResponse("Length Required", status_code=411)
+            if int(length) > MAX_BODY_BYTES:
+                return PlainTextResponse("Content Too Large", status_code=413)
+        return None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        refusal = self.refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
 
 
 def add_media_routes(app: FastAPI, page: SearchPage) -> None:
@@ -212,7 +312,8 @@ def add_media_routes(app: FastAPI, page: SearchPage) -> None:
                         headers={"Cache-Control": "max-age=3600"})
 
 
-def create_app(index: VideoIndex, page_size: int = PAGE_SIZE, share_nothing: bool = False) -> FastAPI:
+def create_app(index: VideoIndex, page_size: int = PAGE_SIZE, share_nothing: bool = False,
+               concurrency: int | None = CONCURRENCY) -> FastAPI:
     """The whole server for `index` (with its model attached for text queries).
 
     Args:
@@ -220,15 +321,29 @@ def create_app(index: VideoIndex, page_size: int = PAGE_SIZE, share_nothing: boo
         page_size: results per page.
         share_nothing: no usage analytics and no fonts from a CDN, so the page and the server contact nothing but
             this server (default: Gradio's own defaults).
+        concurrency: requests answered at once (`None`: no limit; 1 is Gradio's default queue).
     """
     page = SearchPage(index, page_size)
-    app = FastAPI(title=TITLE)
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
     add_media_routes(app, page)
     theme = gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO_FONTS) if share_nothing else None
-    return gr.mount_gradio_app(app, build_blocks(page, share_nothing), path="/", css=CSS, theme=theme,
-                               ssr_mode=False, footer_links=[])
+    blocks = build_blocks(page, share_nothing).queue(default_concurrency_limit=concurrency)
+    app = gr.mount_gradio_app(app, blocks, path="/", css=CSS, theme=theme, ssr_mode=False, footer_links=[])
+    app.add_middleware(PageRequestsOnly)
+    return app
 
 
-def run(app: FastAPI, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve `app` until interrupted (localhost only unless `host` says otherwise)."""
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+def bind(host: str, port: int) -> socket.socket:
+    """A socket listening on `host:port`, made before the server starts so that a port in use fails here with one
+    clear `OSError`, not after the page was announced."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from error
+
+
+def run(app: FastAPI, listener: socket.socket) -> None:
+    """Serve `app` on `listener` (see [`bind`]) until interrupted."""
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
