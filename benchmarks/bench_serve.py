@@ -15,18 +15,30 @@ Two model/index shapes, both randomly initialised (timing does not depend on tra
 `--index DIR` times the same on a real index with the model recorded in it instead (e.g. `outputs/demo/index`, built
 from the demo's clips as docs/serve.md shows).
 
+`--clients N` measures the page server over HTTP instead: N clients at once, each sending `--queries-per-client`
+queries one after the other through the page's own protocol (Gradio's `queue/join` + `queue/data` event stream, as
+the browser does), against two servers started side by side in child processes over the same demo-size synthetic
+index: Gradio's default queue (one event at a time) and the page's (`create_app`'s default concurrency). Rounds
+alternate between the two; each prints queries/s, client-side p50/p95 latency, errors and the load average.
+
 Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/bench_serve.py [--videos 840] [--queries 50]
     OMP_NUM_THREADS=1 python benchmarks/bench_serve.py --index outputs/demo/index
+    OMP_NUM_THREADS=1 python benchmarks/bench_serve.py --clients 20 --queries-per-client 25
 """
 
 import argparse
+import asyncio
+import json
+import multiprocessing
 import os
 import platform
 import statistics
 import time
+import uuid
 
+import httpx
 import torch
 import yaml
 
@@ -34,7 +46,7 @@ from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.data.synthetic import synthetic_tokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 from modeling_avigate.search import VideoIndex
-from modeling_avigate.serve.app import render_results
+from modeling_avigate.serve.app import CONCURRENCY, bind, create_app, render_results, run
 from modeling_avigate.serve.search_page import SearchPage
 
 
@@ -65,6 +77,13 @@ def synthetic_index(model: AvigateModel, processor, num_videos: int, num_frames:
                                        has_audio=torch.rand(num_videos) < 0.9,
                                        logit_scale=model.get_logit_scale().item())
     return index.attach(model, processor, force=True)
+
+
+def synthetic_page(tokenizer, shape: str, num_videos: int) -> SearchPage:
+    """The page over a synthetic index of `num_videos` random videos, with a random model of `shape`."""
+    model, num_frames = build_model(shape, tokenizer)
+    processor = AvigateProcessor(AvigateFeatureExtractor(), AvigateVideoProcessor(num_frames=num_frames), tokenizer)
+    return SearchPage(synthetic_index(model, processor, num_videos, num_frames))
 
 
 def load_index(path: str) -> VideoIndex:
@@ -100,29 +119,144 @@ def milliseconds(function) -> float:
     return 1000 * (time.perf_counter() - started)
 
 
+# -- the page server over HTTP ------------------------------------------------------------------------------------
+
+
+class PageClient:
+    """One visitor of the page: sends queries through the page's own protocol, one session, one query at a time."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, config: dict):
+        self.client, self.base_url = client, base_url.rstrip("/")
+        # The query box's event, as the browser finds it in the page's config.
+        event = next(index for index, dependency in enumerate(config["dependencies"])
+                     if dependency.get("api_name") == "run_query")
+        self.event, self.trigger = event, config["dependencies"][event]["targets"][0][0]
+        self.session = uuid.uuid4().hex[:11]
+
+    async def query(self, text: str) -> list:
+        """The event's outputs for `text` (the result grid's HTML first); raises on any error the page reports."""
+        joined = await self.client.post(f"{self.base_url}/gradio_api/queue/join",
+                                        json={"data": [text], "fn_index": self.event,
+                                              "trigger_id": self.trigger, "session_hash": self.session})
+        joined.raise_for_status()
+        async with self.client.stream("GET", f"{self.base_url}/gradio_api/queue/data",
+                                      params={"session_hash": self.session}) as stream:
+            async for line in stream.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                message = json.loads(line[len("data: "):])
+                if message.get("msg") == "process_completed":
+                    if not message.get("success"):
+                        raise RuntimeError(f"the page reported an error: {message.get('output')}")
+                    return message["output"]["data"]
+        raise RuntimeError("the event stream closed before the result")
+
+
+async def load_test(base_url: str, clients: int, queries_per_client: int) -> dict:
+    """`clients` visitors at once, each sending `queries_per_client` queries in turn: throughput and latencies."""
+    limits = httpx.Limits(max_connections=2 * clients + 4)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        config = (await client.get(f"{base_url}config")).json()
+        latencies, errors = [], []
+
+        async def visitor(number: int) -> None:
+            page = PageClient(client, base_url, config)
+            for turn in range(queries_per_client):
+                started = time.perf_counter()
+                try:
+                    await page.query(QUERIES[(number + turn) % len(QUERIES)])
+                    latencies.append(time.perf_counter() - started)
+                except (httpx.HTTPError, RuntimeError) as error:
+                    errors.append(str(error))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(visitor(number) for number in range(clients)))
+        wall = time.perf_counter() - started
+    latencies.sort()
+    return {"queries_per_s": len(latencies) / wall, "p50_ms": 1000 * statistics.median(latencies),
+            "p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))], "answered": len(latencies),
+            "errors": len(errors), "wall_s": wall}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux `/proc`)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_synthetic(concurrency: int | None, port: int, num_videos: int, ready) -> None:
+    """Child process: the page over a demo-size synthetic index on `port` with `concurrency` queries at once."""
+    torch.manual_seed(0)
+    tokenizer = synthetic_tokenizer()
+    tokenizer.model_max_length = 32
+    app = create_app(synthetic_page(tokenizer, "demo", num_videos).index, share_nothing=True, concurrency=concurrency)
+    listener = bind("127.0.0.1", port)
+    ready.set()
+    run(app, listener)
+
+
+def compare_queues(args: argparse.Namespace) -> None:
+    """Gradio's default queue (concurrency 1) and the page's, side by side, rounds alternating."""
+    context = multiprocessing.get_context("spawn")
+    settings = {"Gradio default queue (1 at a time)": 1, f"the page (create_app, {CONCURRENCY} at a time)": CONCURRENCY}
+    servers, urls = {}, {}
+    try:
+        for number, (label, concurrency) in enumerate(settings.items()):
+            ready = context.Event()
+            port = args.port + number
+            server = context.Process(target=serve_synthetic, args=(concurrency, port, args.videos, ready), daemon=True)
+            server.start()
+            servers[label] = server
+            if not ready.wait(300):
+                raise RuntimeError(f"the server for {label} did not start")
+            urls[label] = f"http://127.0.0.1:{port}/"
+        for url in urls.values():  # warm-up: first queries load the page's code paths
+            asyncio.run(load_test(url, 2, 5))
+        for round_number in range(args.rounds):
+            for label, url in urls.items():
+                server_cpu, client_cpu = cpu_seconds(servers[label].pid), time.process_time()
+                result = asyncio.run(load_test(url, args.clients, args.queries_per_client))
+                server_cpu, client_cpu = cpu_seconds(servers[label].pid) - server_cpu, time.process_time() - client_cpu
+                print(f"round {round_number + 1}, {label}: {result['queries_per_s']:.1f} queries/s, client p50 "
+                      f"{result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, {result['answered']} answered, "
+                      f"{result['errors']} errors, {result['wall_s']:.1f} s; CPU per query: server "
+                      f"{1000 * server_cpu / result['answered']:.1f} ms, clients {1000 * client_cpu / result['answered']:.1f} ms; "
+                      f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    finally:
+        for server in servers.values():
+            server.terminate()
+            server.join(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=840)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--index", help="time a saved index with its own model instead of synthetic ones")
     parser.add_argument("--shapes", nargs="+", default=["demo", "paper"], choices=["demo", "paper"])
+    parser.add_argument("--clients", type=int, help="measure the page server over HTTP with this many clients")
+    parser.add_argument("--queries-per-client", type=int, default=25)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per server, alternating (with --clients)")
+    parser.add_argument("--port", type=int, default=7870, help="first of the two servers' ports (with --clients)")
     args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+          f"{torch.get_num_threads()}; load average before: {os.getloadavg()}")
+    if args.clients:
+        compare_queues(args)
+        return
     torch.manual_seed(0)
     tokenizer = synthetic_tokenizer()
     tokenizer.model_max_length = 32
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-          f"{torch.get_num_threads()}; load average before: {os.getloadavg()}")
     if args.index:
         index = load_index(args.index)
         time_page(f"{args.index} N={len(index)} T={index.frame_embeds.shape[1]} D={index.frame_embeds.shape[2]}",
                   SearchPage(index), args.queries)
         return
     for shape in args.shapes:
-        model, num_frames = build_model(shape, tokenizer)
-        video_processor = AvigateVideoProcessor(num_frames=num_frames)
-        processor = AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
-        page = SearchPage(synthetic_index(model, processor, args.videos, num_frames))
-        time_page(f"{shape:5s} N={args.videos} T={num_frames} D={model.config.projection_dim}", page, args.queries)
+        page = synthetic_page(tokenizer, shape, args.videos)
+        time_page(f"{shape:5s} N={args.videos} T={page.index.frame_embeds.shape[1]} "
+                  f"D={page.index.frame_embeds.shape[2]}", page, args.queries)
 
 
 if __name__ == "__main__":

@@ -59,20 +59,26 @@ class PageVisit:
     """What the browser saw."""
 
     result_names: list[str]
+    message: str
     player_name: str
     gate_text: str
     start_time: float
     played_time: float
+    player_in_view: bool
     footer: str
     similar_names: list[str]
+    similar_message: str
+    player_after_new_query: str
+    typed_query_message: str
+    typed_query_markup: int
     requested_hosts: set[str]
 
 
 def search_and_play(url: str, query: str, screenshot: str | os.PathLike, timeout_s: float = 60.0,
-                    viewport: tuple[int, int] = (1280, 900)) -> PageVisit:
-    """Open the page, search for `query`, click the first result, wait until its video plays (`currentTime`
-    advances), save a screenshot, then ask for "more like this"; report what was shown. Every wait is bounded by
-    `timeout_s`."""
+                    viewport: tuple[int, int] = (1280, 900), typed_query: str = "**bold** <img src=x> red") -> PageVisit:
+    """Open the page, search for `query`, click the last result of the page, wait until its video plays
+    (`currentTime` advances), save a screenshot, then ask for "more like this", then search for `typed_query` (text
+    that Markdown or HTML would format); report what was shown. Every wait is bounded by `timeout_s`."""
     from urllib.parse import urlparse
 
     from playwright.sync_api import sync_playwright
@@ -86,7 +92,8 @@ def search_and_play(url: str, query: str, screenshot: str | os.PathLike, timeout
             page.set_default_timeout(timeout_ms)
             page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
             page.goto(url)
-            page.locator("#avigate-query textarea, #avigate-query input").first.fill(query)
+            box = page.locator("#avigate-query textarea, #avigate-query input").first
+            box.fill(query)
             page.locator("#avigate-search").click()
             cards = page.locator("#avigate-results .avigate-card")
             cards.first.wait_for()
@@ -94,18 +101,23 @@ def search_and_play(url: str, query: str, screenshot: str | os.PathLike, timeout
             page.wait_for_function("() => [...document.querySelectorAll('#avigate-results img')]"
                                    ".every(image => image.complete)")
             names = [name.split(" ", 1)[1] for name in cards.locator(".avigate-name").all_inner_texts()]
-            cards.first.click()
+            message = page.locator("#avigate-message").inner_text()
+            # The last card: on a narrow screen the one farthest from where the player is laid out.
+            cards.last.scroll_into_view_if_needed()
+            cards.last.click()
             video = page.locator("#avigate-player video")
             video.wait_for()
-            start = float(video.evaluate("v => new Promise(resolve => v.readyState >= 1 ? resolve(v.currentTime) : "
-                                         "v.addEventListener('loadedmetadata', () => resolve(v.currentTime)))"))
-            page.wait_for_function("start => { const v = document.querySelector('#avigate-player video');"
-                                   " return v && !v.paused && v.currentTime > start + 0.1; }", arg=start)
-            played = float(video.evaluate("v => v.currentTime"))
+            # It plays from where the page asked: the browser's played range (a best frame near the end of a
+            # short clip may play to the end before any check runs).
+            page.wait_for_function("() => { const v = document.querySelector('#avigate-player video');"
+                                   " return v && v.played.length > 0 && v.played.end(0) > v.played.start(0) + 0.02; }")
+            start, played = video.evaluate("v => [v.played.start(0), v.played.end(0)]")
+            in_view = bool(video.evaluate("v => { const box = v.getBoundingClientRect(); return box.height > 0 && "
+                                          "box.top >= 0 && box.bottom <= window.innerHeight; }"))
             player_name = page.locator("#avigate-player .avigate-name").inner_text().split(" ", 1)[1]
             gate = page.locator("#avigate-player .avigate-gate").inner_text()
             footer = page.locator("#avigate-footer").inner_text()
-            page.screenshot(path=os.fspath(screenshot), full_page=True)
+            page.screenshot(path=os.fspath(screenshot), full_page=False)
             # "More like this": the grid is replaced by the clicked clip's neighbours, without the clip itself.
             selected = page.locator("#avigate-player .avigate-player").get_attribute("data-position")
             page.locator("#avigate-similar").click()
@@ -113,6 +125,15 @@ def search_and_play(url: str, query: str, screenshot: str | os.PathLike, timeout
                                    ".avigate-card'); return cards.length > 0 && [...cards].every(card => "
                                    "card.dataset.position !== position); }", arg=selected)
             similar = [name.split(" ", 1)[1] for name in cards.locator(".avigate-name").all_inner_texts()]
+            similar_message = page.locator("#avigate-message").inner_text()
+            # A new query: the player is emptied, and the query is shown as the text typed.
+            box.fill(typed_query)
+            page.locator("#avigate-search").click()
+            page.wait_for_function("() => document.querySelector('#avigate-message').innerText.includes('Results')")
+            player_after = page.locator("#avigate-player").inner_text().strip()
+            typed_message = page.locator("#avigate-message").inner_text()
+            markup = page.locator("#avigate-message img, #avigate-message strong, #avigate-message b").count()
         finally:
             browser.close()
-    return PageVisit(names, player_name, gate, start, played, footer, similar, hosts)
+    return PageVisit(names, message, player_name, gate, start, played, in_view, footer, similar, similar_message,
+                     player_after, typed_message, markup, hosts)

@@ -2,9 +2,11 @@
 page, the file routes (range requests, nothing outside the index) and the page itself in a real browser."""
 
 import copy
+import html
 import io
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -20,6 +22,17 @@ from modeling_avigate.search.previews import POSTER_SIZE
 from modeling_avigate.serve.search_page import SearchPage, explain_scores, known_words, relocate_videos
 
 from test_index import build_gallery
+
+
+def load_benchmark_script(name: str):
+    """`benchmarks/NAME.py` as a module, loaded by path."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 QUERY = "a dog barks at a car"
@@ -103,6 +116,32 @@ def test_known_words(built):
     tokenizer = built["processor"].tokenizer
     assert known_words(tokenizer, "zebra dog xylophone barks") == ["dog", "barks"]
     assert known_words(tokenizer, "zebra xylophone") == []
+    assert known_words(tokenizer, "“dog,” ... barks!") == ["“dog,”", "barks!"]  # punctuation is not part of a word
+
+
+def test_known_words_of_the_demo_vocabulary():
+    """The synthetic benchmark's BPE spells `dog` as `do g` and `barks` as `ba r k s`: neither is a word it knows, so
+    the placeholder query is mostly unknown to the demo model (it used to count `dog` as known)."""
+    from modeling_avigate.data.synthetic import synthetic_tokenizer
+
+    tokenizer = synthetic_tokenizer()
+    assert [piece.replace("</w>", "") for piece in tokenizer.tokenize("dog")] == ["do", "g"]
+    assert known_words(tokenizer, QUERY) == ["a", "a"]
+    assert known_words(tokenizer, "a red circle moves left with a high beep") == QUERY_WORDS_DEMO
+
+
+QUERY_WORDS_DEMO = ["a", "red", "circle", "moves", "left", "with", "a", "high", "beep"]
+
+
+def test_results_say_what_they_are_and_name_the_unknown_words(built):
+    index = VideoIndex.load(built["root"] / "index", model=built["model"], processor=built["processor"])
+    page = SearchPage(index, page_size=3)
+    result = page.query("a zebra dog barks at a zebra xylophone")
+    assert result.title == "Results for “a zebra dog barks at a zebra xylophone”" and len(result.hits) == 3
+    assert result.unknown_words == ["zebra", "xylophone"]  # each once, in query order
+    assert page.query(QUERY).unknown_words == []
+    similar = page.more_like_this(4)
+    assert similar.title == f"Clips like {os.path.basename(index.paths[4])}" and similar.unknown_words == []
 
 
 def test_query_pages_follow_the_index_ranking(built):
@@ -203,6 +242,96 @@ def test_gradio_file_route_serves_no_local_file(client, built):
         assert response.status_code in (403, 404) and b"root:" not in response.content
 
 
+@pytest.mark.parametrize("route", ["/docs", "/redoc", "/openapi.json", "/gradio_api/openapi.json", "/gradio_api/info",
+                                   "/gradio_api/upload_progress", "/monitoring", "/gradio_api/file=/etc/passwd",
+                                   "/gradio_api/proxy=http://example.com/", "/login", "/manifest.json"])
+def test_server_has_no_route_the_page_does_not_use(client, route):
+    response = client.get(route)
+    assert response.status_code == 404 and response.text == "Not Found"
+
+
+def test_uploads_are_refused_and_store_nothing(client, tmp_path, monkeypatch):
+    import gradio.utils
+
+    upload_folder = gradio.utils.get_upload_folder()
+    before = set(os.listdir(upload_folder)) if os.path.isdir(upload_folder) else set()
+    response = client.post("/gradio_api/upload", files={"files": ("big.bin", b"x" * 100_000)})
+    assert response.status_code == 404
+    after = set(os.listdir(upload_folder)) if os.path.isdir(upload_folder) else set()
+    assert after == before
+
+
+@pytest.mark.parametrize("method, route", [("POST", "/media/video/0"), ("PUT", "/media/poster/0"), ("DELETE", "/"),
+                                           ("GET", "/gradio_api/queue/join"), ("POST", "/config")])
+def test_wrong_methods_answer_405(client, method, route):
+    response = client.request(method, route)
+    assert response.status_code == 405 and response.headers["allow"]
+
+
+def test_page_calls_have_a_size_limit(client):
+    response = client.post("/gradio_api/queue/join", content=b'{"data": ["' + b"a" * 100_000 + b'"]}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_media_route_serves_only_the_indexed_files(built, tmp_path):
+    """An index whose entries were edited to name other files (`VideoIndex.video_file` checks each file against its
+    recorded signature) serves none of them, through the page server's route."""
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    from fastapi.testclient import TestClient
+
+    from modeling_avigate.serve.app import create_app
+
+    index = fresh_copy(built, "tampered")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    (tmp_path / "clip.mp4").symlink_to(secret)
+    index.entries[0] = {**index.entries[0], "path": "/etc/passwd"}  # an index.json edited to list another file
+    index.entries[1] = {**index.entries[1], "path": str(secret)}
+    index.entries[2] = {**index.entries[2], "path": str(tmp_path / "clip.mp4")}  # a video name, a text file behind
+    tampered = TestClient(create_app(index, share_nothing=True))
+    for position in (0, 1, 2):
+        response = tampered.get(f"/media/video/{position}")
+        assert response.status_code == 404 and b"root:" not in response.content
+    assert tampered.get("/media/video/3").status_code == 200
+
+
+def test_queries_run_concurrently(built, monkeypatch):
+    """Three queries that can only finish together (each waits for the other two) are all answered: Gradio's default
+    queue, one event at a time, would leave the first waiting for ever."""
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    import asyncio
+    import threading
+
+    import httpx
+    from browser import serving
+
+    from modeling_avigate.serve.app import create_app
+
+    bench_serve = load_benchmark_script("bench_serve")
+    index = VideoIndex.load(built["root"] / "index", model=built["model"], processor=built["processor"])
+    expected = [hit.file_name for hit in SearchPage(index, page_size=2).query(QUERY).hits]
+    together = threading.Barrier(3, timeout=30)
+    query = SearchPage.query
+
+    def query_together(self, text: str, page: int = 0):
+        together.wait()
+        return query(self, text, page)
+
+    monkeypatch.setattr(SearchPage, "query", query_together)
+
+    async def three_visitors(url: str) -> list:
+        async with httpx.AsyncClient(timeout=60) as http:
+            config = (await http.get(f"{url}config")).json()
+            visitors = [bench_serve.PageClient(http, url, config) for _ in range(3)]
+            return await asyncio.gather(*(visitor.query(QUERY) for visitor in visitors))
+
+    with serving(create_app(index, page_size=2, share_nothing=True)) as url:
+        answers = asyncio.run(three_visitors(url))
+    for answer in answers:
+        assert all(name in answer[0] for name in expected)
+
+
 def test_poster_route(client, built):
     response = client.get("/media/poster/4")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
@@ -217,7 +346,11 @@ def test_page_renders(client):
 # -- the page in a real browser -------------------------------------------------------------------------------
 
 
-def test_search_click_and_play_in_chromium(built, tmp_path):
+@pytest.mark.parametrize("width", [1400, 420])
+def test_search_click_and_play_in_chromium(built, tmp_path, width):
+    """The page as a user meets it, wide and on a phone-sized screen: results say what they are, the clicked clip
+    plays from its best frame and stays in view, "more like this" says whose neighbours it shows, a new query empties
+    the player, and a query that looks like markup is shown as typed."""
     pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
     pytest.importorskip("playwright", reason="the browser test needs playwright (test extra)")
     from browser import chromium_path, search_and_play, serving
@@ -228,17 +361,25 @@ def test_search_click_and_play_in_chromium(built, tmp_path):
 
     index = VideoIndex.load(built["root"] / "index", model=built["model"], processor=built["processor"])
     expected = SearchPage(index, page_size=4).query(QUERY).hits
+    typed = "**bold** <img src=x> red"
     with serving(create_app(index, page_size=4, share_nothing=True)) as url:
-        visit = search_and_play(url, QUERY, tmp_path / "search-page.png", timeout_s=60)
+        visit = search_and_play(url, QUERY, tmp_path / "search-page.png", timeout_s=60, viewport=(width, 900),
+                                typed_query=typed)
     assert visit.result_names == [hit.file_name for hit in expected]
-    assert visit.player_name == expected[0].file_name
-    assert abs(visit.start_time - expected[0].best_frame_time) < 0.05  # starts at the frame that matched best
+    assert visit.message.startswith(f"Results for “{QUERY}” · page 1, results 1–4")
+    clicked = expected[-1]  # the last card of the page
+    assert visit.player_name == clicked.file_name
+    assert abs(visit.start_time - clicked.best_frame_time) < 0.05  # starts at the frame that matched best
     assert visit.played_time > visit.start_time
-    gate = expected[0]
-    assert visit.gate_text.startswith(f"audio gate {gate.audio_gate:.3f}" if gate.has_audio else "no sound track")
+    assert visit.player_in_view  # on a narrow screen too, the clicked clip plays where the user can see it
+    assert visit.gate_text.startswith(f"audio gate {clicked.audio_gate:.3f}" if clicked.has_audio else "no sound track")
     assert "server time" in visit.footer
-    neighbours = SearchPage(index, page_size=4).more_like_this(expected[0].position).hits
+    neighbours = SearchPage(index, page_size=4).more_like_this(clicked.position).hits
     assert visit.similar_names == [hit.file_name for hit in neighbours]
+    assert visit.similar_message.startswith(f"Clips like {clicked.file_name} · page 1")
+    assert visit.player_after_new_query == ""  # the old clip, its score and its "more like this" are gone
+    assert f"Results for “{typed}”" in visit.typed_query_message and visit.typed_query_markup == 0
+    assert "“**bold**”, “<img”, “src=x>”" in visit.typed_query_message  # named, as typed
     assert visit.requested_hosts == {url.split("/")[2]}  # share-nothing: the page loaded nothing from elsewhere
     assert (tmp_path / "search-page.png").stat().st_size > 10_000
 
@@ -280,7 +421,8 @@ def test_cli_serve_binds_localhost_and_old_indexes_are_to_be_rebuilt(built, tmp_
     assert main(["index", str(built["root"] / "videos"), "--model", str(tmp_path / "model"), "--out",
                  str(tmp_path / "gallery"), "--num-workers", "0"]) == 0
     served = {}
-    monkeypatch.setattr(app, "run", lambda server, host, port: served.update(server=server, host=host, port=port))
+    monkeypatch.setattr(app, "bind", lambda host, port: served.update(host=host, port=port) or "listener")
+    monkeypatch.setattr(app, "run", lambda server, listener: served.update(server=server, listener=listener))
     assert main(["serve", str(tmp_path / "gallery")]) == 0
     assert (served["host"], served["port"]) == ("127.0.0.1", 7860)
     assert any(getattr(route, "path", "") == "/media/video/{position}" for route in served["server"].routes)
@@ -292,6 +434,42 @@ def test_cli_serve_binds_localhost_and_old_indexes_are_to_be_rebuilt(built, tmp_
     assert main(["serve", str(tmp_path / "gallery")]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and error.endswith("rebuild it with 'avigate index'")
+
+
+def test_cli_serve_on_a_port_in_use_is_one_error_line(built, tmp_path, capsys):
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    import socket
+
+    from modeling_avigate.cli import main
+
+    built["model"].save_pretrained(tmp_path / "model")
+    save_copy(built["processor"], tmp_path / "model")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        capsys.readouterr()
+        assert main(["serve", str(built["root"] / "index"), "--model", str(tmp_path / "model"), "--force", "--port",
+                     str(port)]) == 1
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    last_line = err.splitlines()[-1]  # after the model's loading bar
+    assert last_line == f"avigate serve: error: cannot listen on 127.0.0.1:{port}: address already in use"
+
+
+@pytest.mark.parametrize("query", ["**bold** red", "<img src=x onerror=alert(1)> red", "zzqx <svg onload=alert(1)>"])
+def test_messages_show_the_query_as_text(built, query):
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    from modeling_avigate.serve.app import render_message
+
+    index = VideoIndex.load(built["root"] / "index", model=built["model"], processor=built["processor"])
+    result = SearchPage(index, page_size=3).query(query)
+    message = render_message(result, 3)
+    assert "<img" not in message and "<svg" not in message and "<b>" not in message
+    shown = html.unescape(re.sub(r"<[^>]+>", "", message))
+    if result.hits:  # the title and the unknown words, as typed
+        assert f"Results for “{query}”" in shown and all(f"“{word}”" in shown for word in result.unknown_words)
+        assert result.unknown_words == [word for word in query.split() if word != "red"]
+    else:
+        assert f"None of the words in “{query}”" in shown
 
 
 def test_page_uses_the_two_stage_search_when_the_index_has_a_first_stage(built):
