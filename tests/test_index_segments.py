@@ -260,3 +260,20 @@ def test_decoding_in_isolated_workers_gives_the_same_index_and_lists_bad_files(s
     assert torch.equal(isolated.frame_embeds, in_process.frame_embeds)
     assert [failure["path"] for failure in isolated.failures] == [str(broken)]
     assert "cannot be read as media" in isolated.failures[0]["error"]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_the_first_stage_follows_added_and_removed_files(setup, kind):
+    pytest.importorskip("faiss")
+    model, processor = setup["model"], setup["processor"]
+    index = VideoIndex.build(model, processor, setup["cuts"][:3], segmented(), first_stage=kind, shortlist_size=64)
+    stage = index.first_stage
+    index.add(setup["cuts"][:5], segmented())
+    assert index.first_stage is stage and stage.ntotal == len(index) == 5  # updated in place, not rebuilt
+    index.remove([setup["cuts"][1]])
+    assert index.first_stage.ntotal == len(index) == 4
+    assert (index.first_stage is stage) == (kind == "flat")  # flat drops the vector; hnsw ids cannot be renumbered
+    queries = index.video_embeds
+    two_stage = index.search(queries, k=4, per_file=False)
+    exact = index.search(queries, k=4, per_file=False, exact=True)
+    assert [[hit.position for hit in hits] for hits in two_stage] == [[hit.position for hit in hits] for hits in exact]
