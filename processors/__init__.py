@@ -15,10 +15,8 @@ from .video_io import (
     MediaError,
     VideoSegment,
     decode_segments,
-    read_frame_at,
     read_video,
     sample_frame_indices,
-    sampled_frame_times,
 )
 
 
@@ -40,8 +38,6 @@ __all__ = [
     "MediaError",
     "VideoSegment",
     "decode_segments",
-    "read_frame_at",
     "read_video",
     "sample_frame_indices",
-    "sampled_frame_times",
 ]

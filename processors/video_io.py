@@ -925,55 +925,6 @@ def read_video(
     return segment
 
 
-def sampled_frame_times(
-    path: str | os.PathLike, num_frames: int, sample_fps: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """Presentation times (seconds) of the frames [`read_video`] samples from `path` with the same `num_frames` and
-    `sample_fps`: its first pass without the sound track, so nothing is decoded.
-
-    Raises:
-        MediaError: as [`read_video`].
-    """
-    path = os.fspath(path)
-    settings = DecodeSettings(num_frames=num_frames, sample_fps=sample_fps, read_audio=False, max_pixels=max_pixels)
-    check_media_file(path)
-    with _media_errors(path), _open(path, max_pixels) as container:
-        video, _ = _streams(path, container, settings)
-        times = _demux_timeline(path, container, video, []).times
-    return times[sample_frame_indices(times, num_frames, sample_fps)]
-
-
-def read_frame_at(path: str | os.PathLike, time: float, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The upright, full-size RGB uint8 frame `[H, W, 3]` shown at `time` seconds (a time from
-    [`sampled_frame_times`]): only the packets from the keyframe before it are decoded.
-
-    Raises:
-        MediaError: as [`read_video`].
-    """
-    path = os.fspath(path)
-    settings = DecodeSettings(read_audio=False, max_pixels=max_pixels)
-    check_media_file(path)
-    with _media_errors(path), _open(path, max_pixels) as container:
-        video, _ = _streams(path, container, settings)
-        timeline = _demux_timeline(path, container, video, [])
-        position = min(int(np.searchsorted(timeline.times, time - TIME_TOLERANCE)), timeline.pts.size - 1)
-        selector = _FrameSelector(timeline, np.array([position]))
-        _rewind(path, container, timeline)
-        settled, index = [], 0
-        for packet in container.demux(video):
-            if _packet_stamp(packet) is not None:
-                settled += selector.decode(video.codec_context, packet, index)
-                index += 1
-            if selector.done:
-                break
-        settled += selector.drain(video.codec_context, index) if not selector.done else []
-        if not settled:
-            raise MediaError(path, f"the video stream is truncated or corrupt: no frame decodes at {time:.3f} s")
-        frame = settled[0][1]
-        _check_pixels(path, frame.width, frame.height, max_pixels)
-        return np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), (int(round(frame.rotation)) // 90) % 4))
-
-
 @contextmanager
 def _media_errors(path: str) -> Iterator[None]:
     """Turn FFmpeg's and the OS's errors while reading `path` into one [`MediaError`] naming the file."""

@@ -11,10 +11,8 @@ from modeling_avigate.processors import (
     FrameResizer,
     MediaError,
     decode_segments,
-    read_frame_at,
     read_video,
     sample_frame_indices,
-    sampled_frame_times,
     video_io,
 )
 
@@ -84,26 +82,6 @@ def test_read_video_handles_variable_frame_rate_and_late_start(tmp_path, extensi
     clip = read_video(path, 6, 32, (32, 32))
     np.testing.assert_array_equal(clip.frame_indices, [0, 14, 20, 22, 23, 25])
     np.testing.assert_allclose(clip.frame_times, np.asarray(times)[[0, 14, 20, 22, 23, 25]], atol=1e-3)
-
-
-@pytest.mark.parametrize("rotation", [0, 90])
-def test_sampled_frame_times_and_read_frame_at_agree_with_read_video(tmp_path, rotation):
-    """What the search page's posters use: the times read_video samples (without decoding) and one upright,
-    full-size frame at such a time (decoded from the keyframe before it)."""
-    times = list(2.0 + 0.05 * np.arange(20)) + list(3.0 + 0.5 * np.arange(6))
-    path = write_test_video(str(tmp_path / "vfr.mp4"), num_frames=26, fps=20, frame_times=times, size=(64, 48),
-                            rotation=rotation)
-    clip = read_video(path, 6, 32, (32, 32))
-    np.testing.assert_array_equal(sampled_frame_times(path, 6), clip.frame_times)
-    for index in clip.frame_indices:
-        frame = read_frame_at(path, float(np.asarray(times)[index]))
-        assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8  # upright whatever the stored orientation
-        distances = [np.abs(frame.astype(np.float32) - pattern_frame(other, 64, 48)).mean() for other in range(26)]
-        assert int(np.argmin(distances)) == index
-    with pytest.raises(MediaError, match="missing.mp4"):
-        sampled_frame_times(str(tmp_path / "missing.mp4"), 6)
-    with pytest.raises(MediaError, match="missing.mp4"):
-        read_frame_at(str(tmp_path / "missing.mp4"), 0.0)
 
 
 @pytest.mark.parametrize(
@@ -248,3 +226,9 @@ def test_segments_after_the_end_of_a_short_sound_track_have_no_sound(tmp_path):
     np.testing.assert_array_equal(segments[0].audio, whole.audio[:24000])
     assert [segment.audio_samples for segment in segments] == [24000, 0, 0]
     assert segments[1].audio is None and segments[2].audio is None
+
+
+def test_decode_segments_raises_the_media_error_naming_the_file_when_iterated(tmp_path):
+    segments = decode_segments(str(tmp_path / "missing.mp4"), DecodeSettings())
+    with pytest.raises(MediaError, match="missing.mp4: file not found"):
+        next(segments)
