@@ -293,8 +293,8 @@ class VideoIndex:
             options: as for [`build`](VideoIndex.build); its segment settings must be the index's.
             prune: also drop the segments of indexed files that no longer exist (never done otherwise).
             checkpoint: called with the index every `checkpoint_seconds` while files are embedded (after a file is
-                complete) and at the end, e.g. `index.save`: a run killed midway then loses at most the files since
-                the last checkpoint, and rerunning `add` embeds only what is missing.
+                complete), e.g. `index.save`: a run killed midway then loses at most the files since the last
+                checkpoint, and rerunning `add` embeds only what is missing. Save the index after `add` returns.
         """
         if segment_settings(options) != self.info["segments"]:
             raise ValueError(f"the index cuts files as {self.info['segments']}, not as {segment_settings(options)}; "
@@ -322,8 +322,6 @@ class VideoIndex:
                 parts, last_checkpoint = [], time.monotonic()
                 checkpoint(self)
         self._append_files(parts)
-        if checkpoint is not None:
-            checkpoint(self)
         return embedded
 
     def _append_files(self, parts: list[tuple[EmbeddedFile, dict[str, Any]]]) -> None:
