@@ -2,6 +2,7 @@
 page, the file routes (range requests, nothing outside the index) and the page itself in a real browser."""
 
 import copy
+import dataclasses
 import html
 import io
 import json
@@ -141,7 +142,23 @@ def test_results_say_what_they_are_and_name_the_unknown_words(built):
     assert result.unknown_words == ["zebra", "xylophone"]  # each once, in query order
     assert page.query(QUERY).unknown_words == []
     similar = page.more_like_this(4)
-    assert similar.title == f"Clips like {os.path.basename(index.paths[4])}" and similar.unknown_words == []
+    entry = index.entries[4]
+    span = f" {entry['start']:.1f}–{entry['end']:.1f} s" if entry.get("end") is not None else ""
+    assert similar.title == f"Clips like {os.path.basename(index.paths[4])}{span}" and similar.unknown_words == []
+
+
+def test_cards_and_player_show_a_segments_time_range():
+    pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
+    from modeling_avigate.serve.app import render_card, render_player
+
+    frames = torch.nn.functional.normalize(torch.randn(2, 3, 8), dim=-1)
+    index = VideoIndex.from_embeddings(["/v/a.mp4", "/v/b.mp4"], frames)
+    hit = dataclasses.replace(SearchPage(index).more_like_this(1).hits[0], start=70.0, end=80.0, duration=125.0,
+                              best_frame_time=73.5, missing=False)
+    assert "1:10.0–1:20.0 of 125.0 s" in render_card(hit)
+    player = render_player(hit)
+    assert 'src="media/video/0#t=73.500,80.000"' in player  # from the best frame to the segment's end
+    assert "starts at 73.50 s, the frame that matched best · 1:10.0–1:20.0 of 125.0 s" in player
 
 
 def test_query_pages_follow_the_index_ranking(built):
@@ -376,7 +393,7 @@ def test_search_click_and_play_in_chromium(built, tmp_path, width):
     assert "server time" in visit.footer
     neighbours = SearchPage(index, page_size=4).more_like_this(clicked.position).hits
     assert visit.similar_names == [hit.file_name for hit in neighbours]
-    assert visit.similar_message.startswith(f"Clips like {clicked.file_name} · page 1")
+    assert visit.similar_message.startswith(SearchPage(index).more_like_this(clicked.position).title + " · page 1")
     assert visit.player_after_new_query == ""  # the old clip, its score and its "more like this" are gone
     assert f"Results for “{typed}”" in visit.typed_query_message and visit.typed_query_markup == 0
     assert "“**bold**”, “<img”, “src=x>”" in visit.typed_query_message  # named, as typed

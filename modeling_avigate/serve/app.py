@@ -107,6 +107,18 @@ def _seconds(value: float | None) -> str:
     return "duration unknown" if value is None else f"{value:.1f} s"
 
 
+def clock(seconds: float) -> str:
+    """`m:ss.s`, the way a player shows a position."""
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+def span_text(hit: Hit) -> str:
+    """The segment's time range in its file and the file's duration (only the duration for an unsegmented entry)."""
+    if hit.start is None or hit.end is None:
+        return _seconds(hit.duration)
+    return f"{clock(hit.start)}–{clock(hit.end)} of {_seconds(hit.duration)}"
+
+
 def gate_text(hit: Hit) -> str:
     """How the clip's sound entered its embedding: the mean |gate| over fusion layers, or why there is none."""
     if not hit.has_audio:
@@ -117,14 +129,14 @@ def gate_text(hit: Hit) -> str:
 
 
 def render_card(hit: Hit) -> str:
-    """One result tile: poster, rank, file name, duration, score with its global and local parts, audio gate."""
+    """One result tile: poster, rank, file name, time range, score with its global and local parts, audio gate."""
     missing = '<div class="avigate-missing">file missing</div>' if hit.missing else ""
     poster = (f'<img src="media/poster/{hit.position}" alt="poster of {html.escape(hit.file_name)}">'
               if hit.has_poster else '<div class="avigate-noposter"></div>')
     return (
         f'<button class="avigate-card" data-position="{hit.position}" data-rank="{hit.rank}" type="button">{poster}'
         f'<div class="avigate-meta"><div class="avigate-name">#{hit.rank} {html.escape(hit.file_name)}</div>'
-        f"<div>{_seconds(hit.duration)}</div>"
+        f'<div class="avigate-span">{span_text(hit)}</div>'
         f'<div class="avigate-score">score {hit.score:.2f} = (global {hit.global_score:.2f} + local '
         f"{hit.local_score:.2f}) / 2</div>"
         f'<div class="avigate-gate">{html.escape(gate_text(hit))}</div>{missing}</div></button>'
@@ -152,12 +164,14 @@ def render_player(hit: Hit) -> str:
     if hit.missing:
         return (f'<div class="avigate-player" data-position="{hit.position}"><p class="avigate-missing">{name} was '
                 "moved or deleted since it was indexed; re-index its folder to search it again.</p></div>")
-    start = hit.best_frame_time or 0.0
+    start = hit.best_frame_time if hit.best_frame_time is not None else hit.start or 0.0
+    # A segment plays from its best frame to its end (the media fragment `#t=from,to`); the controls go on from there.
+    fragment = f"{start:.3f}" if hit.end is None else f"{start:.3f},{hit.end:.3f}"
     return (
         f'<div class="avigate-player" data-position="{hit.position}">'
-        f'<video src="media/video/{hit.position}#t={start:.3f}" controls autoplay playsinline preload="auto"></video>'
+        f'<video src="media/video/{hit.position}#t={fragment}" controls autoplay playsinline preload="auto"></video>'
         f'<div class="avigate-meta"><div class="avigate-name">#{hit.rank} {name}</div>'
-        f"<div>starts at {start:.2f} s, the frame that matched best · {_seconds(hit.duration)}</div>"
+        f"<div>starts at {start:.2f} s, the frame that matched best · {span_text(hit)}</div>"
         f"<div>score {hit.score:.2f} = (global {hit.global_score:.2f} + local {hit.local_score:.2f}) / 2</div>"
         f'<div class="avigate-gate">{html.escape(details)}</div></div>'
         f'<button type="button" class="avigate-button" id="avigate-similar" data-similar="{hit.position}">More like '

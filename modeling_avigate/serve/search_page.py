@@ -178,7 +178,9 @@ class SearchPage:
         if not 0 <= position < len(self.index):
             return ResultPage(message=f"There is no video number {position} in the index.")
         result = self._rank(self.index.video_embeds[position], page, exclude=position)
-        result.title = f"Clips like {os.path.basename(self.index.entries[position]['path'])}"
+        entry = self.index.entries[position]
+        span = f" {entry['start']:.1f}–{entry['end']:.1f} s" if entry.get("end") is not None else ""
+        result.title = f"Clips like {os.path.basename(entry['path'])}{span}"
         result.server_ms = 1000 * (time.perf_counter() - started)
         return result
 
