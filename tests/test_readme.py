@@ -6,13 +6,13 @@ Which test covers which README command:
 |---|---|
 | `make demo` | `test_demo.py` (the same script with `--quick`) |
 | `make test` | CI (`.ci/run` runs it) |
-| `pip install torch==2.13.0`, `pip install -e ".[all]"` | `test_packaging.py` |
-| Quickstart: `from_pretrained` on the demo's folders | `test_quickstart_runs_offline_on_local_folders` |
+| `.venv/bin/pip install torch==2.13.0`, `.venv/bin/pip install -e ".[all]"` | `test_packaging.py` |
+| Quickstart: `from_pretrained` on the demo's folders | `test_quickstart_runs_offline_on_local_folders`; its caption is its clip's: `test_quickstart_caption_describes_its_clip` |
 | Quickstart: `from_clip_ast_pretrained` on Hub ids | marked as needing the network; its offline variant below |
 | Quickstart: `from_clip_ast_pretrained` on local folders | `test_quickstart_runs_offline_on_local_folders` |
-| `python -m modeling_avigate.data outputs/synthetic_data` and both synthetic training commands | `test_synthetic_training_commands_run_in_order` |
-| Search page: `avigate index` on the demo's clips, then `avigate serve` | `test_search_page_commands_index_and_serve_the_demo` (on a free port) |
-| `accelerate launch ... msrvtt.yaml --data_dir data/msrvtt` | `test_real_benchmark_command_points_at_its_data_layout` (needs the real data and the Hub's CLIP) |
+| `.venv/bin/python -m modeling_avigate.data outputs/synthetic_data` and the synthetic training commands | `test_synthetic_training_commands_run_in_order` |
+| Search page: `.venv/bin/pip install -e '.[serve]'` (the `serve` extra holds Gradio), `avigate index` on the demo's clips, then `avigate serve` | `test_search_page_commands_index_and_serve_the_demo` (on a free port) |
+| `.venv/bin/accelerate launch ... msrvtt.yaml --data_dir data/msrvtt` | `test_real_benchmark_command_points_at_its_data_layout` (needs the real data and the Hub's CLIP) |
 """
 
 import os
@@ -90,6 +90,25 @@ def test_quickstart_runs_offline_on_local_folders(tmp_path):
     assert "tensor(" in result.stdout and "initialised AvigateModel" in result.stdout
 
 
+def test_quickstart_caption_describes_its_clip():
+    """The Quickstart pairs a caption with a clip of `make demo`'s test split: that clip's own caption."""
+    from modeling_avigate.data.synthetic import PRESETS, plan_split
+
+    (local,) = [block for block in code_blocks("python") if "outputs/demo/data/videos" in block]
+    caption = re.search(r'text=\["([^"]+)"\]', local).group(1)
+    video_id = re.search(r"videos/(test_\d+)\.mp4", local).group(1)
+    clips = {clip.video_id: clip for clip in plan_split("test", PRESETS["default"]["test"])}
+    assert clips[video_id].caption == caption
+
+
+def test_docs_give_the_synthetic_tokenizers_size():
+    from modeling_avigate.data.synthetic import synthetic_tokenizer
+
+    with open(os.path.join(REPO, "docs", "datasets.md"), encoding="utf-8") as handle:
+        stated = re.search(r"CLIPTokenizer, (\d+) tokens", handle.read()).group(1)
+    assert int(stated) == len(synthetic_tokenizer())
+
+
 def test_the_network_line_fails_offline_with_the_hub_named(tmp_path):
     """The README marks it as needing the network: offline it must fail, not hang or succeed from nowhere."""
     network = [block for block in code_blocks("python") if "openai/clip-vit-base-patch32" in block][0]
@@ -107,10 +126,10 @@ def test_synthetic_training_commands_run_in_order(tmp_path):
     (synthetic,) = [block for block in code_blocks("bash") if "synthetic.yaml" in block and "modeling_avigate.data"
                     in block]
     lines = commands(synthetic)
-    assert lines[0] == "python -m modeling_avigate.data outputs/synthetic_data"
+    assert lines[0] == ".venv/bin/python -m modeling_avigate.data outputs/synthetic_data"
     # the README's programs from this environment; `accelerate launch` with its defaults written out (no config file)
-    programs = {("python",): [sys.executable],
-                ("accelerate", "launch"): [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+    programs = {(".venv/bin/python",): [sys.executable],
+                (".venv/bin/accelerate", "launch"): [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
                                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
                                            "no"]}
     for line in lines:
@@ -132,8 +151,15 @@ def test_search_page_commands_index_and_serve_the_demo(tmp_path):
     pytest.importorskip("gradio", reason="the page needs the 'serve' extra (gradio)")
     from browser import free_port
 
+    from importlib.metadata import requires
+
     (block,) = [block for block in code_blocks("bash") if block in section("Search page")]
-    index_line, serve_line = [part.strip() for part in " ".join(commands(block.replace("\\\n", " "))).split("&&")]
+    install_line, *page_lines = commands(block.replace("\\\n", " "))
+    # The install line as a clone needs it (make demo installs no Gradio); the extra it names holds Gradio.
+    assert install_line == ".venv/bin/pip install -e '.[serve]'"
+    assert any(requirement.startswith("gradio") and 'extra == "serve"' in requirement
+               for requirement in requires("modeling-avigate"))
+    index_line, serve_line = [part.strip() for part in " ".join(page_lines).split("&&")]
     avigate = [sys.executable, "-m", "modeling_avigate.cli"]
     save_demo_like_folders(tmp_path)
     argv = shlex.split(index_line)
