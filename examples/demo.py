@@ -600,7 +600,7 @@ def main(argv=None) -> None:
           f"world's own pretrain split (seed {settings.seed}) into {pretrained_dir} (reused when up to date)",
           flush=True)
     stage_one = pretraining.pretrain_towers(pretrained_dir, settings, num_proc=args.jobs)
-    print(f"{elapsed(started)} stage 1 ready (trained in {sum(stage_one['seconds'].values()):.0f} s when it was "
+    print(f"{elapsed(started)} stage 1 ready (it took {sum(stage_one['seconds'].values()):.0f} s when it was "
           f"built: {stage_one['seconds']})", flush=True)
     timings["stage 1"] = time.time() - started - sum(timings.values())
 

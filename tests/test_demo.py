@@ -63,7 +63,7 @@ def test_quick_demo_trains_all_gate_modes_and_saves_a_loadable_model(tmp_path):
                     "8. AVIGATE's mean |gate| per clip kind under each corruption", "9. Plots", "10. Example searches"):
         assert heading in result.stdout
     # Phases report elapsed time, every run reports when it is done, and no progress bar is left in the report.
-    assert "6/6 saving" in result.stdout and result.stdout.count("trained ") == 3
+    assert "6/6 saving" in result.stdout and result.stdout.count("] trained ") == 3
     report = result.stdout.split("\n1. Stage 1")[1]
     assert "\r" not in report and "it/s" not in report
     searches = report.split("10. Example searches")[1].split("\nmodel, processor")[0]
