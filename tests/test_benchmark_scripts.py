@@ -74,7 +74,7 @@ def test_embedding_benchmark_runs_and_compares_with_the_naive_baseline(tmp_path)
 @pytest.fixture
 def tiny_model_dir(tmp_path) -> Path:
     """A saved tiny model with its processor, for the accuracy benchmark's `--model`."""
-    from test_index import tiny_processor_and_model
+    from builders import tiny_processor_and_model
 
     processor, model = tiny_processor_and_model(tmp_path)
     model.save_pretrained(tmp_path / "model")

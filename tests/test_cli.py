@@ -13,7 +13,7 @@ from modeling_avigate.cli import main
 from modeling_avigate.processors import AvigateProcessor
 from modeling_avigate.search import VideoIndex
 
-from test_index import tiny_model, tiny_processor_and_model, write_clips
+from builders import tiny_model, tiny_processor_and_model, write_clips
 
 
 @pytest.fixture(scope="module")

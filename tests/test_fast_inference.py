@@ -17,7 +17,7 @@ from modeling_avigate.embedding import EmbeddingOptions, audio_cache_fingerprint
 from modeling_avigate.search import VideoIndex
 
 from conftest import tiny_config_kwargs
-from test_index import tiny_processor_and_model, write_clips
+from builders import tiny_processor_and_model, write_clips
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import shutil
 import pytest
 import torch
 
-from modeling_avigate import AvigateConfig, AvigateModel
 from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.search import (
     CorruptIndexError,
@@ -22,61 +21,11 @@ from modeling_avigate.search import (
 from modeling_avigate.modeling_avigate import pool_video_embeds
 from modeling_avigate.search.metadata import METADATA_CHECKSUM_KEY, metadata_checksum
 
-from conftest import TEST_WORDS, tiny_config_kwargs
-from media import tone, write_test_video
+from builders import build_gallery, tiny_model, tiny_processor
 
 
 QUIET = EmbeddingOptions(progress=False)
 QUERIES = ["a dog barks at a car", "red circle moving left", "a woman sings", "blue square"]
-
-
-def tiny_processor(tokenizer_dir, num_frames: int = 4):
-    from transformers import CLIPTokenizer
-
-    from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
-
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=32)
-    video_processor = AvigateVideoProcessor(size=32, crop_size=32, num_frames=num_frames)
-    return AvigateProcessor(AvigateFeatureExtractor(), video_processor, tokenizer)
-
-
-def tiny_model(processor, seed: int = 0, **overrides) -> AvigateModel:
-    tokenizer = processor.tokenizer
-    kwargs = tiny_config_kwargs(**overrides)
-    # The word-level test vocabulary puts BOS/EOS after the words: size the text tower to it.
-    kwargs["text_config"].update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    return AvigateModel(AvigateConfig(**kwargs)).eval()
-
-
-def write_clips(folder, count: int) -> list[str]:
-    """`count` short clips with varied motion and sound (one silent), named clip-XX.mp4."""
-    os.makedirs(folder, exist_ok=True)
-    paths = []
-    for number in range(count):
-        audio = None if number % 3 == 2 else tone(220.0 * (1 + number), 1.0, 16000)
-        path = os.path.join(folder, f"clip-{number:02d}.mp4")
-        write_test_video(path, num_frames=6 + number, fps=8, size=(40 + 4 * number, 32), audio=audio)
-        paths.append(path)
-    return paths
-
-
-def tiny_processor_and_model(root) -> tuple:
-    """The word-level test tokenizer written under `root`, the tiny processor on it and a tiny model sized to it."""
-    from modeling_avigate.vocab import write_word_level_clip_vocab
-
-    write_word_level_clip_vocab(TEST_WORDS, str(root / "tokenizer"))
-    processor = tiny_processor(str(root / "tokenizer"))
-    return processor, tiny_model(processor)
-
-
-def build_gallery(root, count: int) -> dict:
-    """The tiny processor and model under `root`, `count` clips in `root/videos` and the index built over them."""
-    processor, model = tiny_processor_and_model(root)
-    paths = write_clips(str(root / "videos"), count)
-    index = VideoIndex.build(model, processor, str(root / "videos"), EmbeddingOptions(batch_size=4, progress=False))
-    return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.search import VideoIndex, build_sharded
 
 from media import pattern_frame, tone
-from test_index import tiny_processor_and_model
+from builders import tiny_processor_and_model
 
 
 FPS = 8

@@ -23,7 +23,7 @@ from modeling_avigate.pipeline import HardNegativeSampler, TrainingPairs, collat
 from modeling_avigate.processors import MediaError
 from modeling_avigate.search import VideoIndex
 
-from test_index import tiny_processor_and_model, write_clips
+from builders import run_train, tiny_processor_and_model, write_clips
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +173,6 @@ def test_index_cli_skips_and_lists_bad_files_and_strict_stops_with_one_line(setu
 @pytest.mark.slow
 def test_training_script_skips_lists_and_finishes_or_stops_with_strict(tmp_path):
     from modeling_avigate.data.synthetic import generate_synthetic_benchmark
-
-    from test_train import run_train
 
     data = tmp_path / "synthetic"
     generate_synthetic_benchmark(str(data), seed=0, sizes={"train": 16, "validation": 8, "test": 8})

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import REPO, TRAIN
 from conftest import folder_snapshot
 from modeling_avigate import pretraining
 from modeling_avigate.data.synthetic import (
@@ -24,8 +25,6 @@ from modeling_avigate.folders import FolderOwnershipError
 from modeling_avigate.robustness import CORRUPTIONS, corrupt_tracks, mix_at_snr, other_track_partners
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(REPO, "examples", "train.py")
 CONFIG = os.path.join(REPO, "examples", "configs", "synthetic.yaml")
 # Stage-1-sized towers, smaller still: 32 wide with 4 × 32 MLPs (the shape AVIGATE copies CLIP text layers from).
 TINY = pretraining.PretrainingSettings(num_clips=24, hidden_size=32, intermediate_size=128, num_attention_heads=2,

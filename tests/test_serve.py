@@ -22,7 +22,7 @@ from modeling_avigate.search import METADATA_FILE, VideoIndex
 from modeling_avigate.search.previews import POSTER_SIZE
 from modeling_avigate.serve.search_page import SearchPage, explain_scores, known_words, relocate_videos
 
-from test_index import build_gallery
+from builders import build_gallery
 
 
 def load_benchmark_script(name: str):

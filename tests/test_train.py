@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,27 +9,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from builders import FROM_SCRATCH_CONFIG, run_train
 from conftest import tiny_config_kwargs, tiny_token_ids
-
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(REPO, "examples", "train.py")
-CONFIG = os.path.join(REPO, "examples", "configs", "synthetic-from-scratch.yaml")
-
-
-def run_train(synthetic_dir, output_dir, *overrides, check=True) -> subprocess.CompletedProcess:
-    caches = os.path.join(os.path.dirname(output_dir), "caches")
-    command = [
-        sys.executable, TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
-        "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
-        "--batch_size", "8", "--epochs", "2", "--eval_every_epochs", "1", "--report_to", "null", "--eval_batch_size",
-        "16", *overrides,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if check:
-        assert result.returncode == 0, result.stderr[-4000:]
-    return result
 
 
 def weights(directory) -> dict[str, torch.Tensor]:
@@ -62,7 +41,8 @@ def test_interrupted_and_resumed_run_reaches_the_same_weights(synthetic_dir, tmp
 
     model = AvigateModel.from_pretrained(tmp_path / "straight" / "best")
     processor = AvigateProcessor.from_pretrained(tmp_path / "straight" / "best")
-    with open(CONFIG) as handle:  # the recipe's own values (the synthetic recipe reads 4 frames since issue 15)
+    # The recipe's own values (the synthetic recipe reads 4 frames since issue 15).
+    with open(FROM_SCRATCH_CONFIG) as handle:
         recipe = yaml.safe_load(handle)
     assert processor.video_processor.num_frames == recipe["processor"]["num_frames"]
     assert model.config.projection_dim == recipe["model"]["projection_dim"]

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from builders import FROM_SCRATCH_CONFIG as CONFIG, REPO, TRAIN
 from modeling_avigate import forked_scripts
 from modeling_avigate.feature_cache import FeatureCache, FeatureCacheWriter
 from modeling_avigate.folders import FolderOwnershipError, is_owned, write_marker
@@ -38,9 +39,6 @@ from modeling_avigate.training import (
 )
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(REPO, "examples", "train.py")
-CONFIG = os.path.join(REPO, "examples", "configs", "synthetic-from-scratch.yaml")
 KILL_HARNESS = os.path.join(REPO, "tests", "scripts", "killed_at_write_point.py")
 
 
