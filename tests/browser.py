@@ -1,7 +1,7 @@
 """Drive the search page in a real browser: Debian's Chromium through Playwright (no browser download), against a
 server started on a free local port for the duration of a `with` block.
 
-Used by `tests/test_serve.py` and by `tests/scripts/page_screenshot.py` (the README's screenshot).
+Used by `tests/serve/test_serve.py` and by `tests/scripts/page_screenshot.py` (the README's screenshot).
 """
 
 import contextlib

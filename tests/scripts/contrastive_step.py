@@ -2,7 +2,7 @@
 
     contrastive_step.py OUT_DIR
 
-Run by tests/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 and the loss
+Run by tests/training/test_distributed.py with 1 and 2 processes; writes the updated parameters of process 0 and the loss
 (averaged over the processes) to OUT_DIR/global.safetensors, and the same with the local form of the loss (each
 process's rows against the gathered batch) to OUT_DIR/local.safetensors.
 """

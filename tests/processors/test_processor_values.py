@@ -1,7 +1,7 @@
 """AvigateProcessor's outputs on fixed media equal the values of the processor before it was split into a video
 processor, a feature extractor and a tokenizer: every key, every element, bit for bit.
 
-`tests/fixtures/processor/` holds the media (written once with `media.write_test_video`, committed so that a
+`tests/processors/fixtures/` holds the media (written once with `media.write_test_video`, committed so that a
 different encoder build cannot change them) and `expected.npz`, the outputs of the calls below made by the
 processor before the split (commit 54115ce, whose decoder mixes stereo in FFmpeg). A change of the decoder's
 values changes these files in the same commit."""
@@ -18,7 +18,7 @@ from transformers import CLIPTokenizer
 from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor
 
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "processor")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 FILES = [os.path.join(FIXTURES, name) for name in ("stereo.mp4", "short.webm", "rotated.mp4")]
 TEXTS = ["a dog barks at the car", "", " ".join(["a red car drives left"] * 5)]
 # sha256 of each output's bytes for the full-size defaults (12 frames at 224 px, 1024 x 128 fbank, 32 tokens).

@@ -22,14 +22,14 @@ from modeling_avigate.search import METADATA_FILE, VideoIndex
 from modeling_avigate.search.previews import POSTER_SIZE
 from modeling_avigate.serve.search_page import SearchPage, explain_scores, known_words, relocate_videos
 
-from builders import build_gallery
+from builders import REPO, build_gallery
 
 
 def load_benchmark_script(name: str):
     """`benchmarks/NAME.py` as a module, loaded by path."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", f"{name}.py")
+    path = os.path.join(REPO, "benchmarks", f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -417,8 +417,7 @@ def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monke
     shutil.copytree(built["root"] / "videos", tmp_path / "repo" / "videos")  # the Space's copy of the videos
     monkeypatch.setenv("AVIGATE_INDEX", str(tmp_path / "repo"))
     monkeypatch.setenv("AVIGATE_MODEL", str(tmp_path / "model"))
-    spec = importlib.util.spec_from_file_location("space_app", os.path.join(os.path.dirname(__file__), "..",
-                                                                            "examples", "app.py"))
+    spec = importlib.util.spec_from_file_location("space_app", os.path.join(REPO, "examples", "app.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     space = TestClient(module.load_app())

@@ -10,6 +10,7 @@ import sys
 import av
 import numpy as np
 import pytest
+from builders import REPO
 from media import (
     CORPUS,
     pattern_frame,
@@ -28,7 +29,7 @@ from modeling_avigate.processors.video_io import resample_audio
 
 SIZE = (64, 48)
 CROP = 32
-VIDEO_IO = os.path.join(os.path.dirname(__file__), os.pardir, "processors", "video_io.py")
+VIDEO_IO = os.path.join(REPO, "processors", "video_io.py")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from builders import REPO
 from modeling_avigate.retrieval_metrics import (
     collapse_captions,
     ground_truth_ranks,
@@ -15,7 +16,7 @@ from modeling_avigate.retrieval_metrics import (
 )
 
 
-METRIC_DIR = os.path.join(os.path.dirname(__file__), "..", "modeling_avigate", "metrics", "retrieval")
+METRIC_DIR = os.path.join(REPO, "modeling_avigate", "metrics", "retrieval")
 
 
 def test_diagonal_ranks_by_hand():

@@ -8,6 +8,7 @@ from functools import partial
 
 import pytest
 import torch
+from builders import REPO
 from conftest import tiny_config_kwargs
 from safetensors.torch import load_file
 from scripts.contrastive_step import fixed_batch
@@ -18,7 +19,7 @@ from modeling_avigate.loss_avigate import AvigateContrastiveLoss, avigate_contra
 from modeling_avigate.modeling_avigate import multi_grained_similarity, pool_video_embeds
 
 
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+TESTS_DIR = os.path.join(REPO, "tests")
 SCRIPT = os.path.join(TESTS_DIR, "scripts", "contrastive_step.py")
 
 
