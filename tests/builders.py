@@ -1,9 +1,10 @@
-"""What several test folders build the same way: the repository's paths, the tiny processor and model on the test
+"""What several test folders build the same way: the repository's paths and scripts, the tiny processor and model on the test
 tokenizer, generated clips, an index over them, and a run of `examples/train.py` on the synthetic recipe.
 
 Tests import it as `builders` (pytest.ini puts `tests/` on `sys.path`).
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -22,6 +23,16 @@ from media import tone, write_test_video
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "examples" / "train.py")
 FROM_SCRATCH_CONFIG = str(REPO / "examples" / "configs" / "synthetic-from-scratch.yaml")
+
+
+def load_script(relative_path: str):
+    """The repository's script at `relative_path` (e.g. "examples/demo.py") as a module, loaded by path: putting its
+    folder on `sys.path` would let the folder's modules shadow installed packages for every later test."""
+    name = "_".join(Path(relative_path).with_suffix("").parts)
+    spec = importlib.util.spec_from_file_location(name, REPO / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_processor(tokenizer_dir, num_frames: int = 4):

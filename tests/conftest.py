@@ -1,6 +1,5 @@
 """Shared fixtures: tiny random configs, a tiny CLIP-format tokenizer, offline hub."""
 
-import importlib.util
 import os
 
 
@@ -38,16 +37,6 @@ def synthetic_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("synthetic")
     generate_synthetic_benchmark(str(directory), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
     return directory
-
-
-def load_example_script(name: str):
-    """`examples/NAME.py` as a module, loaded by path: putting `examples/` on `sys.path` would let its `evaluate.py`
-    shadow the `evaluate` package for every later test."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def folder_snapshot(folder) -> dict[str, bytes]:

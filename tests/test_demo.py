@@ -8,11 +8,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import load_example_script
+from builders import REPO, load_script
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-demo = load_example_script("demo")
+demo = load_script("examples/demo.py")
 
 
 def _run(by_kind_r1: dict[str, float]) -> dict:

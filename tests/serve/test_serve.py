@@ -22,18 +22,7 @@ from modeling_avigate.search import METADATA_FILE, VideoIndex
 from modeling_avigate.search.previews import POSTER_SIZE
 from modeling_avigate.serve.search_page import SearchPage, explain_scores, known_words, relocate_videos
 
-from builders import REPO, build_gallery
-
-
-def load_benchmark_script(name: str):
-    """`benchmarks/NAME.py` as a module, loaded by path."""
-    import importlib.util
-
-    path = os.path.join(REPO, "benchmarks", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from builders import build_gallery, load_script
 
 
 QUERY = "a dog barks at a car"
@@ -325,7 +314,7 @@ def test_queries_run_concurrently(built, monkeypatch):
 
     from modeling_avigate.serve.app import create_app
 
-    bench_serve = load_benchmark_script("bench_serve")
+    bench_serve = load_script("benchmarks/bench_serve.py")
     index = VideoIndex.load(built["root"] / "index", model=built["model"], processor=built["processor"])
     expected = [hit.file_name for hit in SearchPage(index, page_size=2).query(QUERY).hits]
     together = threading.Barrier(3, timeout=30)
@@ -402,8 +391,6 @@ def test_search_click_and_play_in_chromium(built, tmp_path, width):
 
 
 def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monkeypatch, client):
-    import importlib.util
-
     from fastapi.testclient import TestClient
 
     from modeling_avigate import AvigateModel, AvigateProcessor
@@ -417,10 +404,7 @@ def test_space_app_serves_an_index_and_model_from_folders(built, tmp_path, monke
     shutil.copytree(built["root"] / "videos", tmp_path / "repo" / "videos")  # the Space's copy of the videos
     monkeypatch.setenv("AVIGATE_INDEX", str(tmp_path / "repo"))
     monkeypatch.setenv("AVIGATE_MODEL", str(tmp_path / "model"))
-    spec = importlib.util.spec_from_file_location("space_app", os.path.join(REPO, "examples", "app.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    space = TestClient(module.load_app())
+    space = TestClient(load_script("examples/app.py").load_app())
     assert space.get("/").status_code == 200
     response = space.get("/media/video/0")
     assert response.status_code == 200
