@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-
-REPO = Path(__file__).resolve().parents[1]
+from builders import REPO
 
 
 def run(command: list[str], tmp_path: Path, **environment) -> subprocess.CompletedProcess:

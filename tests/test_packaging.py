@@ -4,12 +4,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from builders import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+
 # Everything a build needs from the working tree; local state (venv, caches, earlier builds) stays behind.
 IGNORED = shutil.ignore_patterns(
     ".git", ".whl", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "outputs"

@@ -25,10 +25,10 @@ import urllib.request
 
 import pytest
 
+from builders import REPO
 from conftest import tiny_config_kwargs
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
