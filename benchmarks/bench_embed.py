@@ -111,6 +111,15 @@ def time_span(seconds: dict, name: str, first, last) -> None:
     last.register_forward_hook(stop)
 
 
+def time_model_stages(seconds: dict, model) -> None:
+    """Time the model's stages into `seconds`: the AST encoder, the ViT, and the fusion (resampler and gated layers)."""
+    audio = model.audio_model
+    time_span(seconds, "AST", audio.embeddings, audio.layers[-1])
+    time_span(seconds, "ViT", model.vision_model, model.vision_model)
+    time_span(seconds, "fusion", model.audio_resampler, model.audio_resampler)
+    time_span(seconds, "fusion", model.fusion, model.fusion)
+
+
 def embed_naive(model, processor, paths: list[str]):
     import torch
 
@@ -151,11 +160,7 @@ def run_worker(job: dict) -> dict:
     precision = "fp32" if method == "naive" else method.split("/")[1].split("+")[0]
     num_workers = 1 if method.endswith("+1worker") else 0
     seconds: dict[str, float] = defaultdict(float)
-    audio = model.audio_model
-    time_span(seconds, "AST", audio.embeddings, audio.layers[-1])
-    time_span(seconds, "ViT", model.vision_model, model.vision_model)
-    time_span(seconds, "fusion", model.audio_resampler, model.audio_resampler)
-    time_span(seconds, "fusion", model.fusion, model.fusion)
+    time_model_stages(seconds, model)
     if not num_workers:
         time_calls(seconds, "fbank", type(processor.feature_extractor), "__call__")
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 import torch
 
 import modeling_avigate.embedding as embedding
-from bench_embed import build_model_and_processor, time_calls, time_span
+from bench_embed import build_model_and_processor, time_calls, time_model_stages
 from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.processors import AvigateFeatureExtractor
 from modeling_avigate.search import VideoIndex
@@ -53,11 +53,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, processor = build_model_and_processor("full", tempfile.mkdtemp())
     seconds: dict[str, float] = defaultdict(float)
-    audio = model.audio_model
-    time_span(seconds, "AST", audio.embeddings, audio.layers[-1])
-    time_span(seconds, "ViT", model.vision_model, model.vision_model)
-    time_span(seconds, "fusion", model.audio_resampler, model.audio_resampler)
-    time_span(seconds, "fusion", model.fusion, model.fusion)
+    time_model_stages(seconds, model)
     time_calls(seconds, "fbank", AvigateFeatureExtractor, "__call__")
     embedding.decode_segments = timed_decoding(seconds)
     options = EmbeddingOptions(progress=False, num_workers=0, segment_seconds=args.segment_seconds,
