@@ -121,8 +121,9 @@ def test_the_network_line_fails_offline_with_the_hub_named(tmp_path):
 
 @pytest.mark.slow
 def test_synthetic_training_commands_run_in_order(tmp_path):
-    """The README's synthetic block from a fresh folder: generate the data, then both training commands (one epoch
-    each, so the test stays short; every other setting is the README's)."""
+    """The README's synthetic block from a fresh folder: generate the data, pretrain stage 1, then both training
+    commands. Sizes are cut so the test stays short (the quick set, 256 pretraining clips, one epoch of each training
+    run); every other setting is the README's."""
     (synthetic,) = [block for block in code_blocks("bash") if "synthetic.yaml" in block and "modeling_avigate.data"
                     in block]
     lines = commands(synthetic)
@@ -139,6 +140,10 @@ def test_synthetic_training_commands_run_in_order(tmp_path):
         argv = [os.path.join(REPO, part) if part.startswith("examples/") else part for part in argv]
         if "train.py" in line:
             argv += ["--epochs", "1", "--report_to", "null"]
+        elif "modeling_avigate.data" in line:
+            argv += ["--preset", "quick"]
+        elif "modeling_avigate.pretraining" in line:
+            argv += ["--clips", "256"]
         result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=OFFLINE, timeout=1200)
         assert result.returncode == 0, line + "\n" + result.stderr[-3000:]
     assert (tmp_path / "outputs" / "avigate-synthetic" / "best" / "README.md").is_file()
