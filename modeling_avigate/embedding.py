@@ -314,6 +314,12 @@ def decoded(paths: Sequence[str], decode, num_workers: int) -> Iterator[tuple[st
             yield path, error
 
 
+def non_finite_embedding(path: str, segment: VideoSegment) -> MediaError:
+    """The error of a file whose segment embedded to NaN or inf, which would otherwise rank first in every search."""
+    return MediaError(path, f"its segment at {segment.start:.2f}-{segment.end:.2f} s embeds to NaN or inf values (the "
+                            "file's sound or frames hold invalid samples, or the model overflows at this precision)")
+
+
 @torch.no_grad()
 def embed_files(
     model: AvigateModel,
@@ -331,7 +337,9 @@ def embed_files(
     frames sampled in its span and the fbank of its own sound) through `model.get_video_features`. Files are yielded
     in order, each as an [`EmbeddedFile`] as soon as its last segment is embedded (so a caller can save it before
     the next one), or as its [`SkippedVideo`] when it cannot be used (listed once in the log at the end; with
-    `options.strict` its [`MediaError`] is raised). The progress bar counts files and segments.
+    `options.strict` its [`MediaError`] is raised). A file one of whose segments embeds to NaN or inf is refused the
+    same way ([`non_finite_embedding`]): stored, it would rank first in every search. The progress bar counts files
+    and segments.
     """
     device, dtype = model.device, model.dtype
     inference_model = prepare_for_inference(model, options.encoder_precision)
@@ -340,9 +348,19 @@ def embed_files(
     batch: list[tuple[_PendingFile, dict[str, torch.Tensor]]] = []
     current: _PendingFile | None = None
     skipped: list[SkippedVideo] = []
+    failed: set[str] = set()  # files refused for a non-finite embedding: their later segments are not embedded
     decoded_segments = 0
 
-    def embed_batch() -> Iterator[EmbeddedFile]:
+    def skip(error: MediaError) -> SkippedVideo:
+        """Drop the file of `error` (its segments still waiting in the batch too); raise instead when strict."""
+        if options.strict:
+            raise error
+        batch[:] = [(file, inputs) for file, inputs in batch if file.path != error.path]
+        skipped.append(SkippedVideo(position[error.path], error.path, error.reason))
+        bar.update(1)
+        return skipped[-1]
+
+    def embed_batch() -> Iterator[EmbeddedFile | SkippedVideo]:
         inputs = BatchFeature({name: torch.stack([item[name] for _, item in batch]) for name in VIDEO_INPUTS})
         outputs = inference_model.get_video_features(**inputs.to(device, dtype))
         rows = VideoEmbeddings(
@@ -352,22 +370,26 @@ def embed_files(
             attn_gates=outputs.attn_gates.float().cpu(), ffn_gates=outputs.ffn_gates.float().cpu(),
             has_audio=inputs["has_audio"].bool(),
         )
-        for row, (file, _) in enumerate(batch):
+        finite = rows.frame_embeds.isfinite().flatten(1).all(1) & rows.video_embeds.isfinite().all(1)
+        pending, batch[:] = list(batch), []
+        for row, (file, _) in enumerate(pending):
+            if file.path in failed:
+                continue
+            if not finite[row]:
+                failed.add(file.path)
+                yield skip(non_finite_embedding(file.path, file.segments[len(file.rows)]))
+                continue
             file.rows.append(rows.select(row))
             if file.complete:
                 bar.update(1)
                 yield file.result(processor.video_processor.num_frames)
-        batch.clear()
 
     with tqdm(total=len(paths), desc=desc, unit="file", disable=not options.progress) as bar:
         for path, item in decoded(paths, decode, options.num_workers):
+            if path in failed:
+                continue
             if isinstance(item, MediaError):
-                if options.strict:
-                    raise item
-                batch[:] = [(file, inputs) for file, inputs in batch if file.path != path]
-                skipped.append(SkippedVideo(position[path], path, item.reason))
-                bar.update(1)
-                yield skipped[-1]
+                yield skip(item)
                 continue
             if current is None or current.path != path:
                 current = _PendingFile(path, item.num_segments)
@@ -502,6 +524,7 @@ __all__ = [
     "embed_texts",
     "embed_videos",
     "frame_cache_fingerprint",
+    "non_finite_embedding",
     "prepare_feature_caches",
     "video_batches",
 ]

@@ -28,6 +28,15 @@ def require_faiss():
     return faiss
 
 
+def first_stage_vectors(video_embeds: np.ndarray) -> np.ndarray:
+    """Global embeddings as faiss stores them: contiguous float32, a row holding NaN or inf stored as zeros. One such
+    row would make k-means (`pq`, `ivf`) train NaN centroids that break every list; a zero row is harmless, and the
+    exact re-rank never ranks it."""
+    vectors = np.array(video_embeds, dtype=np.float32, order="C")
+    vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
+    return vectors
+
+
 def build_first_stage(video_embeds: np.ndarray, kind: FirstStage, nlist: int | None = None, hnsw_m: int = 32,
                       refine_factor: int = PQ_REFINE_FACTOR, seed: int = 0):
     """A faiss inner-product index over the global embeddings `[N, D]` (float32), positions as ids.
@@ -45,7 +54,7 @@ def build_first_stage(video_embeds: np.ndarray, kind: FirstStage, nlist: int | N
         seed: k-means seed, so rebuilding gives the same index.
     """
     faiss = require_faiss()
-    vectors = np.ascontiguousarray(video_embeds, dtype=np.float32)
+    vectors = first_stage_vectors(video_embeds)
     num_videos, dim = vectors.shape
     rng = np.random.default_rng(seed)
     if kind == "flat":
@@ -125,6 +134,7 @@ __all__ = [
     "build_first_stage",
     "first_stage_kind",
     "first_stage_mismatches",
+    "first_stage_vectors",
     "require_faiss",
     "shortlist",
 ]

@@ -12,6 +12,12 @@ from ..modeling_avigate import multi_grained_similarity
 SCORE_CHUNK_ELEMENTS = 1 << 22
 
 
+def _rankable(scores: torch.Tensor) -> torch.Tensor:
+    """Scores with every non-finite one set to -inf: a video whose stored embedding holds NaN or inf scores NaN, and a
+    descending sort puts NaN first; a broken row must rank never, not first."""
+    return scores.masked_fill(~scores.isfinite(), float("-inf"))
+
+
 def _merge_top_k(best_scores: torch.Tensor, best_ids: torch.Tensor, scores: torch.Tensor, ids: torch.Tensor,
                  k: int) -> tuple[torch.Tensor, torch.Tensor]:
     # A stable sort keeps the earlier (lower-position) video first among equal scores, so results do not depend on
@@ -44,7 +50,8 @@ def exact_search(
         chunk_elements: at most this many query × video × frame scores exist at once.
 
     Returns:
-        `(scores [Nq, k], positions [Nq, k])`, best first.
+        `(scores [Nq, k], positions [Nq, k])`, best first; a video whose score is not finite (NaN or inf stored
+        embeddings) is never ranked: -inf / -1 fill the places it and the shortage of other videos leave.
 
     Example:
 
@@ -70,8 +77,8 @@ def exact_search(
             logit_scale, lse_temperature, chunk_elements=None,
         )
         ids = torch.arange(start, stop, device=scores.device).expand(num_queries, -1)
-        best_scores, best_ids = _merge_top_k(best_scores, best_ids, scores, ids, k)
-    return best_scores, best_ids
+        best_scores, best_ids = _merge_top_k(best_scores, best_ids, _rankable(scores), ids, k)
+    return best_scores, best_ids.masked_fill(best_scores == float("-inf"), -1)
 
 
 def rerank_candidates(
@@ -85,7 +92,8 @@ def rerank_candidates(
     k: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact multi-grained re-rank of each query's shortlist `candidates` `[Nq, M]` (positions; -1 = none, as faiss
-    pads short lists). Returns `(scores [Nq, k], positions [Nq, k])` with -inf / -1 where fewer than `k` exist."""
+    pads short lists). Returns `(scores [Nq, k], positions [Nq, k])` with -inf / -1 where fewer than `k` exist; as in
+    [`exact_search`], a candidate whose score is not finite is never ranked."""
     num_queries = text_embeds.shape[0]
     k = min(k, candidates.shape[1])
     out_scores = torch.full((num_queries, k), float("-inf"))
@@ -101,6 +109,8 @@ def rerank_candidates(
             text_embeds[query : query + 1], video_embeds.index_select(0, ids), frame_embeds.index_select(0, ids),
             video_mask.index_select(0, ids), logit_scale, lse_temperature,
         )[0]
+        finite = scores.isfinite()
+        ids, scores = ids[finite], scores[finite]
         order = torch.sort(scores, descending=True, stable=True).indices[:k]
         out_scores[query, : order.numel()] = scores[order]
         out_ids[query, : order.numel()] = ids[order]

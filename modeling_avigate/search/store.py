@@ -18,7 +18,14 @@ from ..fingerprints import config_hash, file_signature, sha256_file, strip_keys,
 from ..folders import atomic_folder
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
-from .first_stage import FirstStage, build_first_stage, first_stage_mismatches, require_faiss, shortlist
+from .first_stage import (
+    FirstStage,
+    build_first_stage,
+    first_stage_mismatches,
+    first_stage_vectors,
+    require_faiss,
+    shortlist,
+)
 from .kernels import exact_search, rerank_candidates
 from .metadata import (
     EMBEDDINGS_FILE,
@@ -351,7 +358,7 @@ class VideoIndex:
         self.previews = VideoPreviews.concat([self.previews, previews])
         self._float_frames = None
         if self.first_stage is not None:
-            self.first_stage.add(np.ascontiguousarray(video_embeds.float().numpy()))
+            self.first_stage.add(first_stage_vectors(video_embeds.float().numpy()))
 
     def remove(self, paths: Sequence[str]) -> int:
         """Drop every segment of the files `paths` (absolute paths as indexed); returns how many rows went. A flat

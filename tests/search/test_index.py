@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,9 +20,11 @@ from modeling_avigate.search import (
     build_first_stage,
 )
 from modeling_avigate.modeling_avigate import pool_video_embeds
+from modeling_avigate.processors import MediaError
 from modeling_avigate.search.metadata import METADATA_CHECKSUM_KEY, metadata_checksum
 
 from builders import build_gallery, tiny_model, tiny_processor
+from media import write_test_video
 
 
 QUIET = EmbeddingOptions(progress=False)
@@ -124,6 +127,31 @@ def test_pq_first_stage_refines_to_the_exact_global_ranking_and_survives_save_lo
         build_first_stage(index.video_embeds[:10].numpy(), "pq")
 
 
+@pytest.mark.parametrize("first_stage", [None, "flat", "pq", "hnsw", "ivf"])
+def test_a_video_whose_embedding_is_nan_is_never_ranked(first_stage):
+    """A NaN score sorts above every number: the broken video must drop out of the ranking, not lead it, and the
+    other videos must rank as in an index without it (in the exact scan and behind every faiss first stage)."""
+    if first_stage is not None:
+        pytest.importorskip("faiss")
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.nn.functional.normalize(torch.randn(40, 3, 16, generator=generator), dim=-1)
+    paths = [f"v{i}.mp4" for i in range(40)]
+    broken_frames = frames.clone()
+    broken_frames[7, 1] = float("nan")
+    broken = VideoIndex.from_embeddings(paths, broken_frames)
+    if first_stage is not None:
+        broken.build_first_stage(first_stage, shortlist_size=40)
+    # Query 0 is the broken video's own clean embedding; the others are other videos'.
+    clean = VideoIndex.from_embeddings(paths, frames)
+    queries = clean.video_embeds[[7, 3, 20]]
+    expected_scores, expected = clean.search_embeddings(queries, k=40, exact=True)
+    kept = expected != 7
+    scores, positions = broken.search_embeddings(queries, k=40)
+    assert torch.equal(positions[:, :39], expected[kept].view(3, 39)) and positions[:, 39].tolist() == [-1] * 3
+    torch.testing.assert_close(scores[:, :39], expected_scores[kept].view(3, 39))
+    assert all("v7.mp4" not in [hit.path for hit in hits] for hits in broken.search(queries, k=40))
+
+
 def test_save_load_round_trip_and_first_stage_mode(setup, tmp_path):
     pytest.importorskip("faiss")
     index = VideoIndex.merge([setup["index"]])
@@ -166,6 +194,23 @@ def test_bad_files_are_skipped_and_reported(setup, tmp_path):
     assert [os.path.basename(path) for path in index.paths] == ["clip-00.mp4", "clip-01.mp4"]
     assert sorted(os.path.basename(failure["path"]) for failure in index.failures) == ["broken.mp4", "truncated.mp4"]
     assert all(failure["error"] for failure in index.failures)
+
+
+def test_a_file_that_embeds_to_nan_is_refused_and_named(setup, tmp_path):
+    """A sound track of NaN samples (a broken float PCM file) makes the embedding NaN: the file is listed as a
+    failure naming it, never stored; with strict it stops the build."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(setup["paths"][0], folder)
+    noise = np.full(16000, np.nan, dtype=np.float32)
+    write_test_video(str(folder / "nan-sound.mkv"), num_frames=8, fps=8, audio=noise, audio_codec="pcm_f32le")
+    index = VideoIndex.build(setup["model"], setup["processor"], str(folder), QUIET)
+    assert [os.path.basename(path) for path in index.paths] == ["clip-00.mp4"]
+    assert [os.path.basename(failure["path"]) for failure in index.failures] == ["nan-sound.mkv"]
+    assert "NaN or inf" in index.failures[0]["error"]
+    assert index.frame_embeds.float().isfinite().all()
+    with pytest.raises(MediaError, match="nan-sound.mkv: its segment at 0.00-1.00 s embeds to NaN"):
+        VideoIndex.build(setup["model"], setup["processor"], str(folder), EmbeddingOptions(progress=False, strict=True))
 
 
 def test_corrupt_or_truncated_files_give_clear_errors(setup, tmp_path):
