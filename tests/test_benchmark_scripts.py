@@ -99,3 +99,33 @@ def test_accuracy_benchmark_refuses_an_unknown_encoder(synthetic_dir, tiny_model
     result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tiny_model_dir),
                   "--data-dir", str(synthetic_dir), "--precisions", "int8:text"], tmp_path)
     assert result.returncode != 0 and "the part after ':' must be audio or vision" in result.stderr
+
+
+def test_moment_search_benchmark_finds_segments_of_a_concatenated_file(synthetic_dir, tiny_model_dir, monkeypatch,
+                                                                        capsys):
+    import numpy as np
+    import torch
+
+    from builders import load_script
+
+    bench = load_script("benchmarks/bench_moment_search.py")
+    order = bench.clip_order(3, 10, np.random.default_rng(0))
+    assert all(a != b for a, b in zip(order, order[1:])) and sorted(order[:9]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    monkeypatch.setattr(sys, "argv", ["bench", "--model", str(tiny_model_dir), "--data-dir", str(synthetic_dir),
+                                      "--hours", "0.01", "--threads", str(torch.get_num_threads())])
+    bench.main()
+    output = capsys.readouterr().out
+    assert "8 clips of 2 s, 18 placed (0.6 minutes; each clip 2× or 3×)" in output
+    every_segment, distinct = ([[cell.strip() for cell in line.strip("|").split("|")]
+                                for line in table.split("\n\n", 1)[0].splitlines()[2:] if line.startswith("|")]
+                               for table in output.split("| setting | all R@1 / R@5 / MdR |")[1:3])
+    # Segments as long as the clips: one per placed clip; half-overlapping ones: one more between each pair.
+    assert [row[0] for row in every_segment] == ["whole clips (8 files)", "2 s segments every 2 s (18 segments)",
+                                                 "2 s segments every 1 s (35 segments)"]
+    assert [row[0] for row in distinct] == [row[0] for row in every_segment[1:]]
+    for row, once in zip(every_segment[1:], distinct):
+        recall_1, recall_5, median = (float(value) for value in row[1].split(" / "))
+        assert 0 <= recall_1 <= recall_5 <= 100 and median >= 1
+        # Leaving copies out can only move the first hit up.
+        once_1, once_5, once_median = (float(value) for value in once[1].split(" / "))
+        assert once_1 >= recall_1 and once_5 >= recall_5 and once_median <= median
