@@ -125,6 +125,27 @@ def write_long_file(path: str, clips: list[str], order: list[int], fps: Fraction
         container.mux(sound.encode(None))
 
 
+def place_clips(path: str, clips: list[str], hours: float, rng: np.random.Generator) -> tuple[list[int], float]:
+    """Write the long file of `clips` ([`clip_order`], [`write_long_file`]) at `path`: the order and the clip length."""
+    fps, num_frames = clip_format(clips[0])
+    length = float(num_frames / fps)
+    order = clip_order(len(clips), max(int(round(3600 * hours / length)), 2), rng)
+    started = time.perf_counter()
+    write_long_file(path, clips, order, fps, num_frames)
+    repeats = sorted(Counter(Counter(order).values()))
+    print(f"{len(clips)} clips of {length:g} s, {len(order)} placed ({len(order) * length / 60:.1f} minutes; each clip "
+          f"{' or '.join(f'{count}×' for count in repeats)}) into one file in {time.perf_counter() - started:.1f} s")
+    return order, length
+
+
+def occurrence_spans(order: list[int], num_clips: int, length: float) -> list[np.ndarray]:
+    """`[occurrences, 2]` start and end times of each clip in the long file."""
+    spans = defaultdict(list)
+    for slot, clip in enumerate(order):
+        spans[clip].append((slot * length, (slot + 1) * length))
+    return [np.asarray(spans[clip]).reshape(-1, 2) for clip in range(num_clips)]
+
+
 def segment_hits(index: VideoIndex, spans: list[np.ndarray], length: float) -> torch.Tensor:
     """`[captions, segments]` True where the segment covers at least `HIT_OVERLAP` of one occurrence of the caption's
     clip (`spans[q]`: `[occurrences, 2]` start and end times of caption `q`'s clip)."""
@@ -242,20 +263,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         long_file = os.path.join(work, "long", "long.mp4")
         os.makedirs(os.path.dirname(long_file))
-        fps, num_frames = clip_format(clips[0])
-        length = float(num_frames / fps)
-        order = clip_order(len(clips), max(int(round(3600 * args.hours / length)), 2), np.random.default_rng(args.seed))
-        started = time.perf_counter()
-        write_long_file(long_file, clips, order, fps, num_frames)
-        occurrences = defaultdict(list)
-        for slot, clip in enumerate(order):
-            occurrences[clip].append((slot * length, (slot + 1) * length))
-        spans = [np.asarray(occurrences[clip]) for clip in range(len(clips))]
-        repeats = Counter(len(times) for times in spans)
-        print(f"{len(clips)} clips of {length:g} s, {len(order)} placed ({len(order) * length / 60:.1f} minutes; "
-              f"each clip {' or '.join(f'{count}×' for count in sorted(repeats))}) into one file in "
-              f"{time.perf_counter() - started:.1f} s")
-
+        order, length = place_clips(long_file, clips, args.hours, np.random.default_rng(args.seed))
+        spans = occurrence_spans(order, len(clips), length)
         results, distinct, timings = {}, {}, []
         whole, _, _ = timed_build(model, processor, clips, os.path.join(work, "clips.avigate"),
                                   EmbeddingOptions(batch_size=args.batch_size, progress=False))
