@@ -6,13 +6,12 @@ Tests import it as `builders` (pytest.ini puts `tests/` on `sys.path`).
 
 import importlib.util
 import os
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from modeling_avigate import AvigateConfig, AvigateModel
+from modeling_avigate import AvigateConfig, AvigateModel, forked_scripts
 from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.search import VideoIndex
 from modeling_avigate.testing_utils import TEST_WORDS, tiny_config_kwargs
@@ -23,6 +22,11 @@ from media import tone, write_test_video
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "examples" / "train.py")
 FROM_SCRATCH_CONFIG = str(REPO / "examples" / "configs" / "synthetic-from-scratch.yaml")
+# Scripts run forked from a server that imported the training stack once: a fresh interpreter per run would spend ~6
+# CPU-seconds importing torch, transformers and accelerate, and the suite runs the training script two dozen times.
+forked_scripts.configure_server(("accelerate", "modeling_avigate.data", "modeling_avigate.embedding",
+                                 "modeling_avigate.evaluation", "modeling_avigate.pipeline", "modeling_avigate.training"),
+                                {"OMP_NUM_THREADS": "1"})
 
 
 def load_script(relative_path: str):
@@ -84,16 +88,29 @@ def build_gallery(root, count: int) -> dict:
     return {"root": root, "processor": processor, "model": model, "paths": paths, "index": index}
 
 
-def run_train(synthetic_dir, output_dir, *overrides, check=True) -> subprocess.CompletedProcess:
+@dataclass
+class ScriptRun:
+    returncode: int  # negative: killed by that signal
+    output: str  # stdout and stderr as the script wrote them
+
+
+def run_script(path: str, arguments: list[str]) -> ScriptRun:
+    """The script at `path` run as `__main__` with `arguments`, in its own process (forked from the preloaded
+    server)."""
+    lines = []
+    returncode = forked_scripts.run_script(path, arguments, lines.append)
+    return ScriptRun(returncode, "".join(lines))
+
+
+def run_train(synthetic_dir, output_dir, *overrides, check=True) -> ScriptRun:
     caches = os.path.join(os.path.dirname(output_dir), "caches")
-    command = [
-        sys.executable, TRAIN, "--config", FROM_SCRATCH_CONFIG, "--data_dir", str(synthetic_dir),
-        "--output_dir", str(output_dir), "--audio_cache", os.path.join(caches, "audio"),
-        "--frame_cache", os.path.join(caches, "frames"), "--batch_size", "8", "--epochs", "2",
-        "--eval_every_epochs", "1", "--report_to", "null", "--eval_batch_size", "16", *overrides,
+    arguments = [
+        "--config", FROM_SCRATCH_CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
+        "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
+        "--batch_size", "8", "--epochs", "2", "--eval_every_epochs", "1", "--report_to", "null",
+        "--eval_batch_size", "16", *overrides,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_script(TRAIN, arguments)
     if check:
-        assert result.returncode == 0, result.stderr[-4000:]
+        assert result.returncode == 0, result.output[-4000:]
     return result

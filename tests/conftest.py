@@ -29,9 +29,10 @@ def tiny_tokenizer_dir(tmp_path):
     return directory
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
-    """A small synthetic benchmark (16 / 8 / 8 clips), generated once per test module."""
+    """A small synthetic benchmark (16 / 8 / 8 clips), generated once per test run; tests that change its files work
+    on a copy."""
     from modeling_avigate.data.synthetic import generate_synthetic_benchmark
 
     directory = tmp_path_factory.mktemp("synthetic")

@@ -4,6 +4,7 @@ surface."""
 
 import logging
 import os
+import shutil
 
 import pytest
 import torch
@@ -171,21 +172,19 @@ def test_index_cli_skips_and_lists_bad_files_and_strict_stops_with_one_line(setu
 
 
 @pytest.mark.slow
-def test_training_script_skips_lists_and_finishes_or_stops_with_strict(tmp_path):
-    from modeling_avigate.data.synthetic import generate_synthetic_benchmark
-
+def test_training_script_skips_lists_and_finishes_or_stops_with_strict(synthetic_dir, tmp_path):
     data = tmp_path / "synthetic"
-    generate_synthetic_benchmark(str(data), seed=0, sizes={"train": 16, "validation": 8, "test": 8})
+    shutil.copytree(synthetic_dir, data)
     broken = data / "videos" / "train_0003.mp4"
     broken.write_text("not a video")
     result = run_train(data, tmp_path / "run" / "out", "--epochs", "1")
-    assert "skipped 1 of 32 videos" in result.stderr
-    assert f"{broken}: cannot be read as media" in result.stderr
+    assert "skipped 1 of 32 videos" in result.output
+    assert f"{broken}: cannot be read as media" in result.output
     assert os.path.exists(tmp_path / "run" / "out" / "metrics.json")
     strict = run_train(data, tmp_path / "strict" / "out", "--epochs", "1", "--strict", "true", check=False)
     assert strict.returncode != 0
-    assert f"train.py: {broken}: cannot be read as media" in strict.stderr
-    assert "Traceback" not in strict.stderr
+    assert f"train.py: {broken}: cannot be read as media" in strict.output
+    assert "Traceback" not in strict.output
 
 
 # -- hard-negative batches ------------------------------------------------------------------------------------------

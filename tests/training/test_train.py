@@ -103,7 +103,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     frames.flush()
     result = run_train(synthetic_dir, tmp_path / "run", "--resume_from_checkpoint", "latest", check=False)
     assert result.returncode != 0
-    assert "NonFiniteLossError" in result.stderr and "checkpoint-epoch-1" in result.stderr
+    assert "NonFiniteLossError" in result.output and "checkpoint-epoch-1" in result.output
     after = weights(tmp_path / "run" / "checkpoint-epoch-1")
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not (tmp_path / "run" / "checkpoint-epoch-2").exists()

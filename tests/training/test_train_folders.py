@@ -18,8 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from builders import FROM_SCRATCH_CONFIG as CONFIG, REPO, TRAIN
-from modeling_avigate import forked_scripts
+from builders import FROM_SCRATCH_CONFIG as CONFIG, REPO, TRAIN, run_script
 from modeling_avigate.feature_cache import FeatureCache, FeatureCacheWriter
 from modeling_avigate.folders import FolderOwnershipError, is_owned, write_marker
 from modeling_avigate.training import (
@@ -130,9 +129,8 @@ def test_cache_build_killed_leaves_the_previous_cache_loadable(tmp_path, stage):
     FeatureCache.write(str(directory), [(["a"], {"x": torch.ones(1, 3)})], 1, "old")
     builder = tmp_path / "build_cache.py"
     builder.write_text(CACHE_BUILDER)
-    killed = subprocess.run([sys.executable, KILL_HARNESS, "cache", "1", stage, str(builder), str(directory)],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    killed = run_script(KILL_HARNESS, ["cache", "1", stage, str(builder), str(directory)])
+    assert killed.returncode == -signal.SIGKILL, killed.output[-2000:]
 
     previous = FeatureCache.open(str(directory), "old")  # moves a parked cache back first
     assert previous.get("a")["x"].tolist() == [1.0, 1.0, 1.0]
@@ -263,19 +261,6 @@ def test_run_record_decides_what_this_run_is(tmp_path):
     assert json.loads((output_dir / "train_args.json").read_text())["seed"] == 7
 
 
-# Refusals run the script itself, forked from a server that imported the package once (a fresh interpreter per case
-# would spend seconds importing torch).
-forked_scripts.configure_server(("modeling_avigate.training", "modeling_avigate.evaluation", "modeling_avigate.hub"),
-                                {"OMP_NUM_THREADS": "1"})
-
-
-def run_train_script(arguments: list[str]) -> tuple[int, str]:
-    """Exit code and output of `examples/train.py ARGUMENTS`."""
-    lines = []
-    exitcode = forked_scripts.run_script(TRAIN, arguments, lines.append)
-    return exitcode, "".join(lines)
-
-
 REFUSED_CASES = ["frame_cache", "audio_cache", "frame_cache holding a cache_index.json", "output_dir",
                  "output_dir with --overwrite_output_dir", "output_dir of another run"]
 
@@ -298,10 +283,10 @@ def test_users_files_are_refused_with_one_line_and_left_byte_identical(synthetic
     arguments = arguments_for(output_dir, "--data_dir", str(synthetic_dir), "--batch_size", "2",
                               *overrides.get(case.removesuffix(" holding a cache_index.json"), []))
 
-    exitcode, output = run_train_script(arguments)
-    assert exitcode == 1 and "Traceback" not in output, output[-3000:]
-    message = output.strip().splitlines()[-1]
-    assert message.startswith("train.py: ") and str(target) in message, output[-3000:]
+    result = run_script(TRAIN, arguments)
+    assert result.returncode == 1 and "Traceback" not in result.output, result.output[-3000:]
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("train.py: ") and str(target) in message, result.output[-3000:]
     assert snapshot(target) == before
     assert sorted(os.listdir(tmp_path)) == ["target"]  # nothing written beside it either
 
@@ -322,26 +307,21 @@ def test_refusal_reaches_the_user_as_one_line_without_a_traceback(tmp_path):
 # -- kill -9 during training, then resume -------------------------------------------------------------------------
 
 
-def train_command(synthetic_dir, output_dir, *overrides) -> list[str]:
+def train_arguments(synthetic_dir, output_dir, *overrides) -> list[str]:
     # No selection split and no epoch with held-open gates (which is never selected): every epoch is the best so far,
     # so `best/` is replaced at every epoch.
     caches = os.path.join(os.path.dirname(output_dir), "caches")
-    return [TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
+    return ["--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output_dir),
             "--audio_cache", os.path.join(caches, "audio"), "--frame_cache", os.path.join(caches, "frames"),
             "--selection_split", "null", "--batch_size", "8", "--epochs", "2", "--eval_every_epochs", "1",
             "--open_gates_proportion", "0", "--report_to", "null", "--eval_batch_size", "16", *overrides]
 
 
-def run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(synthetic_dir, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    result = run(train_command(synthetic_dir, output_dir))
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_script(TRAIN, train_arguments(synthetic_dir, output_dir))
+    assert result.returncode == 0, result.output[-4000:]
     return output_dir
 
 
@@ -353,8 +333,8 @@ def test_killed_at_a_write_point_then_resumed_equals_the_uninterrupted_run(synth
 
     output_dir = tmp_path / "run"
     nth = "1" if folder.startswith("checkpoint") else "2"  # best/ is written at epoch 1, then replaced at epoch 2
-    killed = run([KILL_HARNESS, folder, nth, stage, *train_command(synthetic_dir, output_dir)])
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    killed = run_script(KILL_HARNESS, [folder, nth, stage, TRAIN, *train_arguments(synthetic_dir, output_dir)])
+    assert killed.returncode == -signal.SIGKILL, killed.output[-4000:]
 
     # The previous state loads: epoch 1's checkpoint, and best/ holding epoch 1's weights (moved back if parked).
     first = checkpoint_dir(str(output_dir), 1)
@@ -368,8 +348,8 @@ def test_killed_at_a_write_point_then_resumed_equals_the_uninterrupted_run(synth
     AvigateModel.from_pretrained(output_dir / "best")
     assert not (output_dir / "metrics.json").exists()
 
-    resumed = run(train_command(synthetic_dir, output_dir, "--resume_from_checkpoint", "latest"))
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    resumed = run_script(TRAIN, train_arguments(synthetic_dir, output_dir, "--resume_from_checkpoint", "latest"))
+    assert resumed.returncode == 0, resumed.output[-4000:]
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics == json.loads((uninterrupted / "metrics.json").read_text())
     assert metrics["best_epoch"] == 2 and metrics["selected_on"] == "last_epoch"
