@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 import torch
-from builders import REPO
+from builders import REPO, run_script
 from conftest import tiny_config_kwargs
 from safetensors.torch import load_file
 from scripts.contrastive_step import fixed_batch
@@ -25,17 +25,21 @@ SCRIPT = os.path.join(TESTS_DIR, "scripts", "contrastive_step.py")
 
 def run_steps(num_processes: int, out_dir) -> dict[str, dict[str, torch.Tensor]]:
     """The script's parameters and loss after two steps, with the global and with the local form of the loss."""
-    # `--cpu` would silently start one process; `--multi_gpu` starts two, and ACCELERATE_USE_CPU makes each of them
-    # join a gloo process group on the CPU (without it every process believes it is alone).
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-        SCRIPT, str(out_dir),
-    ] if num_processes > 1 else [sys.executable, SCRIPT, str(out_dir)]
-    env = {**os.environ, "PYTHONPATH": TESTS_DIR, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if num_processes == 1:  # forked from the test run's preloaded server: no launcher, no fresh imports
+        result = run_script(SCRIPT, [str(out_dir)])
+        assert result.returncode == 0, result.output[-3000:]
+    else:
+        # `--cpu` would silently start one process; `--multi_gpu` starts two, and ACCELERATE_USE_CPU makes each of
+        # them join a gloo process group on the CPU (without it every process believes it is alone).
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+            SCRIPT, str(out_dir),
+        ]
+        env = {**os.environ, "PYTHONPATH": TESTS_DIR, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+               "ACCELERATE_USE_CPU": "true"}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return {form: load_file(os.path.join(out_dir, f"{form}.safetensors")) for form in ("global", "local")}
 
 

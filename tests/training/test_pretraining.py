@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import REPO, TRAIN
+from builders import REPO, TRAIN, run_script
 from conftest import folder_snapshot
 from modeling_avigate import pretraining
 from modeling_avigate.data.synthetic import (
@@ -147,15 +147,14 @@ def test_clip_video_similarity_is_the_cosine_of_mean_pooled_frames(stage_one):
 def test_stage_two_trains_and_evaluates_from_stage_one(stage_one, synthetic_dir, tmp_path):
     directory, _ = stage_one
     output = tmp_path / "run"
-    command = [sys.executable, TRAIN, "--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir",
-               str(output), "--clip_name_or_path", str(directory / "clip"), "--ast_name_or_path",
-               str(directory / "ast"), "--processor.tokenizer", str(directory / "clip"), "--epochs", "1",
-               "--batch_size", "8", "--eval_every_epochs", "1", "--report_to", "null", "--model.max_frames", "8",
-               "--model.fusion_num_attention_heads", "2", "--audio_cache", str(tmp_path / "audio"),
-               "--frame_cache", str(tmp_path / "frames")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-4000:]
+    arguments = ["--config", CONFIG, "--data_dir", str(synthetic_dir), "--output_dir", str(output),
+                 "--clip_name_or_path", str(directory / "clip"), "--ast_name_or_path", str(directory / "ast"),
+                 "--processor.tokenizer", str(directory / "clip"), "--epochs", "1", "--batch_size", "8",
+                 "--eval_every_epochs", "1", "--report_to", "null", "--model.max_frames", "8",
+                 "--model.fusion_num_attention_heads", "2", "--audio_cache", str(tmp_path / "audio"),
+                 "--frame_cache", str(tmp_path / "frames")]
+    result = run_script(TRAIN, arguments)
+    assert result.returncode == 0, result.output[-4000:]
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["split"] == "test" and 0 <= metrics["text_to_video"]["R@1"] <= 100
     trained, ast = load_file(output / "best" / "model.safetensors"), load_file(directory / "ast" / "model.safetensors")
