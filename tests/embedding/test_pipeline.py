@@ -18,6 +18,7 @@ from modeling_avigate.embedding import (
     embed_videos,
     prepare_feature_caches,
     video_batches,
+    video_features,
 )
 from modeling_avigate.evaluation import evaluate_retrieval
 from modeling_avigate.pipeline import HardNegativeSampler, TrainingPairs, collate_training_pairs
@@ -266,3 +267,38 @@ def test_training_script_builds_nested_groups_and_names_what_is_wrong():
     ]:
         with pytest.raises(SystemExit, match=message):
             hard_negative_sampler(pairs, groups, per_process=12, seed=0)
+
+
+@pytest.mark.parametrize("has_audio", [[True, False, True], [False, False, False], [True, True, True]])
+def test_video_features_runs_the_ast_only_on_videos_with_sound_and_embeds_them_as_the_model_does(has_audio):
+    from modeling_avigate import AvigateConfig, AvigateModel
+    from modeling_avigate.testing_utils import tiny_config_kwargs
+
+    torch.manual_seed(0)
+    model = AvigateModel(AvigateConfig(**tiny_config_kwargs())).eval()
+    inputs = {"pixel_values": torch.randn(3, 3, 3, 32, 32), "video_mask": torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1]]),
+              "input_values": torch.randn(3, 1024, 128), "has_audio": torch.tensor(has_audio)}
+    ast_batch_sizes = []
+    model.audio_model.register_forward_hook(lambda module, args, kwargs, output: ast_batch_sizes.append(
+        kwargs["input_values"].shape[0]), with_kwargs=True)
+    with torch.no_grad():
+        reference = model.get_video_features(**inputs)
+        ast_batch_sizes.clear()
+        skipped = video_features(model, inputs)
+    assert ast_batch_sizes == ([sum(has_audio)] if any(has_audio) else [])
+    for name in ("last_hidden_state", "pooler_output", "attn_gates", "ffn_gates"):
+        torch.testing.assert_close(getattr(skipped, name), getattr(reference, name), rtol=1e-5, atol=1e-6)
+    assert skipped.attn_gates[~torch.tensor(has_audio)].eq(0).all()
+
+
+def test_video_features_runs_the_ast_on_every_video_when_missing_audio_is_not_masked():
+    from modeling_avigate import AvigateConfig, AvigateModel
+    from modeling_avigate.testing_utils import tiny_config_kwargs
+
+    model = AvigateModel(AvigateConfig(**tiny_config_kwargs(mask_missing_audio=False))).eval()
+    inputs = {"pixel_values": torch.randn(2, 3, 3, 32, 32), "input_values": torch.randn(2, 1024, 128),
+              "has_audio": torch.tensor([True, False])}
+    with torch.no_grad():
+        torch.testing.assert_close(video_features(model, inputs).pooler_output,
+                                   model.get_video_features(**inputs).pooler_output)
+        assert video_features(model, inputs).attn_gates[1].ne(0).any()
