@@ -317,6 +317,12 @@ def segment_inputs(processor: AvigateProcessor, segment: VideoSegment) -> dict[s
     return {name: torch.as_tensor(inputs[name]) for name in VIDEO_INPUTS}
 
 
+def decode_pieces(path: str, settings: DecodeSettings, segments: Mapping[str, slice]) -> Iterator[VideoSegment]:
+    """[`decode_segments`] of the segments `segments` names for `path` (all of them for a path it does not name).
+    A module-level function, so that `functools.partial` of it reaches spawned decoding workers."""
+    return decode_segments(path, settings, segments.get(path))
+
+
 def decoded(paths: Sequence[str], decode, num_workers: int) -> Iterator[tuple[str, VideoSegment | MediaError]]:
     """`(path, segment)` for every segment of every file in order, then `(path, MediaError)` for a file that
     failed: in `num_workers` crash-isolated child processes, or in this one for 0."""
@@ -344,8 +350,11 @@ def embed_files(
     paths: Sequence[str],
     options: EmbeddingOptions = EmbeddingOptions(),
     desc: str = "indexing videos",
+    segments: Mapping[str, slice] | None = None,
 ) -> Iterator[EmbeddedFile | SkippedVideo]:
     """Embed every file of `paths` segment by segment (`options.segment_seconds`, or whole), opening each file once.
+    `segments` limits a file to a contiguous slice of its segments (a process's piece of a long file in a sharded
+    build); its [`EmbeddedFile`] then holds those segments only.
 
     Files are decoded by [`decode_segments`] in `options.num_workers` child processes ([`decode_isolated`]), so a
     decoder that crashes costs its file, not the run; with `num_workers=0` in this process (no start-up cost, but a
@@ -360,7 +369,7 @@ def embed_files(
     """
     device, dtype = model.device, model.dtype
     inference_model = prepare_for_inference(model, options.encoder_precision)
-    decode = functools.partial(decode_segments, settings=decode_settings(processor, options))
+    decode = functools.partial(decode_pieces, settings=decode_settings(processor, options), segments=segments or {})
     position = {path: i for i, path in enumerate(paths)}
     batch: list[tuple[_PendingFile, dict[str, torch.Tensor]]] = []
     current: _PendingFile | None = None

@@ -15,8 +15,10 @@ from .video_io import (
     MediaError,
     VideoSegment,
     decode_segments,
+    probe_duration,
     read_video,
     sample_frame_indices,
+    segment_count,
 )
 
 
@@ -38,6 +40,8 @@ __all__ = [
     "MediaError",
     "VideoSegment",
     "decode_segments",
+    "probe_duration",
     "read_video",
     "sample_frame_indices",
+    "segment_count",
 ]
