@@ -3,7 +3,6 @@
 
 import argparse
 import json
-import math
 
 from .arguments import add_index_arguments, positive_int
 
@@ -28,9 +27,8 @@ def search_command(args: argparse.Namespace) -> None:
 
     results = open_index(args).search(args.query, k=args.k, exact=args.exact, per_file=not args.segments)
     if args.json:
-        # A non-finite score (a video whose embeddings are NaN) is null: JSON has no NaN or Infinity.
-        hits = [{**hit.to_dict(), "score": hit.score if math.isfinite(hit.score) else None} for hit in results]
-        print(json.dumps(hits, indent=1, allow_nan=False))
+        # Scores are finite (a video whose score is not is never ranked): JSON has no NaN or Infinity.
+        print(json.dumps([hit.to_dict() for hit in results], indent=1, allow_nan=False))
         return
     for rank, hit in enumerate(results, start=1):
         print(f"{rank:3d}  {result_line(hit)}")
