@@ -925,7 +925,10 @@ def probe_duration(path: str | os.PathLike) -> float | None:
     path = os.fspath(path)
     try:
         check_media_file(path)
-        with _open(path, DEFAULT_MAX_PIXELS) as container:
+        # The least probing FFmpeg allows: its default decodes the first frames to fill in stream parameters, 10 ms of
+        # a 10 ms open of a 720p mp4 (the header alone: 0.6 ms; the header of a 10-minute mp4: 13 ms).
+        options = {"max_pixels": str(DEFAULT_MAX_PIXELS), "probesize": "32", "analyzeduration": "0"}
+        with av.open(path, options=options) as container:
             if container.duration:
                 return container.duration / av.time_base
             video = container.streams.video[0] if container.streams.video else None

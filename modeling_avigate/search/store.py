@@ -303,10 +303,19 @@ class VideoIndex:
                 complete), e.g. `index.save`: a run killed midway then loses at most the files since the last
                 checkpoint, and rerunning `add` embeds only what is missing. Save the index after `add` returns.
         """
+        self._require_model()  # before anything is dropped
+        todo, signatures = self.start_update(videos, options, prune)
+        return self.embed(todo, signatures, options, checkpoint=checkpoint, checkpoint_seconds=checkpoint_seconds)
+
+    def start_update(self, videos, options: EmbeddingOptions = EmbeddingOptions(),
+                     prune: bool = False) -> tuple[list[str], dict[str, dict[str, Any]]]:
+        """The first half of [`add`](VideoIndex.add): which files of `videos` must be embedded (new, changed or
+        failed before), each with the signature it has now; their old segments and failures are dropped, and with
+        `prune` the segments of files that no longer exist. Returns `(files, signatures)` for
+        [`embed`](VideoIndex.embed), which a sharded build runs in several processes."""
         if segment_settings(options) != self.info["segments"]:
             raise ValueError(f"the index cuts files as {self.info['segments']}, not as {segment_settings(options)}; "
                              "pass the same segment settings or build a new index")
-        model, processor = self._require_model()
         indexed = {entry["path"]: entry for entry in self.entries}
         signatures, todo = {}, []
         for path in resolve_videos(videos):
@@ -317,8 +326,23 @@ class VideoIndex:
         self.remove([path for path in todo if path in indexed] + gone)
         retried = set(todo)
         self.failures = [failure for failure in self.failures if failure["path"] not in retried]
+        return todo, {path: signatures[path] for path in todo}
+
+    def embed(
+        self,
+        paths: Sequence[str],
+        signatures: dict[str, dict[str, Any]],
+        options: EmbeddingOptions = EmbeddingOptions(),
+        segments: dict[str, slice] | None = None,
+        checkpoint: Callable[["VideoIndex"], None] | None = None,
+        checkpoint_seconds: float = 60.0,
+    ) -> list[str]:
+        """The second half of [`add`](VideoIndex.add): embed `paths` and append their segments, each entry with its
+        file's signature from `signatures`; files that cannot be used go to `failures`. `segments` limits a file to
+        a contiguous slice of its segments (a sharded build's piece of a long file). Returns the files embedded."""
+        model, processor = self._require_model()
         embedded, parts, last_checkpoint = [], [], time.monotonic()
-        for item in embed_files(model, processor, todo, options):
+        for item in embed_files(model, processor, paths, options, segments=segments):
             if isinstance(item, EmbeddedFile):
                 parts.append((item, signatures[item.path]))
                 embedded.append(item.path)
@@ -385,9 +409,11 @@ class VideoIndex:
 
     @classmethod
     def merge(cls, shards: Sequence["VideoIndex"], order: Sequence[str] | None = None) -> "VideoIndex":
-        """One index from shards built by the same model and processor; `order` (files) sets the file order, e.g.
-        the order a single-process build would have used (a file's segments stay in time order). A first stage is
-        not merged: rebuild it on the result."""
+        """One index from shards built by the same model and processor, such as the processes of a sharded build
+        leave, where a long file's segments may be spread over several shards. `order` (files) sets the file order,
+        e.g. the order a single-process build would have used; a file's segments are put in time order. A file that
+        failed in any shard is left out whole and listed once in `failures`, as a single process that failed on it
+        would have. A first stage is not merged: rebuild it on the result."""
         if not shards:
             raise ValueError("merge needs at least one shard")
         reference = shards[0].info
@@ -395,22 +421,35 @@ class VideoIndex:
             if {**shard.info, "first_stage": None} != {**reference, "first_stage": None}:
                 raise IncompatibleModelError("cannot merge shards built by different models, processors or segment "
                                              "settings")
+        failures = {}
+        for shard in shards:
+            for failure in shard.failures:
+                failures.setdefault(failure["path"], failure)
         entries = [entry for shard in shards for entry in shard.entries]
-        permutation = torch.arange(len(entries))
-        if order is not None:
-            rank = {path: i for i, path in enumerate(order)}
-            permutation = torch.tensor(sorted(range(len(entries)), key=lambda i: rank[entries[i]["path"]]),
-                                       dtype=torch.long)
+        files = dict.fromkeys([*(order or []), *(entry["path"] for entry in entries)])
+        rank = {path: i for i, path in enumerate(files)}
+        permutation = torch.tensor(sorted(
+            (i for i, entry in enumerate(entries) if entry["path"] not in failures),
+            key=lambda i: (rank[entries[i]["path"]], entries[i]["start"] or 0.0),
+        ), dtype=torch.long)
         return cls(
             [entries[i] for i in permutation.tolist()],
             torch.cat([shard.frame_embeds for shard in shards])[permutation],
             torch.cat([shard.video_mask for shard in shards])[permutation],
             torch.cat([shard.has_audio for shard in shards])[permutation],
             {**reference, "first_stage": None},
-            [failure for shard in shards for failure in shard.failures],
+            sorted(failures.values(), key=lambda failure: rank.get(failure["path"], len(rank))),
             torch.cat([shard.video_embeds for shard in shards])[permutation],
             previews=VideoPreviews.concat([shard.previews for shard in shards]).select(permutation),
         )
+
+    def extend(self, other: "VideoIndex") -> None:
+        """Append the segments and failures of `other`, an index of files this one does not hold built by the same
+        model and processor (the merged shards of a sharded update); a first stage takes the new vectors in."""
+        if len(other):
+            self._append(other.entries, other.frame_embeds, other.video_mask, other.has_audio, other.video_embeds,
+                         other.previews)
+        self.failures.extend(other.failures)
 
     def build_first_stage(self, kind: FirstStage, shortlist_size: int = 256, nprobe: int = 32,
                           nlist: int | None = None) -> None:

@@ -276,9 +276,14 @@ def test_marked_shards_left_by_a_killed_build_are_removed_by_the_next_build(work
 
 
 @pytest.mark.slow
-def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
-    # torchrun with the gloo backend: two CPU processes each embed half of the files, the main one merges.
+def test_two_process_sharded_update_equals_single_process_build(workspace, tmp_path):
+    # torchrun with the gloo backend: two CPU processes update an index of two of the four files; each embeds one of
+    # the two others, the main one merges them into the kept entries.
     # --standalone rendezvous on a free port, so a busy fixed port cannot fail the test.
+    partial = VideoIndex.load(workspace / "gallery")
+    partial.remove(partial.files[2:])
+    partial.frame_embeds = partial.frame_embeds.flip(1)  # marks the kept entries: re-embedding would undo it
+    partial.save(tmp_path / "sharded")
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "modeling_avigate.cli", "index", str(workspace / "videos"), "--model", str(workspace / "model"),
@@ -289,7 +294,8 @@ def test_two_process_sharded_build_equals_single_process(workspace, tmp_path):
     assert completed.stdout.count("indexed 4 videos") == 1, completed.stdout
     assert not os.path.exists(tmp_path / "sharded.shards")
     sharded, single = VideoIndex.load(tmp_path / "sharded"), VideoIndex.load(workspace / "gallery")
-    assert sharded.paths == single.paths
-    torch.testing.assert_close(sharded.frame_embeds.float(), single.frame_embeds.float(), atol=1e-3, rtol=0)
+    assert sharded.entries == single.entries
+    assert torch.equal(sharded.frame_embeds[:2], partial.frame_embeds)  # kept as they were
+    torch.testing.assert_close(sharded.frame_embeds[2:].float(), single.frame_embeds[2:].float(), atol=1e-3, rtol=0)
     assert torch.equal(sharded.video_mask, single.video_mask) and torch.equal(sharded.has_audio, single.has_audio)
     assert sharded.info == single.info
