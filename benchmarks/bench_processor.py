@@ -52,13 +52,15 @@ from PIL import Image  # noqa: E402
 from transformers import ASTFeatureExtractor  # noqa: E402
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: E402
 
-from modeling_avigate.processors import AvigateFeatureExtractor, AvigateProcessor, AvigateVideoProcessor  # noqa: E402
-from modeling_avigate.processors.video_io import (  # noqa: E402
+from modeling_avigate.processors import (  # noqa: E402
+    AvigateFeatureExtractor,
+    AvigateProcessor,
+    AvigateVideoProcessor,
     DecodeSettings,
-    MonoDownmixer,
     decode_segments,
     read_video,
 )
+from modeling_avigate.processors.audio_decoding import MonoDownmixer  # noqa: E402
 from modeling_avigate.vocab import write_word_level_clip_vocab  # noqa: E402
 
 

@@ -9,17 +9,10 @@ from ..configuration_avigate import AvigateConfig
 from .feature_extraction_avigate import AvigateFeatureExtractor
 from .processing_avigate import AvigateProcessor
 from .video_processing_avigate import AvigateVideoProcessor
-from .video_io import (
-    DecodeSettings,
-    FrameResizer,
-    MediaError,
-    VideoSegment,
-    decode_segments,
-    probe_duration,
-    read_video,
-    sample_frame_indices,
-    segment_count,
-)
+from .decoding_types import DecodeSettings, MediaError, VideoSegment
+from .frame_geometry import FrameResizer
+from .frame_selection import sample_frame_indices, segment_count
+from .video_io import decode_segments, probe_duration, read_video
 
 
 # In-package classes for `Auto*.from_pretrained` on folders whose config says model_type "avigate"; saved folders

@@ -11,7 +11,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType
 
-from .video_io import resample_audio
+from .audio_decoding import resample_audio
 
 
 # Log-mel statistics used to normalise the features: AVIGATE's own (its data loader) and AudioSet's (AST).

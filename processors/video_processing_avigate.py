@@ -22,7 +22,10 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImage
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .video_io import DEFAULT_MAX_PIXELS, PIL_TO_SWSCALE, FrameResizer, read_video, sample_frame_indices
+from .decoding_types import DEFAULT_MAX_PIXELS
+from .frame_geometry import PIL_TO_SWSCALE, FrameResizer
+from .frame_selection import sample_frame_indices
+from .video_io import read_video
 
 
 AvigateVideoInput = str | os.PathLike | np.ndarray | Sequence[Image.Image]

@@ -24,12 +24,12 @@ from media import (
 from PIL import Image
 
 from modeling_avigate.processors import AvigateFeatureExtractor, MediaError, read_video
-from modeling_avigate.processors.video_io import resample_audio
+from modeling_avigate.processors.audio_decoding import resample_audio
 
 
 SIZE = (64, 48)
 CROP = 32
-VIDEO_IO = os.path.join(REPO, "processors", "video_io.py")
+PROCESSORS = os.path.join(REPO, "processors")
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +127,14 @@ def test_unreadable_file_raises_the_media_error(corpus, tmp_path):
         read_video(str(path), 4, CROP, (CROP, CROP))
 
 
-# Loads video_io.py on its own (numpy, PyAV, PIL; no torch or transformers) so each fresh process starts fast.
+# Loads the decoder's modules of processors/ as a bare package, without its __init__ (numpy, PyAV, PIL; no torch or
+# transformers), so each fresh process starts fast.
 FINGERPRINT_SCRIPT = """
-import hashlib, importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("video_io", sys.argv[1])
-video_io = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(video_io)
+import hashlib, importlib, json, sys, types
+package = types.ModuleType("decoder")
+package.__path__ = [sys.argv[1]]
+sys.modules["decoder"] = package
+video_io = importlib.import_module("decoder.video_io")
 digests = {}
 for path in sys.argv[2:]:
     clip = video_io.read_video(path, 12, 32, (32, 32))
@@ -146,7 +148,7 @@ def test_every_corpus_file_decodes_identically_in_ten_fresh_processes(corpus):
     paths = [clip.path for clip in corpus.values()]
     runs = []
     for _ in range(10):
-        result = subprocess.run([sys.executable, "-c", FINGERPRINT_SCRIPT, VIDEO_IO, *paths], capture_output=True,
+        result = subprocess.run([sys.executable, "-c", FINGERPRINT_SCRIPT, PROCESSORS, *paths], capture_output=True,
                                 text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert result.returncode == 0, result.stderr
         runs.append(json.loads(result.stdout))
@@ -158,10 +160,11 @@ def test_every_corpus_file_decodes_identically_in_ten_fresh_processes(corpus):
 
 # Peak RSS from VmHWM: getrusage's ru_maxrss keeps the forking parent's peak across exec, VmHWM is this process's.
 PEAK_RSS_SCRIPT = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("video_io", sys.argv[1])
-video_io = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(video_io)
+import importlib, sys, types
+package = types.ModuleType("decoder")
+package.__path__ = [sys.argv[1]]
+sys.modules["decoder"] = package
+video_io = importlib.import_module("decoder.video_io")
 clip = video_io.read_video(sys.argv[2], 12, 224, (224, 224), long_audio_windows=(1024, 400))
 peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(peak_kib * 1024, clip.audio_samples, len(clip.frames))
@@ -169,7 +172,7 @@ print(peak_kib * 1024, clip.audio_samples, len(clip.frames))
 
 
 def peak_rss_of_decoding(path: str) -> tuple[int, int, int]:
-    result = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, VIDEO_IO, path], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, PROCESSORS, path], capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     rss, samples, frames = (int(value) for value in result.stdout.split())
@@ -189,11 +192,12 @@ def test_two_hour_sound_track_and_8k_frames_decode_under_1_gb(tmp_path):
 
 # Decodes each file's sound in a fresh process, so that a crash fails this test instead of killing the test run.
 SOUND_SCRIPT = """
-import importlib.util, sys
+import importlib, sys, types
 import numpy as np
-spec = importlib.util.spec_from_file_location("video_io", sys.argv[1])
-video_io = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(video_io)
+package = types.ModuleType("decoder")
+package.__path__ = [sys.argv[1]]
+sys.modules["decoder"] = package
+video_io = importlib.import_module("decoder.video_io")
 for path in sys.argv[2:]:
     for channel in ("mix", "first"):
         np.save(f"{path}.{channel}.npy", video_io.read_video(path, 4, 32, (32, 32), audio_channel=channel).audio)
@@ -222,7 +226,7 @@ def test_sound_with_7_8_and_16_channels_decodes_to_the_channel_mean(tmp_path):
         "aac_6.1.mp4": write_multichannel_video(str(tmp_path / "aac_6.1.mp4"), 7, "aac"),
         "pcm_16ch.mkv": write_multichannel_video(str(tmp_path / "pcm_16ch.mkv"), 16, "pcm_s16le"),
     }
-    result = subprocess.run([sys.executable, "-c", SOUND_SCRIPT, VIDEO_IO, *(path for path, _ in files.values())],
+    result = subprocess.run([sys.executable, "-c", SOUND_SCRIPT, PROCESSORS, *(path for path, _ in files.values())],
                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     for name, (path, written) in files.items():
@@ -237,10 +241,11 @@ def test_sound_with_7_8_and_16_channels_decodes_to_the_channel_mean(tmp_path):
 
 
 PNG_BOMB_SCRIPT = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("video_io", sys.argv[1])
-video_io = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(video_io)
+import importlib, sys, types
+package = types.ModuleType("decoder")
+package.__path__ = [sys.argv[1]]
+sys.modules["decoder"] = package
+video_io = importlib.import_module("decoder.video_io")
 try:
     video_io.read_video(sys.argv[2], 12, 224, (224, 224))
     message = "decoded"
@@ -256,7 +261,7 @@ def test_an_oversized_image_codec_frame_is_refused_before_ffmpeg_decodes_it(tmp_
     reached 1.5 GB before the refusal)."""
     bomb = write_png_video(str(tmp_path / "bomb.mov"), 16000, 16000)
     assert os.path.getsize(bomb) < 4 << 20
-    result = subprocess.run([sys.executable, "-c", PNG_BOMB_SCRIPT, VIDEO_IO, bomb], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", PNG_BOMB_SCRIPT, PROCESSORS, bomb], capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     rss, message = result.stdout.split(maxsplit=1)

@@ -214,7 +214,8 @@ def test_saved_folder_loads_as_remote_code_in_a_fresh_process(processor, tmp_pat
     processor.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "processor_config.json").read_text())
     assert config["auto_map"]["AutoProcessor"] == "processing_avigate.AvigateProcessor"
-    sources = {"processing_avigate.py", "feature_extraction_avigate.py", "video_processing_avigate.py", "video_io.py"}
+    sources = {"processing_avigate.py", "feature_extraction_avigate.py", "video_processing_avigate.py", "video_io.py",
+               "decoding_types.py", "frame_geometry.py", "frame_selection.py", "audio_decoding.py"}
     assert sources <= set(os.listdir(tmp_path / "saved"))
     script = (
         "import sys, numpy as np\n"

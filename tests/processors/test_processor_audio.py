@@ -6,7 +6,7 @@ from media import tone, write_test_video
 from transformers import ASTFeatureExtractor
 
 from modeling_avigate.processors import AvigateFeatureExtractor, read_video
-from modeling_avigate.processors.video_io import resample_audio
+from modeling_avigate.processors.audio_decoding import resample_audio
 from modeling_avigate.processors.feature_extraction_avigate import AVIGATE_MEAN, AVIGATE_STD
 
 

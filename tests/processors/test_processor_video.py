@@ -11,6 +11,7 @@ from modeling_avigate.processors import (
     FrameResizer,
     MediaError,
     decode_segments,
+    frame_selection,
     read_video,
     sample_frame_indices,
     video_io,
@@ -193,7 +194,7 @@ def test_sampled_frames_equal_decoding_every_frame_and_fewer_packets_are_decoded
     with av.open(path) as container:
         timeline = video_io._demux_timeline(path, container, container.streams.video[0], [])
     assert timeline.keyframe.sum() >= 12
-    ranges = video_io._FrameSelector(timeline, clip.frame_indices).ranges
+    ranges = frame_selection.FrameSelector(timeline, clip.frame_indices).ranges
     assert sum(stop - start + 1 for start, stop in ranges) <= 4 * 12  # of 120 packets
 
 
