@@ -122,8 +122,8 @@ def test_the_network_line_fails_offline_with_the_hub_named(tmp_path):
 @pytest.mark.slow
 def test_synthetic_training_commands_run_in_order(tmp_path):
     """The README's synthetic block from a fresh folder: generate the data, pretrain stage 1, then both training
-    commands. Sizes are cut so the test stays short (the quick set, 256 pretraining clips, one epoch of each training
-    run); every other setting is the README's."""
+    commands. Sizes are cut so the test stays short (the quick set, 64 pretraining clips: one batch per stage-1 epoch,
+    one epoch of each training run); every other setting is the README's."""
     (synthetic,) = [block for block in code_blocks("bash") if "synthetic.yaml" in block and "modeling_avigate.data"
                     in block]
     lines = commands(synthetic)
@@ -143,7 +143,7 @@ def test_synthetic_training_commands_run_in_order(tmp_path):
         elif "modeling_avigate.data" in line:
             argv += ["--preset", "quick"]
         elif "modeling_avigate.pretraining" in line:
-            argv += ["--clips", "256"]
+            argv += ["--clips", "64"]
         result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=OFFLINE, timeout=1200)
         assert result.returncode == 0, line + "\n" + result.stderr[-3000:]
     assert (tmp_path / "outputs" / "avigate-synthetic" / "best" / "README.md").is_file()
