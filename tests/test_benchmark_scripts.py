@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import REPO
+from builders import REPO, run_script
 
 
 def run(command: list[str], tmp_path: Path, **environment) -> subprocess.CompletedProcess:
@@ -59,10 +59,11 @@ def test_gpu_script_dry_run_measures_every_section(tmp_path):
 
 @pytest.mark.slow
 def test_embedding_benchmark_runs_and_compares_with_the_naive_baseline(tmp_path):
-    result = run([sys.executable, str(REPO / "benchmarks" / "bench_embed.py"), "--size", "tiny", "--videos", "2",
-                  "--methods", "naive", "index/int8"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = {row[0]: row for row in table_rows(result.stdout, "tiny model")}
+    # Forked from the preloaded server; each method still embeds in a fresh interpreter of its own.
+    result = run_script(str(REPO / "benchmarks" / "bench_embed.py"), ["--size", "tiny", "--videos", "2", "--methods",
+                                                                     "naive", "index/int8"])
+    assert result.returncode == 0, result.output[-3000:]
+    rows = {row[0]: row for row in table_rows(result.output, "tiny model")}
     assert set(rows) == {"naive", "index/int8"}
     assert rows["naive"][2] == "1.00"
     # The int8 index stays close to the naive fp32 embeddings of the same clips.
@@ -82,11 +83,12 @@ def tiny_model_dir(tmp_path) -> Path:
 
 
 def test_accuracy_benchmark_compares_each_encoder_on_its_own(synthetic_dir, tiny_model_dir, tmp_path):
-    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tiny_model_dir),
-                  "--data-dir", str(synthetic_dir), "--precisions", "int8:audio", "int8"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"fp32 gap between each caption's rank-7 and rank-8 scores: median \d", result.stdout)
-    rows = {row[0]: row for row in table_rows(result.stdout, "fp32 gap")}
+    result = run_script(str(REPO / "benchmarks" / "bench_accuracy.py"), ["--model", str(tiny_model_dir), "--data-dir",
+                                                                        str(synthetic_dir), "--precisions",
+                                                                        "int8:audio", "int8"])
+    assert result.returncode == 0, result.output[-3000:]
+    assert re.search(r"fp32 gap between each caption's rank-7 and rank-8 scores: median \d", result.output)
+    rows = {row[0]: row for row in table_rows(result.output, "fp32 gap")}
     assert list(rows) == ["fp32", "int8:audio", "int8"]
     assert rows["fp32"][5] == "1.0000" and rows["fp32"][6] == "1.00000 / 1.00000"
     for variant in ("int8:audio", "int8"):
@@ -96,9 +98,9 @@ def test_accuracy_benchmark_compares_each_encoder_on_its_own(synthetic_dir, tiny
 
 
 def test_accuracy_benchmark_refuses_an_unknown_encoder(synthetic_dir, tiny_model_dir, tmp_path):
-    result = run([sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--model", str(tiny_model_dir),
-                  "--data-dir", str(synthetic_dir), "--precisions", "int8:text"], tmp_path)
-    assert result.returncode != 0 and "the part after ':' must be audio or vision" in result.stderr
+    result = run_script(str(REPO / "benchmarks" / "bench_accuracy.py"), ["--model", str(tiny_model_dir), "--data-dir",
+                                                                        str(synthetic_dir), "--precisions", "int8:text"])
+    assert result.returncode != 0 and "the part after ':' must be audio or vision" in result.output
 
 
 def test_moment_search_benchmark_finds_segments_of_a_concatenated_file(synthetic_dir, tiny_model_dir, monkeypatch,
