@@ -1,5 +1,5 @@
 # Copyright 2026 The modeling_avigate Authors. Licensed under the Apache License, Version 2.0.
-"""[`VideoIndex`]: a searchable gallery of videos embedded by an `AvigateModel`, and its folder on disk."""
+"""[`VideoIndex`]: a searchable gallery of videos embedded by an `AvigateModel` (its folder on disk: `storage`)."""
 
 import json
 import os
@@ -10,39 +10,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from ..embedding import EmbeddedFile, EmbeddingOptions, embed_files, embed_texts
-from ..fingerprints import config_hash, file_signature, sha256_file, strip_keys, weights_fingerprint
-from ..folders import atomic_folder
+from ..fingerprints import config_hash, file_signature, strip_keys, weights_fingerprint
 from ..media_files import resolve_videos
 from ..modeling_avigate import AvigateModel, multi_grained_similarity, pool_video_embeds
-from .first_stage import (
-    FirstStage,
-    build_first_stage,
-    first_stage_mismatches,
-    first_stage_vectors,
-    require_faiss,
-    shortlist,
-)
+from .first_stage import FirstStage, build_first_stage, first_stage_vectors, shortlist
 from .kernels import exact_search, rerank_candidates
-from .metadata import (
-    EMBEDDINGS_FILE,
-    FIRST_STAGE_FILE,
-    FORMAT_VERSION,
-    INDEX_KIND,
-    METADATA_FILE,
-    CorruptIndexError,
-    IncompatibleModelError,
-    PREVIEWS_FILE,
-    METADATA_CHECKSUM_KEY,
-    check_data_files,
-    metadata_checksum,
-    read_metadata,
-)
+from .metadata import IncompatibleModelError, read_metadata
 from .previews import VideoPreviews, encode_poster
-
+from .storage import read_index_folder, write_index_folder
 
 
 # Processor settings that do not change the embeddings. `auto_map` (where remote code finds the classes) is added by
@@ -619,33 +596,7 @@ class VideoIndex:
     def save(self, path: str | os.PathLike) -> None:
         """Write the index folder atomically: a marked staging sibling renamed into place. An existing folder is
         replaced only if it is an index this package wrote; marked leftovers of a killed save are removed first."""
-        with atomic_folder(path, INDEX_KIND, FORMAT_VERSION) as staging:
-            embeddings = os.path.join(staging, EMBEDDINGS_FILE)
-            save_file({
-                "frame_embeds": self.frame_embeds.contiguous(),
-                "video_mask": self.video_mask.to(torch.uint8).contiguous(),
-                "video_embeds": self.video_embeds.contiguous(),
-                "has_audio": self.has_audio.to(torch.uint8).contiguous(),
-            }, embeddings)
-            previews = os.path.join(staging, PREVIEWS_FILE)
-            self.previews.save(previews)
-            checksums = {EMBEDDINGS_FILE: sha256_file(embeddings), PREVIEWS_FILE: sha256_file(previews)}
-            if self.first_stage is not None:
-                require_faiss().write_index(self.first_stage, os.path.join(staging, FIRST_STAGE_FILE))
-                checksums[FIRST_STAGE_FILE] = sha256_file(os.path.join(staging, FIRST_STAGE_FILE))
-            metadata = {
-                "format_version": FORMAT_VERSION,
-                "num_videos": len(self),
-                "num_frames": self.frame_embeds.shape[1],
-                "dim": self.frame_embeds.shape[2],
-                **self.info,
-                "checksums": checksums,
-                "videos": self.entries,
-                "failures": self.failures,
-            }
-            metadata[METADATA_CHECKSUM_KEY] = metadata_checksum(metadata)
-            with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as handle:
-                json.dump(metadata, handle, indent=1)
+        write_index_folder(self, path)
 
     # `VideoIndex.read_metadata(path)`: the validated `index.json`, without loading the embeddings.
     read_metadata = staticmethod(read_metadata)
@@ -669,67 +620,7 @@ class VideoIndex:
             IncompatibleModelError: `model` differs from the one that built the index.
         """
         path = os.fspath(path)
-        index = cls._read_folder(path, read_metadata(path), verify)
+        index = cls(**read_index_folder(path, read_metadata(path), verify))
         if model is not None:
             index.attach(model, processor, force=force)
         return index
-
-    @classmethod
-    def _read_folder(cls, path: str, metadata: dict[str, Any], verify: bool) -> "VideoIndex":
-        """The index in folder `path` whose validated `index.json` is `metadata`."""
-        check_data_files(path, metadata, verify)
-        tensors = _read_embeddings(os.path.join(path, EMBEDDINGS_FILE), metadata)
-        first_stage = None
-        if metadata["first_stage"] is not None:
-            first_stage = _read_first_stage(os.path.join(path, FIRST_STAGE_FILE), metadata)
-        previews = _read_previews(os.path.join(path, PREVIEWS_FILE), metadata)
-        info = {key: metadata[key] for key in ("model", "processor", "first_stage", "segments")}
-        return cls(metadata["videos"], tensors["frame_embeds"], tensors["video_mask"], tensors["has_audio"], info,
-                   metadata["failures"], tensors["video_embeds"], first_stage, previews)
-
-
-def _read_embeddings(file: str, metadata: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The tensors of `embeddings.safetensors`, each checked against the sizes `index.json` records."""
-    try:
-        tensors = load_file(file)
-    except (SafetensorError, OSError) as error:
-        raise CorruptIndexError(f"{file} cannot be read ({error}); rebuild the index") from error
-    num_videos, num_frames, dim = metadata["num_videos"], metadata["num_frames"], metadata["dim"]
-    expected = {"frame_embeds": (num_videos, num_frames, dim), "video_mask": (num_videos, num_frames),
-                "video_embeds": (num_videos, dim), "has_audio": (num_videos,)}
-    for name, shape in expected.items():
-        if name not in tensors:
-            raise CorruptIndexError(f"{file} has no {name!r} tensor; rebuild the index")
-        if tuple(tensors[name].shape) != shape:
-            raise CorruptIndexError(f"{file} holds {name} of shape {tuple(tensors[name].shape)}, {METADATA_FILE} "
-                                    f"describes {shape}; rebuild the index")
-    return tensors
-
-
-def _read_previews(file: str, metadata: dict[str, Any]) -> VideoPreviews:
-    """The previews of `previews.safetensors`, checked against the video and frame counts `index.json` records."""
-    try:
-        previews = VideoPreviews.load(file)
-    except (SafetensorError, OSError, KeyError, ValueError) as error:
-        raise CorruptIndexError(f"{file} cannot be read ({error!r}); rebuild the index") from error
-    shape = (metadata["num_videos"], metadata["num_frames"])
-    if len(previews) != shape[0] or tuple(previews.frame_times.shape) != shape:
-        raise CorruptIndexError(f"{file} holds previews of {len(previews)} videos with frame times of shape "
-                                f"{tuple(previews.frame_times.shape)}, {METADATA_FILE} describes {shape}; rebuild the "
-                                "index")
-    return previews
-
-
-def _read_first_stage(file: str, metadata: dict[str, Any]):
-    """The faiss first stage, checked against the kind, vector count and dimension `index.json` records."""
-    try:
-        first_stage = require_faiss().read_index(file)
-    except RuntimeError as error:
-        # faiss' message is a C++ location plus the reason; the reason is the last sentence.
-        reason = str(error).splitlines()[0].rsplit(": ", 1)[-1]
-        raise CorruptIndexError(f"{file} is not a readable faiss index ({reason}); rebuild the index") from error
-    problems = first_stage_mismatches(first_stage, metadata["first_stage"]["kind"], metadata["num_videos"],
-                                      metadata["dim"])
-    if problems:
-        raise CorruptIndexError(f"{file} does not match {METADATA_FILE}: {'; '.join(problems)}; rebuild the index")
-    return first_stage

@@ -86,7 +86,7 @@ def test_save_refuses_foreign_folders_and_other_kinds(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
     import modeling_avigate.folders as folders
-    import modeling_avigate.search.store as store
+    import modeling_avigate.search.storage as storage
     from modeling_avigate.search import VideoIndex
 
     target, point = sys.argv[1], sys.argv[2]
@@ -104,7 +104,7 @@ KILL_SCRIPT = textwrap.dedent("""
         return wrapped
 
     if point == "embeddings written":
-        store.save_file = after(store.save_file)
+        storage.save_file = after(storage.save_file)
     elif point == "old index parked":
         real_replace = folders.os.replace
         folders.os.replace = lambda source, destination: (
