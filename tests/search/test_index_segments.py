@@ -144,14 +144,14 @@ def test_rerunning_embeds_only_new_and_changed_files_and_prunes_only_when_asked(
 
 
 def test_a_stopped_run_keeps_every_finished_file_and_the_rerun_embeds_only_the_rest(setup, tmp_path, monkeypatch):
-    from modeling_avigate.search import store
+    from modeling_avigate.search import updates
 
     model, processor = setup["model"], setup["processor"]
     folder = tmp_path / "videos"
     folder.mkdir()
     for path in setup["cuts"][:4]:
         shutil.copy(path, folder)
-    real_embed_files = store.embed_files
+    real_embed_files = updates.embed_files
 
     def killed_after_two(*args, **kwargs):
         for number, item in enumerate(real_embed_files(*args, **kwargs)):
@@ -159,11 +159,11 @@ def test_a_stopped_run_keeps_every_finished_file_and_the_rerun_embeds_only_the_r
                 raise KeyboardInterrupt  # as a kill between two files: what was saved must survive
             yield item
 
-    monkeypatch.setattr(store, "embed_files", killed_after_two)
+    monkeypatch.setattr(updates, "embed_files", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         build_sharded(model, processor, str(folder), tmp_path / "gallery", segmented(), checkpoint_seconds=0)
     assert len(VideoIndex.load(tmp_path / "gallery").files) == 2
-    monkeypatch.setattr(store, "embed_files", real_embed_files)
+    monkeypatch.setattr(updates, "embed_files", real_embed_files)
     index = build_sharded(model, processor, str(folder), tmp_path / "gallery", segmented())
     assert len(index.files) == 4
     saved = VideoIndex.load(tmp_path / "gallery")
@@ -192,9 +192,9 @@ KILLED_BUILD = """
 import sys, time
 from modeling_avigate import AvigateModel, AvigateProcessor
 from modeling_avigate.embedding import EmbeddingOptions
-from modeling_avigate.search import build_sharded, store
+from modeling_avigate.search import build_sharded, updates
 
-real_embed_files = store.embed_files
+real_embed_files = updates.embed_files
 
 
 def slowly(*args, **kwargs):  # one file a second, so the parent can kill the run between two of them
@@ -203,7 +203,7 @@ def slowly(*args, **kwargs):  # one file a second, so the parent can kill the ru
         time.sleep(1.0)
 
 
-store.embed_files = slowly
+updates.embed_files = slowly
 model, processor = AvigateModel.from_pretrained(sys.argv[1]), AvigateProcessor.from_pretrained(sys.argv[1])
 build_sharded(model, processor, sys.argv[2], sys.argv[3], EmbeddingOptions(progress=False, segment_seconds=1.0),
               checkpoint_seconds=0)
