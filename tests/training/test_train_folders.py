@@ -11,8 +11,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -294,10 +292,9 @@ def test_users_files_are_refused_with_one_line_and_left_byte_identical(synthetic
 def test_refusal_reaches_the_user_as_one_line_without_a_traceback(tmp_path):
     before = users_folder(tmp_path / "mine")
     arguments = arguments_for(tmp_path / "mine", "--overwrite_output_dir", "true")
-    result = subprocess.run([sys.executable, TRAIN, *arguments], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    result = run_script(TRAIN, arguments)
+    assert result.returncode == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
         f"train.py: --output_dir {tmp_path / 'mine'} is not empty and holds no training run; choose an empty or new "
         "folder"
     )
