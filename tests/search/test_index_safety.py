@@ -4,8 +4,6 @@ and one clear line (never a traceback or a silently wrong search) for every corr
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -16,6 +14,7 @@ from modeling_avigate.folders import MARKER_FILE, FolderOwnershipError, is_owned
 from modeling_avigate.search import PREVIEWS_FILE, CorruptIndexError, VideoIndex, build_first_stage
 from modeling_avigate.search.metadata import METADATA_CHECKSUM_KEY, SCHEMA, metadata_checksum
 
+from builders import run_script
 from conftest import folder_snapshot as _snapshot
 
 
@@ -115,14 +114,21 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(scope="module")
+def kill_script(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("scripts") / "killed_save.py"
+    path.write_text(KILL_SCRIPT)
+    return str(path)
+
+
 @pytest.mark.parametrize("point, survivor", [("embeddings written", "old"), ("old index parked", "old"),
                                              ("new index in place", "new")])
-def test_kill_9_during_save_leaves_a_loadable_index_and_the_next_save_cleans_up(tmp_path, point, survivor):
+def test_kill_9_during_save_leaves_a_loadable_index_and_the_next_save_cleans_up(tmp_path, kill_script, point,
+                                                                                survivor):
     target = str(tmp_path / "gallery")
     _gallery().save(target)
-    result = subprocess.run([sys.executable, "-c", KILL_SCRIPT, target, point], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
-    assert result.returncode == -9, result.stderr[-2000:]
+    result = run_script(kill_script, [target, point])  # forked from the preloaded server, killed there
+    assert result.returncode == -9, result.output[-2000:]
     loaded = VideoIndex.load(target)
     assert os.path.basename(loaded.paths[0]) == ("v0.mp4" if survivor == "old" else "new0.mp4")
     _gallery(seed=2).save(target)
