@@ -13,6 +13,7 @@ machine and `--threads` equal to its cores, wall time is about CPU time divided 
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from collections import defaultdict
@@ -30,8 +31,8 @@ def timed_decoding(seconds: dict):
     """`decode_segments` that adds the CPU time of producing each segment to `seconds["decode"]`."""
     real = embedding.decode_segments
 
-    def decode(path, settings):
-        segments = real(path, settings)
+    def decode(path, settings, pieces=None):
+        segments = real(path, settings, pieces)
         while True:
             start = time.process_time()
             segment = next(segments, None)
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("video", help="a long video file")
     parser.add_argument("--segment-seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--batch-size", type=int, default=8, help="segments per forward pass (default 8, as `avigate index`)")
     parser.add_argument("--encoder-precision", default="fp32", choices=("fp32", "int8", "int8-audio"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,7 +58,8 @@ def main() -> None:
     time_model_stages(seconds, model)
     time_calls(seconds, "fbank", AvigateFeatureExtractor, "__call__")
     embedding.decode_segments = timed_decoding(seconds)
-    options = EmbeddingOptions(progress=False, num_workers=0, segment_seconds=args.segment_seconds,
+    options = EmbeddingOptions(batch_size=args.batch_size, progress=False, num_workers=0,
+                               segment_seconds=args.segment_seconds,
                                encoder_precision=args.encoder_precision)
     load_before, cpu, wall = os.getloadavg(), time.process_time(), time.time()
     index = VideoIndex.build(model, processor, [os.path.abspath(args.video)], options)
@@ -66,6 +69,8 @@ def main() -> None:
           f"{args.threads} threads): CPU {cpu:.1f} s, wall {wall:.1f} s; per minute of video: CPU {cpu / minutes:.1f} "
           f"s, wall {wall / minutes:.1f} s")
     print("CPU s per minute of video by stage:", {name: round(value / minutes, 2) for name, value in seconds.items()})
+    # ru_maxrss is in KiB on Linux: the process's peak, model and imports included.
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (model, imports and index)")
     print(f"load average before {load_before}, after {os.getloadavg()}")
 
 
