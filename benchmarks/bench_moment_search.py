@@ -43,6 +43,7 @@ from modeling_avigate import AvigateModel
 from modeling_avigate.data import load_benchmark
 from modeling_avigate.embedding import EmbeddingOptions
 from modeling_avigate.processors import AvigateProcessor
+from modeling_avigate.retrieval_metrics import metrics_from_ranks
 from modeling_avigate.search import VideoIndex, build_sharded
 
 
@@ -194,8 +195,9 @@ def recall_table(ranks: np.ndarray, kinds: list[str]) -> dict[str, tuple[float, 
     """`{kind: (R@1 %, R@5 %, median rank, captions)}`, with `all` first."""
     kinds = np.asarray(kinds)
     groups = {"all": np.ones(len(ranks), dtype=bool), **{kind: kinds == kind for kind in sorted(set(kinds))}}
-    return {name: (100 * float((ranks[rows] <= 1).mean()), 100 * float((ranks[rows] <= 5).mean()),
-                   float(np.median(ranks[rows])), int(rows.sum())) for name, rows in groups.items()}
+    metrics = {name: metrics_from_ranks(ranks[rows]) for name, rows in groups.items()}
+    return {name: (metrics[name]["R@1"], metrics[name]["R@5"], metrics[name]["MdR"], int(rows.sum()))
+            for name, rows in groups.items()}
 
 
 def query_latency(index: VideoIndex, captions: list[str]) -> tuple[float, float]:
